@@ -1,0 +1,185 @@
+#!/usr/bin/env node
+// CLI entry (bin `edge-agent`): takes argv; runs the agent, checks a config, runs the simulated
+// gateway or the demo. The only place that calls process.exit. Exit codes: 0 ok, 64 usage,
+// 78 invalid config or model, 69 broker, 70 internal/timeout, 74 store.
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadConfig } from './config.js';
+import { runDemo } from './demo.js';
+import { EdgeError, isEdgeError } from './errors.js';
+import { createLogger } from './log.js';
+import { startAgent, type Agent } from './pipeline.js';
+import { simulateDefaults, startSimulator } from './simulate.js';
+import { loadModel } from '../models/load.js';
+import { mappingProblems } from './features.js';
+
+const HELP = `edge-agent — ONNX inference on MQTT sensor readings, every prediction kept in SQLite
+
+Usage:
+  edge-agent run --config FILE        run the agent (SIGTERM/SIGINT: graceful stop)
+  edge-agent config check FILE        validate a config file and the model it names, then exit
+  edge-agent simulate [options]       a simulated PLC gateway publishing bearing readings
+  edge-agent demo [--duration SEC]    embedded broker + simulated gateway + agent, with a live status line
+  edge-agent --help | --version
+
+Options:
+  -c, --config FILE      config file (YAML) for 'run'
+  --url URL              simulate: broker URL (default ${simulateDefaults.url})
+  --machines N           simulate: machines (default ${simulateDefaults.machines})
+  --rate HZ              simulate: readings per second per machine (default ${simulateDefaults.ratePerMachine})
+  --drifting N           simulate: the machine whose bearing degrades, 0 for none (default ${simulateDefaults.drifting})
+  --drift-sec SEC        simulate: seconds from a new to a failing bearing (default ${simulateDefaults.driftSec})
+  --qos 0|1              simulate: QoS of the readings (default ${simulateDefaults.qos})
+  --count N              simulate: stop after N readings (default: run until stopped)
+  --duration SEC         demo: stop by itself after SEC seconds (default: run until Ctrl-C)
+  -h, --help             this text
+  -v, --version          the agent's version
+
+Exit codes: 0 ok, 64 bad command line, 78 invalid config or model, 69 broker, 70 internal, 74 store.
+Docs: README.md (config reference, payload mapping, manifest format, error codes).`;
+
+function usage(message: string): never {
+  process.stderr.write(`edge-agent: ${message}\nRun 'edge-agent --help' for the commands and options.\n`);
+  process.exit(64);
+}
+
+function fail(err: unknown): never {
+  if (isEdgeError(err)) {
+    process.stderr.write(`edge-agent: ${err.code}: ${err.message}\n`);
+    process.exit(err.exitCode);
+  }
+  process.stderr.write(`edge-agent: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(70);
+}
+
+function positiveNumber(name: string, v: string | undefined, fallback: number, integer = false): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) usage(`--${name}: got "${v}", expected a ${integer ? 'whole ' : ''}number >= 0`);
+  return n;
+}
+
+async function cmdRun(configPath: string): Promise<void> {
+  const config = loadConfig(configPath);
+  const log = createLogger(config.log);
+  let agent: Agent | null = null;
+  let stopping = false;
+  const stop = (reason: string, code: number, err?: Error) => {
+    if (stopping) {
+      if (reason === 'SIGINT' || reason === 'SIGTERM') log.warn({ signal: reason }, 'second signal: stopping now');
+      else return;
+      process.exit(code || 130);
+    }
+    stopping = true;
+    log.info({ reason }, 'stopping');
+    const deadline = setTimeout(() => {
+      log.error({ deadlineMs: config.shutdown.deadlineMs, code: 'EDGE_ERR_SHUTDOWN_TIMEOUT' }, 'shutdown deadline passed; force-closing');
+      void agent?.destroy(new EdgeError('EDGE_ERR_SHUTDOWN_TIMEOUT', 'shutdown deadline passed')).finally(() => process.exit(70));
+    }, config.shutdown.deadlineMs);
+    void (agent?.close() ?? Promise.resolve()).then(
+      () => {
+        clearTimeout(deadline);
+        if (err) log.fatal({ err: err.message }, 'stopped after a fatal error');
+        process.exit(code);
+      },
+      (e: unknown) => {
+        log.error({ err: (e as Error).message }, 'graceful stop failed');
+        process.exit(70);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM', 0));
+  process.on('SIGINT', () => stop('SIGINT', 0));
+  try {
+    agent = await startAgent(config, log, { onFatal: (err) => stop('fatal', 70, err) });
+  } catch (err) {
+    if (isEdgeError(err)) log.fatal({ code: err.code, err: err.message }, 'agent could not start');
+    fail(err);
+  }
+}
+
+async function cmdConfigCheck(path: string): Promise<void> {
+  const config = loadConfig(path);
+  const model = await loadModel(config.model.dir, config.inference);
+  try {
+    const problems = mappingProblems(config.mapping, model.manifest);
+    if (problems.length) throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `${path}: mapping does not fit the model\n  ${problems.join('\n  ')}`);
+    const m = model.manifest;
+    process.stdout.write(
+      `${path}: OK\n  broker: ${config.mqtt.url ?? `embedded on ${config.mqtt.embedded.host}:${config.mqtt.embedded.port}`}\n` +
+        `  model: ${m.name}@${m.version} (${m.features.length} features, ${m.golden.length} golden vectors pass)\n` +
+        `  store: ${config.store.path} (synchronous=${config.store.synchronous})\n`,
+    );
+  } finally {
+    await model.inference.close();
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        url: { type: 'string' },
+        machines: { type: 'string' },
+        rate: { type: 'string' },
+        drifting: { type: 'string' },
+        'drift-sec': { type: 'string' },
+        qos: { type: 'string' },
+        count: { type: 'string' },
+        duration: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  const { values: o, positionals: p } = parsed;
+  if (o.help) return void process.stdout.write(`${HELP}\n`);
+  if (o.version) {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    return void process.stdout.write(`${pkg.version}\n`);
+  }
+  const cmd = p.join(' ');
+  if (cmd === 'run') {
+    if (!o.config) usage("'run' needs --config FILE");
+    return cmdRun(o.config);
+  }
+  if (p[0] === 'config' && p[1] === 'check') {
+    const file = p[2] ?? o.config;
+    if (!file || p.length > 3) usage("'config check' takes one FILE");
+    return cmdConfigCheck(file);
+  }
+  if (cmd === 'simulate') {
+    const qos = positiveNumber('qos', o.qos, simulateDefaults.qos, true);
+    if (qos !== 0 && qos !== 1) usage(`--qos: got "${o.qos}", expected 0 or 1`);
+    const sim = startSimulator({
+      ...simulateDefaults,
+      url: o.url ?? simulateDefaults.url,
+      machines: positiveNumber('machines', o.machines, simulateDefaults.machines, true),
+      ratePerMachine: positiveNumber('rate', o.rate, simulateDefaults.ratePerMachine),
+      drifting: positiveNumber('drifting', o.drifting, simulateDefaults.drifting, true),
+      driftSec: positiveNumber('drift-sec', o['drift-sec'], simulateDefaults.driftSec),
+      qos,
+      count: positiveNumber('count', o.count, 0, true),
+    });
+    const end = () => void sim.close().then(() => process.exit(0));
+    process.on('SIGINT', end);
+    process.on('SIGTERM', end);
+    await sim.done;
+    await sim.close();
+    process.stdout.write(`sent ${sim.sent} readings\n`);
+    return;
+  }
+  if (cmd === 'demo') return runDemo({ durationSec: positiveNumber('duration', o.duration, 0) });
+  if (cmd === '') usage('no command given');
+  usage(`unknown command "${cmd}"`);
+}
+
+main(process.argv.slice(2)).catch(fail);

@@ -1,0 +1,90 @@
+// Config: takes the path of one YAML file; gives the validated, frozen config built from every
+// stage's own options schema, or an EdgeError (EDGE_ERR_CONFIG, exit 78) listing every problem with
+// its key path, the bad value and what was expected. Relative paths are taken from the file's folder.
+
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { EdgeError } from './errors.js';
+import { mappingOptionsSchema } from './features.js';
+import { inferenceOptionsSchema } from './infer.js';
+import { ingestOptionsSchema } from './ingest.js';
+import { logOptionsSchema } from './log.js';
+import { mqttOptionsSchema } from './mqtt.js';
+import { publishOptionsSchema } from './publish.js';
+import { storeOptionsSchema } from './store.js';
+import { formatZodIssues } from './zod-format.js';
+
+export const configSchema = z.strictObject({
+  mqtt: mqttOptionsSchema,
+  ingest: ingestOptionsSchema,
+  mapping: mappingOptionsSchema,
+  model: z.strictObject({
+    /** A model version folder holding model.onnx and manifest.json. */
+    dir: z.string().min(1),
+  }),
+  inference: inferenceOptionsSchema,
+  store: storeOptionsSchema,
+  publish: publishOptionsSchema,
+  shutdown: z
+    .strictObject({
+      /** Stop taking messages, finish the batch in flight, commit, disconnect: all within this. Keep it under systemd's TimeoutStopSec. */
+      deadlineMs: z.number().int().min(100).max(600000).default(10000),
+    })
+    .prefault({}),
+  log: logOptionsSchema,
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+type DeepReadonly<T> = T extends (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
+export type FrozenConfig = DeepReadonly<Config>;
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object') {
+    for (const child of Object.values(v)) deepFreeze(child);
+    Object.freeze(v);
+  }
+  return v;
+}
+
+/** Parses YAML text. `where` names the file in messages; relative paths resolve against `baseDir`. */
+export function parseConfig(text: string, where: string, baseDir: string): FrozenConfig {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length) {
+    const details = doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`);
+    throw new EdgeError('EDGE_ERR_CONFIG', `${where}: not valid YAML\n  ${details.join('\n  ')}`, { details });
+  }
+  return configFromObject(doc.toJS() ?? {}, where, baseDir);
+}
+
+/** Validates an already-parsed config object (what the YAML file holds). */
+export function configFromObject(raw: unknown, where: string, baseDir: string): FrozenConfig {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const details = formatZodIssues(result.error.issues, raw);
+    throw new EdgeError('EDGE_ERR_CONFIG', `${where}: ${details.length} problem${details.length > 1 ? 's' : ''}\n  ${details.join('\n  ')}`, { details });
+  }
+  const c = result.data;
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  c.model.dir = abs(c.model.dir);
+  c.store.path = abs(c.store.path);
+  if (c.mqtt.tls) {
+    for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
+      const v = c.mqtt.tls[k];
+      if (v !== undefined) c.mqtt.tls[k] = abs(v);
+    }
+  }
+  return deepFreeze(c);
+}
+
+export function loadConfig(path: string): FrozenConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new EdgeError('EDGE_ERR_CONFIG', `${path}: cannot read the config file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  return parseConfig(text, path, dirname(resolve(path)));
+}

@@ -1,0 +1,56 @@
+// Errors: the one registry of error classes with stable codes.
+// Every code has a row in the README's error table. Bad input is never thrown past its stage:
+// it becomes a dead letter with one of the REJECT_* reasons below.
+
+export const ErrorCodes = {
+  EDGE_ERR_CONFIG: { retryable: false, exitCode: 78, summary: 'the config file is missing, unreadable or invalid' },
+  EDGE_ERR_CLI_USAGE: { retryable: false, exitCode: 64, summary: 'unknown command or option on the command line' },
+  EDGE_ERR_MANIFEST: { retryable: false, exitCode: 78, summary: 'the model manifest is missing or invalid' },
+  EDGE_ERR_MODEL_FILE: { retryable: false, exitCode: 78, summary: 'the model file is missing or its sha256 differs from the manifest' },
+  EDGE_ERR_MODEL_CONTRACT: { retryable: false, exitCode: 78, summary: "the ONNX session's inputs/outputs differ from the manifest" },
+  EDGE_ERR_MODEL_GOLDEN: { retryable: false, exitCode: 78, summary: "a golden vector's output differs from the manifest" },
+  EDGE_ERR_MODEL_LOAD: { retryable: false, exitCode: 78, summary: 'onnxruntime could not load the model' },
+  EDGE_ERR_CONFIG_MODEL_MISMATCH: { retryable: false, exitCode: 78, summary: "the config's feature mapping does not fit the model's features" },
+  EDGE_ERR_STORE: { retryable: false, exitCode: 74, summary: 'the SQLite store could not be opened or migrated' },
+  EDGE_ERR_BROKER: { retryable: true, exitCode: 69, summary: 'the MQTT broker refused the connection or the embedded broker could not start' },
+  EDGE_ERR_INFERENCE: { retryable: true, exitCode: 70, summary: 'the inference worker failed' },
+  EDGE_ERR_SHUTDOWN_TIMEOUT: { retryable: false, exitCode: 70, summary: 'shutdown did not finish within shutdown.deadlineMs' },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class EdgeError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly exitCode: number;
+  readonly details: readonly string[];
+
+  constructor(code: ErrorCode, message: string, options: { details?: readonly string[]; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'EdgeError';
+    this.code = code;
+    this.retryable = ErrorCodes[code].retryable;
+    this.exitCode = ErrorCodes[code].exitCode;
+    this.details = options.details ?? [];
+  }
+}
+
+export function isEdgeError(err: unknown): err is EdgeError {
+  return err instanceof EdgeError;
+}
+
+/** Why a message became a dead letter. Stored in dead_letters.reason_code; the README lists them. */
+export const RejectReasons = {
+  REJECT_PAYLOAD_TOO_LARGE: 'payload is larger than ingest.maxPayloadBytes',
+  REJECT_NOT_UTF8: 'payload is not valid UTF-8',
+  REJECT_MALFORMED_JSON: 'payload is not valid JSON',
+  REJECT_NOT_OBJECT: 'payload is JSON but not an object',
+  REJECT_MISSING_FIELD: 'a mapped field is absent from the payload',
+  REJECT_WRONG_TYPE: 'a mapped field is not a number',
+  REJECT_NOT_FINITE: 'a mapped field is NaN or infinite',
+  REJECT_OUT_OF_RANGE: "a feature is outside the manifest's valid range",
+  REJECT_NO_ASSET: 'the asset id could not be taken from the topic or payload',
+  REJECT_INFERENCE_FAILED: 'the model failed on this batch',
+} as const;
+
+export type RejectReason = keyof typeof RejectReasons;

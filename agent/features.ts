@@ -1,0 +1,130 @@
+// Features: takes one MQTT message (topic + raw payload) and the model's feature list; gives the
+// asset id and the ordered feature row the model expects, or the reason the message is rejected.
+// Nothing here throws on bad input: a rejection is data and becomes a dead letter.
+
+import { isUtf8 } from 'node:buffer';
+import { z } from 'zod';
+import type { RejectReason } from './errors.js';
+import type { Manifest } from '../models/manifest.js';
+
+const pathString = z
+  .string()
+  .min(1)
+  .regex(/^[^.]+(\.[^.]+)*$/, 'a dot path such as "vibration.rms" or "axes.0.rms"');
+
+export const mappingOptionsSchema = z
+  .strictObject({
+    /** Where the asset (machine) id comes from: a topic level (0 = first) or a payload field path. */
+    asset: z
+      .union([
+        z.strictObject({ topicLevel: z.number().int().nonnegative() }),
+        z.strictObject({ field: pathString }),
+      ])
+      .default({ topicLevel: 1 }),
+    /** Model feature name -> path into the JSON payload. A feature not listed is read from the top-level field of its own name. */
+    features: z.record(z.string(), pathString).default({}),
+  })
+  .prefault({});
+
+export type MappingOptions = z.infer<typeof mappingOptionsSchema>;
+
+export type Decoded =
+  | { ok: true; asset: string; values: number[] }
+  | { ok: false; code: RejectReason; detail: string };
+
+// NUL is not allowed in MQTT topics, so not in an asset id that goes into the result topic.
+// eslint-disable-next-line no-control-regex
+const ASSET_RE = /^[^/+#\u0000]{1,128}$/;
+
+function compilePath(path: string): (string | number)[] {
+  return path.split('.').map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
+}
+
+function readPath(root: unknown, path: readonly (string | number)[]): unknown {
+  let v = root;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    if (typeof key === 'number' && Array.isArray(v)) v = v[key];
+    else v = (v as Record<string, unknown>)[String(key)];
+  }
+  return v;
+}
+
+/** Checks the mapping against the model: every mapped name must be a model feature. Gives the problems found. */
+export function mappingProblems(mapping: MappingOptions, manifest: Manifest): string[] {
+  const names = new Set(manifest.features.map((f) => f.name));
+  return Object.keys(mapping.features)
+    .filter((k) => !names.has(k))
+    .map(
+      (k) =>
+        `mapping.features.${k}: got a mapping for "${k}" — expected one of the model's features: ${[...names].join(', ')}`,
+    );
+}
+
+export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPayloadBytes: number) {
+  const columns = manifest.features.map((f) => ({
+    name: f.name,
+    min: f.min,
+    max: f.max,
+    path: compilePath(mapping.features[f.name] ?? f.name),
+    pathText: mapping.features[f.name] ?? f.name,
+  }));
+  const assetPath = 'field' in mapping.asset ? compilePath(mapping.asset.field) : null;
+  const assetLevel = 'topicLevel' in mapping.asset ? mapping.asset.topicLevel : -1;
+
+  function assetOf(topic: string, json: unknown): Decoded | string {
+    let raw: unknown;
+    if (assetPath) {
+      raw = readPath(json, assetPath);
+      if (typeof raw === 'number' && Number.isFinite(raw)) raw = String(raw);
+      if (typeof raw !== 'string') {
+        return { ok: false, code: 'REJECT_NO_ASSET', detail: `asset field "${(mapping.asset as { field: string }).field}" is ${raw === undefined ? 'absent' : `not a string (${typeof raw})`}` };
+      }
+    } else {
+      raw = topic.split('/')[assetLevel];
+      if (raw === undefined) {
+        return { ok: false, code: 'REJECT_NO_ASSET', detail: `topic "${topic}" has no level ${assetLevel}` };
+      }
+    }
+    if (!ASSET_RE.test(raw as string)) {
+      return { ok: false, code: 'REJECT_NO_ASSET', detail: `asset id ${JSON.stringify(raw)} is empty, too long or contains / + #` };
+    }
+    return raw as string;
+  }
+
+  return function decode(topic: string, payload: Buffer): Decoded {
+    if (payload.length > maxPayloadBytes) {
+      return { ok: false, code: 'REJECT_PAYLOAD_TOO_LARGE', detail: `payload is ${payload.length} bytes, the limit is ${maxPayloadBytes}` };
+    }
+    if (!isUtf8(payload)) return { ok: false, code: 'REJECT_NOT_UTF8', detail: 'payload is not valid UTF-8' };
+    let json: unknown;
+    try {
+      json = JSON.parse(payload.toString('utf8'));
+    } catch (err) {
+      return { ok: false, code: 'REJECT_MALFORMED_JSON', detail: (err as Error).message };
+    }
+    if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+      return { ok: false, code: 'REJECT_NOT_OBJECT', detail: `payload is a JSON ${json === null ? 'null' : Array.isArray(json) ? 'array' : typeof json}` };
+    }
+    const asset = assetOf(topic, json);
+    if (typeof asset !== 'string') return asset;
+    const values = new Array<number>(columns.length);
+    for (let i = 0; i < columns.length; i++) {
+      const c = columns[i]!;
+      const v = readPath(json, c.path);
+      if (v === undefined) return { ok: false, code: 'REJECT_MISSING_FIELD', detail: `feature ${c.name}: field "${c.pathText}" is absent` };
+      if (typeof v !== 'number') {
+        return { ok: false, code: 'REJECT_WRONG_TYPE', detail: `feature ${c.name}: field "${c.pathText}" is ${v === null ? 'null' : typeof v}, expected a number` };
+      }
+      // JSON.parse cannot give NaN or Infinity, but 1e999 parses to Infinity.
+      if (!Number.isFinite(v)) return { ok: false, code: 'REJECT_NOT_FINITE', detail: `feature ${c.name}: field "${c.pathText}" is ${v}` };
+      if (v < c.min || v > c.max) {
+        return { ok: false, code: 'REJECT_OUT_OF_RANGE', detail: `feature ${c.name}: ${v} is outside the valid range [${c.min}, ${c.max}]` };
+      }
+      values[i] = v;
+    }
+    return { ok: true, asset, values };
+  };
+}
+
+export type Decoder = ReturnType<typeof createDecoder>;

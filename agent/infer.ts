@@ -1,0 +1,95 @@
+// Inference: takes packed feature rows (Float32Array, rows x cols); gives the model's output
+// tensors and the time the model took. The ONNX session lives in a worker thread (infer-worker.ts)
+// so a slow model never stalls MQTT keepalives, PUBACKs or SQLite commits on the main thread.
+
+import { Worker } from 'node:worker_threads';
+import { z } from 'zod';
+import { EdgeError } from './errors.js';
+import type { TensorInfo, WorkerReply, WorkerRequest } from './infer-worker.js';
+
+export const inferenceOptionsSchema = z
+  .strictObject({
+    /** A batch is sent to the model when it holds this many rows... */
+    maxBatchRows: z.number().int().min(1).max(65536).default(256),
+    /** ...or when its first row has waited this long. */
+    maxWaitMs: z.number().nonnegative().max(10000).default(5),
+    /** Rows waiting for the model beyond which the agent stops reading from the broker (backpressure). */
+    maxQueuedRows: z.number().int().min(1).default(8192),
+    /** onnxruntime intra-op threads; 1 is fastest on a 2-core line PC (the broker needs the other core). */
+    intraOpThreads: z.number().int().min(1).max(64).default(1),
+  })
+  .prefault({});
+
+export type InferenceOptions = z.infer<typeof inferenceOptionsSchema>;
+export type { TensorInfo };
+
+export interface InferResult {
+  outputs: Record<string, { data: Float32Array; dims: number[] }>;
+  /** Time the model's run() took inside the worker. */
+  ms: number;
+}
+
+export interface Inference {
+  readonly inputs: TensorInfo[];
+  readonly outputs: TensorInfo[];
+  run(inputName: string, data: Float32Array, rows: number, cols: number): Promise<InferResult>;
+  close(): Promise<void>;
+}
+
+export async function startInference(modelPath: string, options: InferenceOptions): Promise<Inference> {
+  const worker = new Worker(new URL('./infer-worker.js', import.meta.url), {
+    workerData: { modelPath, intraOpThreads: options.intraOpThreads },
+  });
+  const pending = new Map<number, { resolve: (r: InferResult) => void; reject: (e: Error) => void }>();
+  let nextId = 1;
+  let dead: Error | null = null;
+
+  const failAll = (err: Error) => {
+    dead = err;
+    for (const p of pending.values()) p.reject(err);
+    pending.clear();
+  };
+
+  const ready = await new Promise<{ inputs: TensorInfo[]; outputs: TensorInfo[] }>((resolve, reject) => {
+    const onMessage = (m: WorkerReply) => {
+      if (m.kind === 'ready') resolve({ inputs: m.inputs, outputs: m.outputs });
+      else if (m.kind === 'failed') reject(new EdgeError('EDGE_ERR_MODEL_LOAD', `onnxruntime cannot load ${modelPath}: ${m.message}`));
+    };
+    worker.once('message', onMessage);
+    worker.once('error', (err) => reject(new EdgeError('EDGE_ERR_MODEL_LOAD', `inference worker failed: ${err.message}`, { cause: err })));
+  }).catch(async (err: unknown) => {
+    await worker.terminate();
+    throw err;
+  });
+
+  worker.on('message', (m: WorkerReply) => {
+    if (m.kind !== 'result' && m.kind !== 'error') return;
+    const p = pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    if (m.kind === 'result') p.resolve({ outputs: m.outputs, ms: m.ms });
+    else p.reject(new EdgeError('EDGE_ERR_INFERENCE', `model run failed: ${m.message}`));
+  });
+  worker.on('error', (err) => failAll(new EdgeError('EDGE_ERR_INFERENCE', `inference worker crashed: ${err.message}`, { cause: err })));
+  worker.on('exit', (code) => failAll(new EdgeError('EDGE_ERR_INFERENCE', `inference worker exited with code ${code}`)));
+
+  let closed = false;
+  return {
+    inputs: ready.inputs,
+    outputs: ready.outputs,
+    run(inputName, data, rows, cols) {
+      if (dead) return Promise.reject(dead);
+      const id = nextId++;
+      return new Promise<InferResult>((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        const req: WorkerRequest = { id, inputName, data, rows, cols };
+        worker.postMessage(req, [data.buffer as ArrayBuffer]);
+      });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await worker.terminate();
+    },
+  };
+}

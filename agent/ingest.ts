@@ -1,0 +1,124 @@
+// Ingest: takes MQTT PUBLISH packets from mqtt.js (as its handleMessage hook); gives each message,
+// decoded, to the batcher. For QoS 1 and 2 the raw message is first written to the SQLite inbox, so by
+// the time mqtt.js sends the PUBACK (when the hook calls back) the message is durable.
+//
+// mqtt.js reads the next packet only after the hook calls back: holding the callback while the
+// batcher is full is the backpressure valve. A redelivered message (DUP flag) whose key we already
+// hold is acknowledged again and not processed twice.
+
+import { createHash } from 'node:crypto';
+import type { IPublishPacket } from 'mqtt';
+import { z } from 'zod';
+import type { Decoded } from './features.js';
+import type { Store } from './store.js';
+
+export const ingestOptionsSchema = z.strictObject({
+  /** Topic filters to subscribe to (+ and # wildcards) with their QoS. */
+  subscriptions: z
+    .array(z.strictObject({ topic: z.string().min(1), qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1) }))
+    .min(1),
+  /** Larger payloads become dead letters (REJECT_PAYLOAD_TOO_LARGE) holding their first maxPayloadBytes bytes. */
+  maxPayloadBytes: z.number().int().min(16).max(256 * 1024 * 1024).default(64 * 1024),
+  /** How many recent QoS 1/2 message keys are kept to recognise a redelivery after a crash or reconnect. */
+  dedupWindow: z.number().int().min(0).default(20000),
+});
+
+export type IngestOptions = z.infer<typeof ingestOptionsSchema>;
+
+export interface Message {
+  inboxId: number | null;
+  dedupKey: string | null;
+  topic: string;
+  /** The payload as received, cut to maxPayloadBytes when it was larger. */
+  payload: Buffer;
+  receivedAt: number;
+  /** performance.now() at receipt, for in-agent latency. */
+  t0: number;
+  decoded: Decoded;
+}
+
+export interface IngestDeps {
+  store: Store;
+  decode: (topic: string, payload: Buffer) => Decoded;
+  /** Takes the message; gives false when the batcher is full and the caller should wait for `drained`. */
+  accept: (m: Message) => boolean;
+  drained: () => Promise<void>;
+  onDuplicate: (topic: string) => void;
+  onRefused: (topic: string, qos: number) => void;
+}
+
+export interface Ingest {
+  handleMessage(packet: IPublishPacket, callback: (err?: Error) => void): void;
+  /** Replays inbox rows left by a crash (received and acknowledged, no prediction yet). Gives how many. */
+  replay(): Promise<number>;
+  /** From now on QoS 1/2 messages are left unacknowledged (the broker redelivers them next session). */
+  pause(): void;
+}
+
+/** A recently seen key set of bounded size (insertion order eviction). */
+function createRecentKeys(capacity: number, seed: readonly string[]) {
+  const keys = new Set<string>(seed.slice(0, capacity));
+  return {
+    has: (k: string) => keys.has(k),
+    add(k: string) {
+      if (capacity === 0) return;
+      keys.add(k);
+      if (keys.size > capacity) keys.delete(keys.values().next().value as string);
+    },
+  };
+}
+
+export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBytes' | 'dedupWindow'>>, deps: IngestDeps): Ingest {
+  const recent = createRecentKeys(options.dedupWindow, deps.store.recentDedupKeys(options.dedupWindow));
+  let paused = false;
+  const refusal = new Error('agent is shutting down: message left unacknowledged for redelivery');
+
+  function toMessage(inboxId: number | null, dedupKey: string | null, topic: string, payload: Buffer, receivedAt: number): Message {
+    const cut = payload.length > options.maxPayloadBytes ? payload.subarray(0, options.maxPayloadBytes) : payload;
+    const decoded = deps.decode(topic, payload);
+    return { inboxId, dedupKey, topic, payload: cut, receivedAt, t0: performance.now(), decoded };
+  }
+
+  return {
+    handleMessage(packet, callback) {
+      const topic = packet.topic;
+      const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+      const receivedAt = Date.now();
+      let inboxId: number | null = null;
+      let dedupKey: string | null = null;
+      if (packet.qos > 0) {
+        if (paused) {
+          deps.onRefused(topic, packet.qos);
+          callback(refusal);
+          return;
+        }
+        // The key: packet id + digest of topic and payload. A redelivery carries the same packet id.
+        dedupKey = `${packet.messageId ?? 0}:${createHash('sha1').update(topic).update('\0').update(payload).digest('base64')}`;
+        if (packet.dup && recent.has(dedupKey)) {
+          deps.onDuplicate(topic);
+          callback();
+          return;
+        }
+        // An oversized payload is kept cut to one byte over the limit, so a replay still sees it as too large.
+        const stored = payload.length > options.maxPayloadBytes ? payload.subarray(0, options.maxPayloadBytes + 1) : payload;
+        inboxId = deps.store.appendInbox({ receivedAt, topic, qos: packet.qos, dedupKey, payload: stored });
+        recent.add(dedupKey);
+      }
+      const room = deps.accept(toMessage(inboxId, dedupKey, topic, payload, receivedAt));
+      if (room) callback();
+      else void deps.drained().then(() => callback());
+    },
+
+    async replay() {
+      const rows = deps.store.pendingInbox();
+      for (const r of rows) {
+        if (!deps.accept(toMessage(r.id, r.dedupKey, r.topic, r.payload, r.receivedAt))) await deps.drained();
+      }
+      return rows.length;
+    },
+
+    pause() {
+      paused = true;
+    },
+  };
+}

@@ -1,0 +1,35 @@
+// Logging: pino JSON lines to stdout (journald keeps them). Takes a level, gives a logger.
+// Messages are constant strings; what varies goes in structured fields.
+
+import { pino, type Logger } from 'pino';
+import { z } from 'zod';
+
+export const logOptionsSchema = z
+  .strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .prefault({});
+
+export type LogOptions = z.infer<typeof logOptionsSchema>;
+export type { Logger };
+
+export function createLogger(options: LogOptions, destination?: NodeJS.WritableStream): Logger {
+  return pino(
+    { level: options.level, base: { service: 'edge-agent' }, timestamp: pino.stdTimeFunctions.isoTime },
+    destination ?? pino.destination({ dest: 1, sync: true }),
+  );
+}
+
+/** Logs at most once per `intervalMs` per key, and says how many were suppressed in between. */
+export function createRateLimitedLog(intervalMs: number) {
+  const last = new Map<string, { at: number; suppressed: number }>();
+  return (key: string, now: number, emit: (suppressed: number) => void): void => {
+    const entry = last.get(key);
+    if (entry && now - entry.at < intervalMs) {
+      entry.suppressed++;
+      return;
+    }
+    emit(entry?.suppressed ?? 0);
+    last.set(key, { at: now, suppressed: 0 });
+  };
+}

@@ -1,0 +1,110 @@
+// MQTT connection: takes the broker options; gives a connected mqtt.js client with a persistent
+// session, reconnect with exponential backoff, and a re-subscribe whenever the broker lost the session.
+// The caller installs `handleMessage` (see ingest.ts) before the first CONNACK can deliver anything.
+
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { z } from 'zod';
+import { EdgeError } from './errors.js';
+import type { Logger } from './log.js';
+import { secretSchema } from './secret.js';
+
+export const mqttOptionsSchema = z
+  .strictObject({
+    /** mqtt:// or mqtts:// URL of the plant broker. Absent: the agent starts its embedded broker. */
+    url: z
+      .string()
+      .regex(/^mqtts?:\/\/[^/\s]+\/?$/, 'a URL such as mqtt://broker:1883 or mqtts://broker:8883')
+      .optional(),
+    embedded: z
+      .strictObject({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(1883) })
+      .prefault({}),
+    clientId: z.string().min(1).max(128).default(`edge-agent-${hostname()}`),
+    username: z.string().optional(),
+    password: secretSchema.optional(),
+    tls: z
+      .strictObject({
+        caFile: z.string().optional(),
+        certFile: z.string().optional(),
+        keyFile: z.string().optional(),
+        rejectUnauthorized: z.boolean().default(true),
+      })
+      .optional(),
+    protocolVersion: z.union([z.literal(4), z.literal(5)]).default(4),
+    /** MQTT 5 only: how long the broker keeps the session while the agent is away. */
+    sessionExpirySec: z.number().int().nonnegative().default(7 * 24 * 3600),
+    keepaliveSec: z.number().int().min(1).max(65535).default(30),
+    connectTimeoutMs: z.number().int().min(100).default(30000),
+    reconnectMinMs: z.number().int().min(10).default(1000),
+    reconnectMaxMs: z.number().int().min(10).default(30000),
+  })
+  .prefault({});
+
+export type MqttOptions = z.infer<typeof mqttOptionsSchema>;
+
+export interface Subscription { topic: string; qos: 0 | 1 | 2 }
+
+function readTls(file: string | undefined, what: string): Buffer | undefined {
+  if (!file) return undefined;
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new EdgeError('EDGE_ERR_CONFIG', `mqtt.tls.${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+}
+
+/** Creates the client (not yet connected: call `client.connect()` after installing handleMessage). */
+export function createMqttClient(url: string, o: MqttOptions, subscriptions: readonly Subscription[], log: Logger): MqttClient {
+  const options: IClientOptions = {
+    clientId: o.clientId,
+    clean: false,
+    protocolVersion: o.protocolVersion,
+    keepalive: o.keepaliveSec,
+    connectTimeout: o.connectTimeoutMs,
+    reconnectPeriod: o.reconnectMinMs,
+    resubscribe: false,
+    manualConnect: true,
+    ...(o.username !== undefined ? { username: o.username } : {}),
+    ...(o.password !== undefined ? { password: o.password } : {}),
+    ...(o.protocolVersion === 5 ? { properties: { sessionExpiryInterval: o.sessionExpirySec } } : {}),
+  };
+  if (o.tls) {
+    Object.assign(options, {
+      ca: readTls(o.tls.caFile, 'caFile'),
+      cert: readTls(o.tls.certFile, 'certFile'),
+      key: readTls(o.tls.keyFile, 'keyFile'),
+      rejectUnauthorized: o.tls.rejectUnauthorized,
+    });
+  }
+  const client = mqtt.connect(url, options);
+  let attempt = 0;
+  // Runs before mqtt.js's own 'close' listener arms the reconnect timer, so the next retry waits longer.
+  client.prependListener('close', () => {
+    const delay = Math.min(o.reconnectMaxMs, o.reconnectMinMs * 2 ** Math.min(attempt, 16));
+    client.options.reconnectPeriod = Math.round(delay * (0.8 + Math.random() * 0.4));
+    attempt++;
+  });
+  let subscribedOnce = false;
+  client.on('connect', (connack) => {
+    attempt = 0;
+    client.options.reconnectPeriod = o.reconnectMinMs;
+    log.info({ url, clientId: o.clientId, sessionPresent: connack.sessionPresent }, 'connected to broker');
+    // Subscribe on this process's first connect (the config may have changed since the session was
+    // made) and whenever the broker has lost the session; otherwise the session still holds them.
+    if (subscribedOnce && connack.sessionPresent) return;
+    subscribedOnce = true;
+    const wanted = Object.fromEntries(subscriptions.map((s) => [s.topic, { qos: s.qos }]));
+    client.subscribe(wanted, (err, granted) => {
+      if (err) {
+        log.error({ err }, 'subscribe failed');
+        return;
+      }
+      for (const g of granted ?? []) {
+        if (g.qos === 128) log.error({ topic: g.topic }, 'broker refused subscription');
+        else log.info({ topic: g.topic, qos: g.qos }, 'subscribed');
+      }
+    });
+  });
+  return client;
+}

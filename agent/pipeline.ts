@@ -1,0 +1,199 @@
+// The wiring file: one MQTT message's whole path, top to bottom.
+//   broker --PUBLISH--> ingest (inbox row for QoS 1/2, then PUBACK) --> features (decode, map, check)
+//   --> batcher --> infer (worker thread) --> store (predictions + dead letters, inbox rows out, one
+//   transaction) --> publish (result topic) --> stats
+// Start in data-flow order, stop in reverse: stop taking messages, finish the batches in flight,
+// commit, wait for result acks, disconnect keeping the session, close the model and the store.
+
+import type { MqttClient } from 'mqtt';
+import { interpret, outputWidth } from '../models/manifest.js';
+import { loadModel, type LoadedModel } from '../models/load.js';
+import { createBatcher, type Batcher } from './batcher.js';
+import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
+import type { FrozenConfig } from './config.js';
+import { EdgeError, type RejectReason } from './errors.js';
+import { createDecoder, mappingProblems } from './features.js';
+import type { InferResult } from './infer.js';
+import { createIngest, type Ingest, type Message } from './ingest.js';
+import { createRateLimitedLog, type Logger } from './log.js';
+import { createMqttClient } from './mqtt.js';
+import { createPublisher, type Publisher, type Result } from './publish.js';
+import { createStats, type Stats } from './stats.js';
+import { openStore, type DeadLetterRow, type PredictionRow, type Store } from './store.js';
+
+export interface Agent {
+  readonly brokerUrl: string;
+  readonly stats: Stats;
+  readonly model: { name: string; version: string };
+  /** Graceful stop; the caller bounds it with config.shutdown.deadlineMs. Idempotent. */
+  close(): Promise<void>;
+  /** Abort: force-close everything now. Idempotent. */
+  destroy(err?: Error): Promise<void>;
+}
+
+export interface AgentHooks {
+  /** A failure the agent cannot serve through (the store cannot commit, the model worker died). */
+  onFatal(err: Error): void;
+}
+
+type BatchOutcome = { result: InferResult } | { error: Error } | null;
+
+export async function startAgent(config: FrozenConfig, log: Logger, hooks: AgentHooks): Promise<Agent> {
+  const stats = createStats();
+  const parts: { store?: Store; model?: LoadedModel; broker?: EmbeddedBroker; client?: MqttClient } = {};
+  try {
+    // 1. Store: open and migrate the SQLite file.
+    const store = (parts.store = openStore(config.store));
+    // 2. Model: manifest, sha256, ONNX session in its worker, contract and golden vectors checked.
+    const model = (parts.model = await loadModel(config.model.dir, config.inference));
+    const { manifest, inference } = model;
+    const problems = mappingProblems(config.mapping, manifest);
+    if (problems.length) throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `config mapping does not fit model ${manifest.name}@${manifest.version}\n  ${problems.join('\n  ')}`, { details: problems });
+    log.info({ model: manifest.name, version: manifest.version, dir: model.dir, golden: manifest.golden.length }, 'model loaded and verified');
+    // 3. Features: payload -> asset + ordered feature row, or a reject reason.
+    const decode = createDecoder(config.mapping, manifest, config.ingest.maxPayloadBytes);
+    // 4. Broker: the plant's, or the embedded one on loopback.
+    if (!config.mqtt.url) parts.broker = await startEmbeddedBroker(config.mqtt.embedded.host, config.mqtt.embedded.port, log);
+    const brokerUrl = config.mqtt.url ?? (parts.broker as EmbeddedBroker).url;
+    const client = (parts.client = createMqttClient(brokerUrl, config.mqtt, config.ingest.subscriptions, log));
+    client.on('error', (err) => log.error({ err: err.message, code: (err as { code?: unknown }).code }, 'mqtt error'));
+    client.on('offline', () => log.warn({ url: brokerUrl }, 'broker connection lost; reconnecting'));
+    // 5. Publish: results out after commit.
+    const publisher: Publisher = createPublisher(config.publish, client, (err) => log.warn({ err: err.message }, 'result publish failed'));
+
+    const rejectLog = createRateLimitedLog(10_000);
+    const cols = manifest.features.length;
+    const width = outputWidth(manifest.output);
+
+    // 6. Infer: the valid rows of a batch, packed, through the worker.
+    async function runBatch(batch: Message[]): Promise<BatchOutcome> {
+      const ok = batch.filter((m) => m.decoded.ok);
+      if (!ok.length) return null;
+      const data = new Float32Array(ok.length * cols);
+      ok.forEach((m, r) => data.set((m.decoded as { values: number[] }).values, r * cols));
+      try {
+        return { result: await inference.run(manifest.input.name, data, ok.length, cols) };
+      } catch (err) {
+        return { error: err as Error };
+      }
+    }
+
+    // 7. Store + publish: one transaction for the batch, then the results, then the counters.
+    function commitBatch(batch: Message[], outcome: BatchOutcome): void {
+      const predictions: PredictionRow[] = [];
+      const dead: DeadLetterRow[] = [];
+      const inboxIds: number[] = [];
+      const out = outcome && 'result' in outcome ? outcome.result.outputs[manifest.output.tensor] : undefined;
+      const modelMs = outcome && 'result' in outcome ? outcome.result.ms : 0;
+      const verdicts = [];
+      let k = 0;
+      for (const m of batch) {
+        if (m.inboxId !== null) inboxIds.push(m.inboxId);
+        const base = { receivedAt: m.receivedAt, topic: m.topic, inboxId: m.inboxId, dedupKey: m.dedupKey };
+        let reject: { code: RejectReason; detail: string } | null = null;
+        if (!m.decoded.ok) reject = m.decoded;
+        else if (!out) reject = { code: 'REJECT_INFERENCE_FAILED', detail: outcome && 'error' in outcome ? outcome.error.message : `no output "${manifest.output.tensor}"` };
+        if (reject) {
+          dead.push({ ...base, reasonCode: reject.code, reason: reject.detail, payload: m.payload });
+          continue;
+        }
+        const decoded = m.decoded as { asset: string; values: number[] };
+        const row = Array.from((out as { data: Float32Array }).data.subarray(k * width, (k + 1) * width));
+        k++;
+        const verdict = interpret(manifest.output, row);
+        verdicts.push(verdict);
+        predictions.push({
+          ...base, asset: decoded.asset, modelName: manifest.name, modelVersion: manifest.version, features: decoded.values, outputs: row,
+          label: 'label' in verdict ? verdict.label : null,
+          score: verdict.kind === 'classification' ? (verdict.probabilities[verdict.label] ?? null) : verdict.kind === 'score' ? verdict.score : verdict.value,
+          latencyMs: modelMs,
+        });
+      }
+      const ids = store.commitBatch(predictions, dead, inboxIds);
+      const now = performance.now();
+      let p = 0;
+      for (const m of batch) {
+        stats.counters.received++;
+        if (!m.decoded.ok || !out) continue;
+        const pr = predictions[p] as PredictionRow;
+        const result: Result = { id: ids[p] as number, asset: pr.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict: verdicts[p]!, latencyMs: modelMs };
+        p++;
+        publisher.publish(result);
+        stats.latency(now - m.t0);
+      }
+      stats.counters.predictions += predictions.length;
+      if (outcome && 'result' in outcome) {
+        stats.counters.batches++;
+        stats.counters.modelMs += modelMs;
+      }
+      for (const d of dead) {
+        stats.reject(d.reasonCode as RejectReason);
+        rejectLog(d.reasonCode, Date.now(), (suppressed) =>
+          log.warn({ topic: d.topic, reason: d.reasonCode, detail: d.reason, suppressedSinceLast: suppressed }, 'message rejected'),
+        );
+      }
+      if (outcome && 'error' in outcome) {
+        log.error({ err: outcome.error.message, rows: batch.length }, 'inference failed; batch kept as dead letters');
+        if (outcome.error instanceof EdgeError && /crashed|exited/.test(outcome.error.message)) hooks.onFatal(outcome.error);
+      }
+    }
+
+    const batcher: Batcher<Message> = createBatcher(config.inference, runBatch, commitBatch, (err) => {
+      log.fatal({ err: (err as Error).message }, 'cannot commit a batch');
+      hooks.onFatal(err as Error);
+    });
+
+    // 8. Ingest: inbox, dedup, decode, into the batcher. Replay what a crash left, then connect.
+    const ingest: Ingest = createIngest(config.ingest, {
+      store,
+      decode,
+      accept: (m) => batcher.push(m),
+      drained: () => batcher.drained(),
+      onDuplicate: (topic) => {
+        stats.counters.duplicates++;
+        log.info({ topic }, 'redelivered message already stored; acknowledged again');
+      },
+      onRefused: () => void stats.counters.refusedWhileStopping++,
+    });
+    const replayed = await ingest.replay();
+    stats.counters.replayed = replayed;
+    if (replayed) log.info({ rows: replayed }, 'replaying inbox rows left by an unclean stop');
+    client.handleMessage = ingest.handleMessage;
+    client.connect();
+    log.info({ url: brokerUrl, subscriptions: config.ingest.subscriptions }, 'agent started');
+
+    let closing: Promise<void> | null = null;
+    const agent: Agent = {
+      brokerUrl,
+      stats,
+      model: { name: manifest.name, version: manifest.version },
+      close() {
+        closing ??= (async () => {
+          ingest.pause();
+          await batcher.flush();
+          await publisher.settled();
+          await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+          await batcher.flush();
+          await inference.close();
+          store.close();
+          await parts.broker?.close();
+          log.info({ ...stats.snapshot(), rejects: undefined }, 'agent stopped');
+        })();
+        return closing;
+      },
+      destroy: (err) => destroyParts(parts, log, err),
+    };
+    return agent;
+  } catch (err) {
+    await destroyParts(parts, log);
+    throw err;
+  }
+}
+
+async function destroyParts(parts: { store?: Store; model?: LoadedModel; broker?: EmbeddedBroker; client?: MqttClient }, log: Logger, err?: Error): Promise<void> {
+  if (err) log.error({ err: err.message }, 'force-closing the agent');
+  parts.client?.end(true);
+  await parts.model?.inference.close();
+  parts.store?.close();
+  await parts.broker?.close();
+}

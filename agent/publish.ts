@@ -1,0 +1,92 @@
+// Publish: takes a committed prediction; gives the line its result as JSON on a topic made from the
+// configured template, e.g. plant/{asset}/predictions/{model}. Results go out only after the commit,
+// so every result a PLC or HMI sees is also in the store.
+
+import type { MqttClient } from 'mqtt';
+import { z } from 'zod';
+import type { Verdict } from '../models/manifest.js';
+
+const PLACEHOLDERS = ['asset', 'model', 'version'] as const;
+
+export const publishOptionsSchema = z
+  .strictObject({
+    /** Result topic; {asset}, {model} and {version} are filled in. */
+    topic: z
+      .string()
+      .min(1)
+      .refine((t) => !/[+#]/.test(t), 'a topic without the wildcards + and #')
+      .refine(
+        (t) => [...t.matchAll(/\{([^}]*)\}/g)].every((m) => (PLACEHOLDERS as readonly string[]).includes(m[1] ?? '')),
+        `placeholders among ${PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`,
+      )
+      .default('edge-agent/{asset}/predictions/{model}'),
+    qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1),
+    retain: z.boolean().default(false),
+    /** Set false to keep predictions in the store only. */
+    enabled: z.boolean().default(true),
+  })
+  .prefault({});
+
+export type PublishOptions = z.infer<typeof publishOptionsSchema>;
+
+export interface Result {
+  id: number;
+  asset: string;
+  model: string;
+  version: string;
+  receivedAt: number;
+  sourceTopic: string;
+  verdict: Verdict;
+  latencyMs: number;
+}
+
+export function resultTopic(template: string, r: { asset: string; model: string; version: string }): string {
+  return template.replace(/\{(asset|model|version)\}/g, (_, k: 'asset' | 'model' | 'version') => r[k]);
+}
+
+export function resultPayload(r: Result): string {
+  return JSON.stringify({
+    id: r.id,
+    asset: r.asset,
+    model: r.model,
+    version: r.version,
+    receivedAt: new Date(r.receivedAt).toISOString(),
+    sourceTopic: r.sourceTopic,
+    ...r.verdict,
+    latencyMs: Math.round(r.latencyMs * 1000) / 1000,
+  });
+}
+
+export interface Publisher {
+  publish(r: Result): void;
+  /** Resolves when every QoS 1/2 result sent so far is acknowledged by the broker (or the deadline passes). */
+  settled(): Promise<void>;
+  readonly pending: number;
+}
+
+export function createPublisher(options: PublishOptions, client: MqttClient, onError: (err: Error) => void): Publisher {
+  let pending = 0;
+  let waiters: (() => void)[] = [];
+  const done = (err?: Error) => {
+    pending--;
+    if (err) onError(err);
+    if (pending === 0) {
+      const w = waiters;
+      waiters = [];
+      for (const f of w) f();
+    }
+  };
+  return {
+    publish(r) {
+      if (!options.enabled) return;
+      pending++;
+      client.publish(resultTopic(options.topic, r), resultPayload(r), { qos: options.qos, retain: options.retain }, done);
+    },
+    settled() {
+      return pending === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve));
+    },
+    get pending() {
+      return pending;
+    },
+  };
+}

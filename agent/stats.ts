@@ -1,0 +1,61 @@
+// Stats: counters every stage updates, read by the status line (and later /metrics).
+// Takes events; gives a snapshot with rates and in-agent latency percentiles.
+
+import type { RejectReason } from './errors.js';
+
+const WINDOW = 4096;
+
+export function createStats() {
+  const latencies = new Float64Array(WINDOW);
+  let latencyCount = 0;
+  const counters = {
+    received: 0,
+    predictions: 0,
+    deadLetters: 0,
+    duplicates: 0,
+    refusedWhileStopping: 0,
+    replayed: 0,
+    batches: 0,
+    modelMs: 0,
+  };
+  const rejects: Partial<Record<RejectReason, number>> = {};
+  let lastAt = performance.now();
+  let lastReceived = 0;
+  let lastPredictions = 0;
+
+  return {
+    counters,
+    rejects,
+    reject(code: RejectReason) {
+      counters.deadLetters++;
+      rejects[code] = (rejects[code] ?? 0) + 1;
+    },
+    latency(ms: number) {
+      latencies[latencyCount % WINDOW] = ms;
+      latencyCount++;
+    },
+    /** Rates since the previous snapshot; percentiles over the last 4096 messages. */
+    snapshot() {
+      const now = performance.now();
+      const dt = (now - lastAt) / 1000;
+      const n = Math.min(latencyCount, WINDOW);
+      const sorted = Array.from(latencies.subarray(0, n)).sort((a, b) => a - b);
+      const pct = (p: number) => (n ? (sorted[Math.min(n - 1, Math.floor(p * n))] ?? 0) : 0);
+      const snap = {
+        ...counters,
+        rejects: { ...rejects },
+        receivedPerSec: dt > 0 ? (counters.received - lastReceived) / dt : 0,
+        predictionsPerSec: dt > 0 ? (counters.predictions - lastPredictions) / dt : 0,
+        latencyP50Ms: pct(0.5),
+        latencyP99Ms: pct(0.99),
+      };
+      lastAt = now;
+      lastReceived = counters.received;
+      lastPredictions = counters.predictions;
+      return snap;
+    },
+  };
+}
+
+export type Stats = ReturnType<typeof createStats>;
+export type StatsSnapshot = ReturnType<Stats['snapshot']>;

@@ -1,0 +1,210 @@
+// Store: the SQLite file in the data folder. Takes raw messages (the write-ahead inbox), and
+// batches of predictions and dead letters; gives durable rows, pending inbox rows to replay at start,
+// and the recent dedup keys that let a redelivered QoS 1 message be recognised.
+//
+// Durability: WAL mode. synchronous=NORMAL (the default) makes each commit a write() into the WAL
+// without fsync: it survives a crash or kill -9 of the process, but the last commits can be lost on
+// power loss or a kernel crash. synchronous=FULL fsyncs the WAL on every commit: it survives power
+// loss too, at one fsync per commit (~0.4 ms here, slower on SD/eMMC).
+
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { z } from 'zod';
+import { EdgeError } from './errors.js';
+
+export const storeOptionsSchema = z
+  .strictObject({
+    /** The SQLite file. Its folder is created if missing. */
+    path: z.string().min(1).default('/var/lib/edge-agent/edge-agent.db'),
+    /** NORMAL survives a process crash; FULL also survives power loss (slower). */
+    synchronous: z.enum(['NORMAL', 'FULL']).default('NORMAL'),
+    busyTimeoutMs: z.number().int().nonnegative().default(5000),
+  })
+  .prefault({});
+
+export type StoreOptions = z.infer<typeof storeOptionsSchema>;
+
+export interface InboxMessage {
+  receivedAt: number;
+  topic: string;
+  qos: number;
+  dedupKey: string | null;
+  payload: Buffer;
+}
+
+export interface InboxRow extends InboxMessage {
+  id: number;
+}
+
+export interface PredictionRow {
+  receivedAt: number;
+  asset: string;
+  topic: string;
+  modelName: string;
+  modelVersion: string;
+  features: readonly number[];
+  outputs: readonly number[];
+  label: string | null;
+  score: number | null;
+  latencyMs: number;
+  inboxId: number | null;
+  dedupKey: string | null;
+}
+
+export interface DeadLetterRow {
+  receivedAt: number;
+  topic: string;
+  reasonCode: string;
+  reason: string;
+  payload: Buffer;
+  inboxId: number | null;
+  dedupKey: string | null;
+}
+
+/** Forward-only migrations; PRAGMA user_version holds how many have run. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE inbox (
+     id INTEGER PRIMARY KEY,
+     received_at INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     qos INTEGER NOT NULL,
+     dedup_key TEXT,
+     payload BLOB NOT NULL
+   );
+   CREATE TABLE predictions (
+     id INTEGER PRIMARY KEY,
+     received_at INTEGER NOT NULL,
+     asset TEXT NOT NULL,
+     topic TEXT NOT NULL,
+     model_name TEXT NOT NULL,
+     model_version TEXT NOT NULL,
+     features TEXT NOT NULL,
+     outputs TEXT NOT NULL,
+     label TEXT,
+     score REAL,
+     latency_ms REAL NOT NULL,
+     inbox_id INTEGER,
+     dedup_key TEXT,
+     created_at INTEGER NOT NULL,
+     synced_at INTEGER
+   );
+   CREATE INDEX predictions_unsynced ON predictions (id) WHERE synced_at IS NULL;
+   CREATE TABLE dead_letters (
+     id INTEGER PRIMARY KEY,
+     received_at INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     reason_code TEXT NOT NULL,
+     reason TEXT NOT NULL,
+     payload BLOB NOT NULL,
+     inbox_id INTEGER,
+     dedup_key TEXT,
+     created_at INTEGER NOT NULL
+   );`,
+];
+
+export interface Store {
+  /** One autocommitted row: durable (per `synchronous`) when this returns. */
+  appendInbox(msg: InboxMessage): number;
+  /** One transaction: the rows go in and their inbox rows go out together. Gives prediction row ids. */
+  commitBatch(predictions: readonly PredictionRow[], deadLetters: readonly DeadLetterRow[], inboxIds: readonly number[]): number[];
+  pendingInbox(): InboxRow[];
+  recentDedupKeys(limit: number): string[];
+  counts(): { predictions: number; deadLetters: number; inbox: number };
+  readonly path: string;
+  close(): void;
+}
+
+export function openStore(options: StoreOptions): Store {
+  let db: Database.Database;
+  try {
+    mkdirSync(dirname(options.path), { recursive: true });
+    db = new Database(options.path);
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
+    db.pragma('journal_mode = WAL');
+    // Set explicitly: better-sqlite3's build would otherwise pick its own default.
+    db.pragma(`synchronous = ${options.synchronous}`);
+    migrate(db);
+  } catch (err) {
+    if (err instanceof EdgeError) throw err;
+    throw new EdgeError('EDGE_ERR_STORE', `cannot open ${options.path}: ${(err as Error).message}`, { cause: err });
+  }
+
+  const insertInbox = db.prepare(
+    'INSERT INTO inbox (received_at, topic, qos, dedup_key, payload) VALUES (?, ?, ?, ?, ?)',
+  );
+  const insertPrediction = db.prepare(
+    `INSERT INTO predictions (received_at, asset, topic, model_name, model_version, features, outputs,
+       label, score, latency_ms, inbox_id, dedup_key, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  const insertDead = db.prepare(
+    `INSERT INTO dead_letters (received_at, topic, reason_code, reason, payload, inbox_id, dedup_key, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  const deleteInbox = db.prepare('DELETE FROM inbox WHERE id = ?');
+  const selectInbox = db.prepare('SELECT id, received_at, topic, qos, dedup_key, payload FROM inbox ORDER BY id');
+  const selectKeys = db.prepare(
+    `SELECT dedup_key FROM (
+       SELECT dedup_key FROM (SELECT dedup_key FROM predictions WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
+       UNION ALL SELECT dedup_key FROM (SELECT dedup_key FROM dead_letters WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
+       UNION ALL SELECT dedup_key FROM inbox WHERE dedup_key IS NOT NULL)`,
+  );
+  const countAll = db.prepare(
+    `SELECT (SELECT count(*) FROM predictions) AS predictions, (SELECT count(*) FROM dead_letters) AS deadLetters,
+            (SELECT count(*) FROM inbox) AS inbox`,
+  );
+
+  const commit = db.transaction(
+    (predictions: readonly PredictionRow[], deadLetters: readonly DeadLetterRow[], inboxIds: readonly number[]) => {
+      const now = Date.now();
+      const ids: number[] = [];
+      for (const p of predictions) {
+        const r = insertPrediction.run(
+          p.receivedAt, p.asset, p.topic, p.modelName, p.modelVersion, JSON.stringify(p.features),
+          JSON.stringify(p.outputs), p.label, p.score, p.latencyMs, p.inboxId, p.dedupKey, now,
+        );
+        ids.push(Number(r.lastInsertRowid));
+      }
+      for (const d of deadLetters) {
+        insertDead.run(d.receivedAt, d.topic, d.reasonCode, d.reason, d.payload, d.inboxId, d.dedupKey, now);
+      }
+      for (const id of inboxIds) deleteInbox.run(id);
+      return ids;
+    },
+  );
+
+  let closed = false;
+  return {
+    path: options.path,
+    appendInbox: (m) => Number(insertInbox.run(m.receivedAt, m.topic, m.qos, m.dedupKey, m.payload).lastInsertRowid),
+    commitBatch: (p, d, i) => commit(p, d, i),
+    pendingInbox: () =>
+      (selectInbox.all() as { id: number; received_at: number; topic: string; qos: number; dedup_key: string | null; payload: Buffer }[]).map(
+        (r) => ({ id: r.id, receivedAt: r.received_at, topic: r.topic, qos: r.qos, dedupKey: r.dedup_key, payload: r.payload }),
+      ),
+    recentDedupKeys: (limit) => (selectKeys.all({ limit }) as { dedup_key: string }[]).map((r) => r.dedup_key),
+    counts: () => countAll.get() as { predictions: number; deadLetters: number; inbox: number },
+    close: () => {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+}
+
+function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new EdgeError(
+      'EDGE_ERR_STORE',
+      `${db.name}: schema version ${current} is newer than this agent knows (${MIGRATIONS.length}); upgrade the agent`,
+    );
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v] as string);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

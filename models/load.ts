@@ -1,0 +1,110 @@
+// Models: load one version folder. Takes the folder (model.onnx + manifest.json); gives a running
+// inference session whose real inputs/outputs match the manifest and whose golden vectors give the
+// manifest's outputs, or a startup EdgeError that names both sides of the mismatch.
+
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { EdgeError } from '../agent/errors.js';
+import { startInference, type Inference, type InferenceOptions, type TensorInfo } from '../agent/infer.js';
+import { outputWidth, readManifest, type Manifest } from './manifest.js';
+
+export interface LoadedModel {
+  dir: string;
+  manifest: Manifest;
+  inference: Inference;
+}
+
+export function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+function showShape(shape: readonly (number | string)[]): string {
+  return `[${shape.join(',')}]`;
+}
+
+const batchDim = (d: number | string | undefined) => typeof d === 'string' || d === -1;
+
+/** Compares what the session really has with what the manifest says. Gives one line per mismatch. */
+export function contractProblems(m: Manifest, inputs: readonly TensorInfo[], outputs: readonly TensorInfo[]): string[] {
+  const problems: string[] = [];
+  const want = `"${m.input.name}" float32 ${showShape(m.input.shape)}`;
+  const input = inputs.find((i) => i.name === m.input.name);
+  if (inputs.length !== 1) {
+    problems.push(`manifest input: ${want}; the ONNX model has ${inputs.length} inputs: ${inputs.map((i) => `"${i.name}"`).join(', ')}`);
+  }
+  if (!input) {
+    problems.push(`manifest input: ${want}; the ONNX model has no input of that name (it has ${inputs.map((i) => `"${i.name}" ${i.type} ${showShape(i.shape)}`).join(', ')})`);
+  } else if (input.type !== 'float32' || input.shape.length !== 2 || !batchDim(input.shape[0]) || input.shape[1] !== m.input.shape[1]) {
+    problems.push(`manifest input: ${want}; the ONNX model's input: "${input.name}" ${input.type} ${showShape(input.shape)}`);
+  }
+  for (const o of m.outputs) {
+    const real = outputs.find((x) => x.name === o.name);
+    if (!real) {
+      problems.push(`manifest output "${o.name}"; the ONNX model's outputs are ${outputs.map((x) => `"${x.name}"`).join(', ')}`);
+      continue;
+    }
+    const shapeOk =
+      real.shape.length === o.shape.length &&
+      o.shape.every((d, i) => (batchDim(d) ? batchDim(real.shape[i]) || typeof real.shape[i] === 'number' : d === real.shape[i]));
+    if (real.type !== o.dtype || !shapeOk) {
+      problems.push(`manifest output: "${o.name}" ${o.dtype} ${showShape(o.shape)}; the ONNX model's output: "${real.name}" ${real.type} ${showShape(real.shape)}`);
+    }
+  }
+  const spec = m.outputs.find((o) => o.name === m.output.tensor);
+  const width = outputWidth(m.output);
+  if (spec && spec.shape[1] !== undefined && spec.shape[1] !== width) {
+    problems.push(`manifest output.${m.output.kind} reads ${width} values per row; outputs "${spec.name}" has ${String(spec.shape[1])}`);
+  }
+  return problems;
+}
+
+/** Runs every golden vector through the session. Gives one line per value outside its tolerance. */
+export async function goldenProblems(m: Manifest, inference: Inference): Promise<string[]> {
+  const cols = m.features.length;
+  const data = new Float32Array(m.golden.length * cols);
+  m.golden.forEach((g, r) => data.set(g.input, r * cols));
+  const result = await inference.run(m.input.name, data, m.golden.length, cols);
+  const out = result.outputs[m.output.tensor];
+  if (!out) return [`golden: the model gave no output "${m.output.tensor}"`];
+  const width = outputWidth(m.output);
+  const problems: string[] = [];
+  m.golden.forEach((g, r) => {
+    const got = Array.from(out.data.subarray(r * width, (r + 1) * width));
+    const off = got.findIndex((v, i) => !(Math.abs(v - (g.output[i] ?? Number.NaN)) <= g.tolerance));
+    if (off >= 0) {
+      problems.push(`golden[${r}]: manifest expects [${g.output.join(', ')}]; the model gave [${got.join(', ')}] (tolerance ${g.tolerance})`);
+    }
+  });
+  return problems;
+}
+
+export async function loadModel(dir: string, options: InferenceOptions): Promise<LoadedModel> {
+  const abs = resolve(dir);
+  const manifest = readManifest(abs);
+  const modelPath = join(abs, manifest.file.name);
+  let actual: string;
+  try {
+    actual = sha256File(modelPath);
+  } catch (err) {
+    throw new EdgeError('EDGE_ERR_MODEL_FILE', `${modelPath}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  if (actual !== manifest.file.sha256) {
+    throw new EdgeError('EDGE_ERR_MODEL_FILE', `${modelPath}: sha256 is ${actual}, the manifest says ${manifest.file.sha256}`);
+  }
+  const inference = await startInference(modelPath, options);
+  try {
+    const contract = contractProblems(manifest, inference.inputs, inference.outputs);
+    if (contract.length) {
+      throw new EdgeError('EDGE_ERR_MODEL_CONTRACT', `${abs}: the model does not match its manifest\n  ${contract.join('\n  ')}`, { details: contract });
+    }
+    const golden = await goldenProblems(manifest, inference);
+    if (golden.length) {
+      throw new EdgeError('EDGE_ERR_MODEL_GOLDEN', `${abs}: golden vectors fail\n  ${golden.join('\n  ')}`, { details: golden });
+    }
+  } catch (err) {
+    await inference.close();
+    throw err;
+  }
+  return { dir: abs, manifest, inference };
+}
