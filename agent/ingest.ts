@@ -45,6 +45,8 @@ export interface IngestDeps {
   drained: () => Promise<void>;
   onDuplicate: (topic: string) => void;
   onRefused: (topic: string, qos: number) => void;
+  /** Called after each inbox write, before the PUBACK (the crash test uses it to die at that moment). */
+  afterInbox?: (count: number) => void;
 }
 
 export interface Ingest {
@@ -71,6 +73,7 @@ function createRecentKeys(capacity: number, seed: readonly string[]) {
 export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBytes' | 'dedupWindow'>>, deps: IngestDeps): Ingest {
   const recent = createRecentKeys(options.dedupWindow, deps.store.recentDedupKeys(options.dedupWindow));
   let paused = false;
+  let inboxWrites = 0;
   const refusal = new Error('agent is shutting down: message left unacknowledged for redelivery');
 
   function toMessage(inboxId: number | null, dedupKey: string | null, topic: string, payload: Buffer, receivedAt: number): Message {
@@ -103,6 +106,7 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
         const stored = payload.length > options.maxPayloadBytes ? payload.subarray(0, options.maxPayloadBytes + 1) : payload;
         inboxId = deps.store.appendInbox({ receivedAt, topic, qos: packet.qos, dedupKey, payload: stored });
         recent.add(dedupKey);
+        deps.afterInbox?.(++inboxWrites);
       }
       const room = deps.accept(toMessage(inboxId, dedupKey, topic, payload, receivedAt));
       if (room) callback();

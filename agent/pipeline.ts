@@ -154,6 +154,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         log.info({ topic }, 'redelivered message already stored; acknowledged again');
       },
       onRefused: () => void stats.counters.refusedWhileStopping++,
+      afterInbox: killHook(process.env.EDGE_AGENT_TEST_KILL_AFTER_INBOX),
     });
     const replayed = await ingest.replay();
     stats.counters.replayed = replayed;
@@ -188,6 +189,19 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     await destroyParts(parts, log);
     throw err;
   }
+}
+
+/**
+ * Test-only fault injection: EDGE_AGENT_TEST_KILL_AFTER_INBOX=N kills the process with SIGKILL right
+ * after the Nth inbox write and before its PUBACK, the one moment at which a crash makes the broker
+ * redeliver a message the agent already holds. Unset in production.
+ */
+function killHook(value: string | undefined): ((n: number) => void) | undefined {
+  const at = value ? Number(value) : NaN;
+  if (!Number.isInteger(at) || at <= 0) return undefined;
+  return (n) => {
+    if (n === at) process.kill(process.pid, 'SIGKILL');
+  };
 }
 
 async function destroyParts(parts: { store?: Store; model?: LoadedModel; broker?: EmbeddedBroker; client?: MqttClient }, log: Logger, err?: Error): Promise<void> {

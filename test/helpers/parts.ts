@@ -1,0 +1,217 @@
+// Test helpers: real parts, each registered for teardown so a failing test never leaves a broker
+// or an agent running. Takes a node:test context; gives a mosquitto on a free loopback port, temp
+// folders, the agent as a child process, MQTT clients, and read-only views of the SQLite store.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+import Database from 'better-sqlite3';
+import mqtt, { type MqttClient } from 'mqtt';
+import { stringify } from 'yaml';
+
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+export const cliPath = join(repoRoot, 'dist', 'agent', 'cli.js');
+export const demoModelDir = join(repoRoot, 'models', 'demo', 'bearing-health', '1.0.0');
+
+/** Registers a cleanup with the test; cleanups run in reverse order even when the test fails. */
+export function teardown(t: TestContext, fn: () => unknown): void {
+  t.after(async () => {
+    await fn();
+  });
+}
+
+export function tempDir(t: TestContext, prefix = 'edge-agent-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  teardown(t, () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20000, everyMs = 25): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+async function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = tcpConnect(port, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+}
+
+export interface Mosquitto { port: number; url: string; proc: ChildProcess; log: () => string }
+
+/** A real mosquitto on a free loopback port, with queue limits high enough that it never drops QoS 1. */
+export async function startMosquitto(t: TestContext, extra: string[] = []): Promise<Mosquitto> {
+  const dir = tempDir(t, 'edge-agent-mosq-');
+  const port = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'user root',
+      'persistence false',
+      'max_queued_messages 1000000',
+      'max_queued_bytes 0',
+      'queue_qos0_messages true',
+      'log_dest stderr',
+      'log_type error',
+      'log_type warning',
+      ...extra,
+      '',
+    ].join('\n'),
+  );
+  const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  proc.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+  teardown(t, () => stopProcess(proc));
+  await waitFor(`mosquitto on port ${port}`, () => proc.exitCode === null && portOpen(port), 10000);
+  return { port, url: `mqtt://127.0.0.1:${port}`, proc, log: () => log };
+}
+
+export async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  proc.kill(signal);
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 15000);
+  const code = await exited;
+  clearTimeout(timer);
+  return code;
+}
+
+export function agentConfig(overrides: { url?: string; dbPath: string; [k: string]: unknown }): Record<string, unknown> {
+  const { url, dbPath, ...rest } = overrides;
+  return {
+    mqtt: { ...(url ? { url } : {}), clientId: `edge-agent-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`, reconnectMinMs: 100, reconnectMaxMs: 1000 },
+    ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos: 1 }] },
+    mapping: {
+      asset: { topicLevel: 1 },
+      features: { rms_g: 'vibration.rms_g', peak_g: 'vibration.peak_g', kurtosis: 'vibration.kurtosis', crest_factor: 'vibration.crest_factor' },
+    },
+    model: { dir: demoModelDir },
+    store: { path: dbPath },
+    publish: { topic: 'plant/{asset}/predictions/{model}', qos: 1 },
+    log: { level: 'info' },
+    ...rest,
+  };
+}
+
+export function writeConfig(dir: string, config: unknown, name = 'agent.yaml'): string {
+  const path = join(dir, name);
+  writeFileSync(path, typeof config === 'string' ? config : stringify(config));
+  return path;
+}
+
+export interface AgentProcess {
+  proc: ChildProcess;
+  /** Parsed JSON log lines so far. */
+  logs: Record<string, unknown>[];
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+/** The agent as a real child process (`edge-agent run --config FILE`). */
+export function spawnAgent(t: TestContext, configPath: string, env: NodeJS.ProcessEnv = {}): AgentProcess {
+  const proc = spawn(process.execPath, [cliPath, 'run', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const logs: Record<string, unknown>[] = [];
+  let err = '';
+  let buf = '';
+  proc.stdout?.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        logs.push({ msg: line });
+      }
+    }
+  });
+  proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  teardown(t, () => stopProcess(proc, 'SIGKILL'));
+  return {
+    proc,
+    logs,
+    stderr: () => err,
+    exited,
+    async waitForLog(msg, timeoutMs = 30000) {
+      let found: Record<string, unknown> | undefined;
+      await waitFor(`agent log "${msg}" (stderr: ${err.slice(-500)})`, () => {
+        if (proc.exitCode !== null) throw new Error(`agent exited with ${proc.exitCode} before logging "${msg}": ${err}`);
+        found = logs.find((l) => l.msg === msg);
+        return found !== undefined;
+      }, timeoutMs);
+      return found as Record<string, unknown>;
+    },
+  };
+}
+
+/** Runs the CLI to completion; gives its exit code and output. */
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => proc.once('exit', (c) => resolve(c)));
+  return { code, stdout, stderr };
+}
+
+export async function mqttClient(t: TestContext, url: string, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, ...opts });
+  teardown(t, () => client.endAsync(true));
+  return client;
+}
+
+export function openDb(path: string): Database.Database {
+  return new Database(path, { readonly: true, fileMustExist: true });
+}
+
+/** Row counts, read through a separate read-only connection (WAL lets it read while the agent writes). */
+export function countRows(path: string): { predictions: number; deadLetters: number; inbox: number } {
+  const db = openDb(path);
+  try {
+    return db
+      .prepare('SELECT (SELECT count(*) FROM predictions) AS predictions, (SELECT count(*) FROM dead_letters) AS deadLetters, (SELECT count(*) FROM inbox) AS inbox')
+      .get() as { predictions: number; deadLetters: number; inbox: number };
+  } finally {
+    db.close();
+  }
+}
+
+/** A bearing reading in the simulated gateway's JSON layout. */
+export function readingPayload(seq: number, v: readonly number[] = [0.4, 1.4, 3.0, 3.5, 45, 1500]): string {
+  return JSON.stringify({
+    seq,
+    vibration: { rms_g: v[0], peak_g: v[1], kurtosis: v[2], crest_factor: v[3] },
+    temperature_c: v[4],
+    speed_rpm: v[5],
+  });
+}
