@@ -15,7 +15,7 @@ import type { Store } from './store.js';
 export const ingestOptionsSchema = z.strictObject({
   /** Topic filters to subscribe to (+ and # wildcards) with their QoS. */
   subscriptions: z
-    .array(z.strictObject({ topic: z.string().min(1), qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1) }))
+    .array(z.strictObject({ topic: z.string().min(1), qos: z.literal([0, 1, 2]).default(1) }))
     .min(1),
   /** Larger payloads become dead letters (REJECT_PAYLOAD_TOO_LARGE) holding their first maxPayloadBytes bytes. */
   maxPayloadBytes: z.number().int().min(16).max(256 * 1024 * 1024).default(64 * 1024),

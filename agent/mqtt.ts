@@ -31,7 +31,7 @@ export const mqttOptionsSchema = z
         rejectUnauthorized: z.boolean().default(true),
       })
       .optional(),
-    protocolVersion: z.union([z.literal(4), z.literal(5)]).default(4),
+    protocolVersion: z.literal([4, 5]).default(4),
     /** MQTT 5 only: how long the broker keeps the session while the agent is away. */
     sessionExpirySec: z.number().int().nonnegative().default(7 * 24 * 3600),
     keepaliveSec: z.number().int().min(1).max(65535).default(30),

@@ -20,7 +20,7 @@ export const publishOptionsSchema = z
         `placeholders among ${PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`,
       )
       .default('edge-agent/{asset}/predictions/{model}'),
-    qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1),
+    qos: z.literal([0, 1, 2]).default(1),
     retain: z.boolean().default(false),
     /** Set false to keep predictions in the store only. */
     enabled: z.boolean().default(true),

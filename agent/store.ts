@@ -111,6 +111,8 @@ export interface Store {
   pendingInbox(): InboxRow[];
   recentDedupKeys(limit: number): string[];
   counts(): { predictions: number; deadLetters: number; inbox: number };
+  /** What the connection really runs with (asserted in tests, shown by `config check`). */
+  durability(): { journalMode: string; synchronous: string };
   readonly path: string;
   close(): void;
 }
@@ -185,6 +187,10 @@ export function openStore(options: StoreOptions): Store {
       ),
     recentDedupKeys: (limit) => (selectKeys.all({ limit }) as { dedup_key: string }[]).map((r) => r.dedup_key),
     counts: () => countAll.get() as { predictions: number; deadLetters: number; inbox: number },
+    durability: () => ({
+      journalMode: String(db.pragma('journal_mode', { simple: true })),
+      synchronous: ['OFF', 'NORMAL', 'FULL', 'EXTRA'][db.pragma('synchronous', { simple: true }) as number] ?? 'unknown',
+    }),
     close: () => {
       if (closed) return;
       closed = true;

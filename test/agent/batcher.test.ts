@@ -1,0 +1,65 @@
+// Micro-batching: cut at maxBatchRows or after maxWaitMs, commits strictly in arrival order,
+// backpressure when the queue is full, and flush() leaves nothing behind.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createBatcher } from '../../agent/batcher.js';
+
+test('batches cut at maxBatchRows, committed in order, flush leaves nothing', async () => {
+  const committed: number[][] = [];
+  let slow = true;
+  const b = createBatcher<number, number>(
+    { maxBatchRows: 4, maxWaitMs: 1000, maxQueuedRows: 100 },
+    // The first batch is slower than the second: commits must still come in arrival order.
+    (batch) => new Promise((r) => setTimeout(() => r(batch.length), slow ? ((slow = false), 30) : 1)),
+    (batch) => void committed.push(batch),
+    (err) => assert.fail(String(err)),
+  );
+  for (let i = 0; i < 10; i++) b.push(i);
+  await b.flush();
+  assert.deepEqual(committed, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
+  assert.equal(b.queued, 0);
+});
+
+test('a partial batch goes out after maxWaitMs without a flush', async () => {
+  const committed: number[][] = [];
+  let done!: () => void;
+  const seen = new Promise<void>((r) => (done = r));
+  const b = createBatcher<number, void>({ maxBatchRows: 100, maxWaitMs: 5, maxQueuedRows: 1000 }, async () => undefined, (batch) => {
+    committed.push(batch);
+    done();
+  }, (err) => assert.fail(String(err)));
+  b.push(1);
+  b.push(2);
+  await seen;
+  assert.deepEqual(committed, [[1, 2]]);
+});
+
+test('push reports a full queue and drained() resolves once there is room', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const b = createBatcher<number, void>({ maxBatchRows: 2, maxWaitMs: 1, maxQueuedRows: 6 }, () => gate, () => undefined, (err) => assert.fail(String(err)));
+  const room = [1, 2, 3, 4, 5, 6].map((i) => b.push(i));
+  assert.deepEqual(room, [true, true, true, true, true, false]);
+  let drained = false;
+  const waiting = b.drained().then(() => (drained = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(drained, false);
+  release();
+  await waiting;
+  assert.ok(b.queued < 6);
+  await b.flush();
+});
+
+test('a commit that throws is reported, and later batches still commit', async () => {
+  const errors: unknown[] = [];
+  const committed: number[][] = [];
+  const b = createBatcher<number, void>({ maxBatchRows: 1, maxWaitMs: 1, maxQueuedRows: 10 }, async () => undefined, (batch) => {
+    if (batch[0] === 1) throw new Error('disk full');
+    committed.push(batch);
+  }, (err) => errors.push(err));
+  [0, 1, 2].forEach((i) => b.push(i));
+  await b.flush();
+  assert.deepEqual(committed, [[0], [2]]);
+  assert.equal((errors[0] as Error).message, 'disk full');
+});

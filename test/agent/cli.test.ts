@@ -1,0 +1,98 @@
+// The command line: --help names every command and option, bad usage exits 64, an invalid config
+// exits 78 naming every problem (key path, bad value, what was expected), a good one is accepted.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { join } from 'node:path';
+import { agentConfig, runCli, tempDir, writeConfig } from '../helpers/parts.js';
+
+test('--help lists every command and option', async () => {
+  const r = await runCli(['--help']);
+  assert.equal(r.code, 0);
+  for (const s of ['run --config FILE', 'config check FILE', 'simulate', 'demo', '--url', '--machines', '--rate', '--drifting', '--qos', '--count', '--duration', '--version']) {
+    assert.ok(r.stdout.includes(s), `help mentions ${s}`);
+  }
+});
+
+test('bad usage exits 64 and says what is wrong', async () => {
+  assert.deepEqual(await runCli([]).then((r) => [r.code, /no command/.test(r.stderr)]), [64, true]);
+  assert.deepEqual(await runCli(['launch']).then((r) => [r.code, /unknown command "launch"/.test(r.stderr)]), [64, true]);
+  assert.deepEqual(await runCli(['run']).then((r) => [r.code, /needs --config/.test(r.stderr)]), [64, true]);
+  assert.deepEqual(await runCli(['run', '--config']).then((r) => r.code), 64);
+  assert.deepEqual(await runCli(['simulate', '--qos', '3']).then((r) => [r.code, /--qos: got "3"/.test(r.stderr)]), [64, true]);
+  assert.deepEqual(await runCli(['demo', '--bogus']).then((r) => [r.code, /bogus/.test(r.stderr)]), [64, true]);
+});
+
+test('config check accepts a good config and checks its model', async (t) => {
+  const dir = tempDir(t);
+  const r = await runCli(['config', 'check', writeConfig(dir, agentConfig({ url: 'mqtt://127.0.0.1:1883', dbPath: join(dir, 'a.db') }))]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /OK/);
+  assert.match(r.stdout, /bearing-health@1\.0\.0 \(6 features, 6 golden vectors pass\)/);
+  assert.match(r.stdout, /synchronous=NORMAL/);
+});
+
+test('an invalid config: exit 78 and every problem named with path, value and expectation', async (t) => {
+  const dir = tempDir(t);
+  const yaml = `
+mqtt:
+  url: http://broker:1883
+  keepaliveSec: ten
+  colour: blue
+ingest:
+  subscriptions: []
+mapping:
+  asset: { topicLevel: -1 }
+model: {}
+store:
+  synchronous: SOMETIMES
+publish:
+  topic: plant/+/predictions
+  qos: 3
+`;
+  const r = await runCli(['config', 'check', writeConfig(dir, yaml)]);
+  assert.equal(r.code, 78, r.stderr);
+  const expectations: RegExp[] = [
+    /EDGE_ERR_CONFIG/,
+    /mqtt\.url: got "http:\/\/broker:1883" — .*mqtt:\/\/broker:1883/,
+    /mqtt\.keepaliveSec: got "ten" — .*number/,
+    /mqtt: unknown key "colour"/,
+    /ingest\.subscriptions: got \[\] — .*(>=1|at least 1|1 item)/i,
+    /mapping\.asset/,
+    /model\.dir: got \(missing\)/,
+    /store\.synchronous: got "SOMETIMES" — .*NORMAL.*FULL/,
+    /publish\.topic: got "plant\/\+\/predictions" — a topic without the wildcards/,
+    /publish\.qos: got 3/,
+  ];
+  for (const e of expectations) assert.match(r.stderr, e);
+});
+
+test('config errors for YAML syntax, a missing file, and a secret from an unset environment variable', async (t) => {
+  const dir = tempDir(t);
+  const broken = await runCli(['config', 'check', writeConfig(dir, 'mqtt: [unclosed\n', 'broken.yaml')]);
+  assert.equal(broken.code, 78);
+  assert.match(broken.stderr, /not valid YAML/);
+
+  const missing = await runCli(['config', 'check', join(dir, 'nope.yaml')]);
+  assert.equal(missing.code, 78);
+  assert.match(missing.stderr, /nope\.yaml: cannot read the config file \(ENOENT\)/);
+
+  const cfg = agentConfig({ url: 'mqtt://127.0.0.1:1883', dbPath: join(dir, 'a.db'), mqtt: { url: 'mqtt://127.0.0.1:1883', username: 'line3', password: { env: 'EDGE_TEST_UNSET_PASSWORD' } } });
+  const path = writeConfig(dir, cfg, 'secret.yaml');
+  const env = { ...process.env };
+  delete env.EDGE_TEST_UNSET_PASSWORD;
+  const unset = await runCli(['config', 'check', path], env);
+  assert.equal(unset.code, 78);
+  assert.match(unset.stderr, /mqtt\.password: .*environment variable EDGE_TEST_UNSET_PASSWORD is not set/);
+  const set = await runCli(['config', 'check', path], { ...env, EDGE_TEST_UNSET_PASSWORD: 's3cret' });
+  assert.equal(set.code, 0, set.stderr);
+});
+
+test('a mapping for a feature the model does not have is a startup error', async (t) => {
+  const dir = tempDir(t);
+  const cfg = agentConfig({ url: 'mqtt://127.0.0.1:1883', dbPath: join(dir, 'a.db'), mapping: { features: { vibration_rms: 'vib.rms' } } });
+  const r = await runCli(['config', 'check', writeConfig(dir, cfg)]);
+  assert.equal(r.code, 78);
+  assert.match(r.stderr, /EDGE_ERR_CONFIG_MODEL_MISMATCH/);
+  assert.match(r.stderr, /mapping\.features\.vibration_rms: .*expected one of the model's features: rms_g, peak_g/);
+});

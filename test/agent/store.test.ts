@@ -1,0 +1,56 @@
+// The SQLite store: WAL with the synchronous level the config names (NORMAL by default: survives a
+// process crash; FULL: also power loss), migrations recorded in user_version, a batch commit that
+// stores rows and removes their inbox rows together, and a refusal of a newer schema.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { openStore, storeOptionsSchema } from '../../agent/store.js';
+import { tempDir } from '../helpers/parts.js';
+
+test('default durability is WAL + synchronous=NORMAL; FULL when configured', (t) => {
+  const dir = tempDir(t);
+  assert.equal(storeOptionsSchema.parse({}).synchronous, 'NORMAL');
+  const normal = openStore(storeOptionsSchema.parse({ path: join(dir, 'sub', 'n.db') }));
+  assert.deepEqual(normal.durability(), { journalMode: 'wal', synchronous: 'NORMAL' });
+  normal.close();
+  const full = openStore(storeOptionsSchema.parse({ path: join(dir, 'f.db'), synchronous: 'FULL' }));
+  assert.deepEqual(full.durability(), { journalMode: 'wal', synchronous: 'FULL' });
+  full.close();
+  const db = new Database(join(dir, 'f.db'));
+  assert.equal(db.pragma('user_version', { simple: true }), 1, 'migrations recorded');
+  db.close();
+});
+
+test('commitBatch stores predictions and dead letters and deletes their inbox rows in one transaction', (t) => {
+  const dir = tempDir(t);
+  const s = openStore(storeOptionsSchema.parse({ path: join(dir, 'a.db') }));
+  t.after(() => s.close());
+  const a = s.appendInbox({ receivedAt: 1, topic: 't/a', qos: 1, dedupKey: '1:x', payload: Buffer.from('{}') });
+  const b = s.appendInbox({ receivedAt: 2, topic: 't/b', qos: 1, dedupKey: '2:y', payload: Buffer.from('{') });
+  assert.deepEqual(s.pendingInbox().map((r) => r.id), [a, b]);
+  const ids = s.commitBatch(
+    [{ receivedAt: 1, asset: 'a', topic: 't/a', modelName: 'm', modelVersion: '1', features: [1, 2], outputs: [0.5], label: 'x', score: 0.5, latencyMs: 1, inboxId: a, dedupKey: '1:x' }],
+    [{ receivedAt: 2, topic: 't/b', reasonCode: 'REJECT_MALFORMED_JSON', reason: 'bad', payload: Buffer.from('{'), inboxId: b, dedupKey: '2:y' }],
+    [a, b],
+  );
+  assert.equal(ids.length, 1);
+  assert.deepEqual(s.counts(), { predictions: 1, deadLetters: 1, inbox: 0 });
+  assert.deepEqual(s.recentDedupKeys(10).sort(), ['1:x', '2:y']);
+  // A failing batch leaves nothing half-done: the inbox row stays for a replay.
+  const c = s.appendInbox({ receivedAt: 3, topic: 't/c', qos: 1, dedupKey: null, payload: Buffer.from('{}') });
+  const row = { receivedAt: 3, asset: 'c', topic: 't/c', modelName: 'm', modelVersion: '1', features: [1], outputs: [1], label: null, score: null, latencyMs: 1, inboxId: c, dedupKey: null };
+  // The second row breaks a NOT NULL constraint (NaN binds as NULL) after the first went in.
+  assert.throws(() => s.commitBatch([row, { ...row, latencyMs: Number.NaN }], [], [c]), /NOT NULL/);
+  assert.deepEqual(s.counts(), { predictions: 1, deadLetters: 1, inbox: 1 });
+});
+
+test('a database from a newer agent is refused with EDGE_ERR_STORE', (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'new.db');
+  const db = new Database(path);
+  db.pragma('user_version = 99');
+  db.close();
+  assert.throws(() => openStore(storeOptionsSchema.parse({ path })), (err: Error & { code?: string }) => err.code === 'EDGE_ERR_STORE' && /schema version 99 is newer/.test(err.message));
+});
