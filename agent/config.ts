@@ -2,7 +2,7 @@
 // stage's own options schema, or an EdgeError (EDGE_ERR_CONFIG, exit 78) listing every problem with
 // its key path, the bad value and what was expected. Relative paths are taken from the file's folder.
 
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -70,12 +70,20 @@ export function configFromObject(raw: unknown, where: string, baseDir: string): 
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   c.model.dir = abs(c.model.dir);
   c.store.path = abs(c.store.path);
+  const missing: string[] = [];
   if (c.mqtt.tls) {
     for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
       const v = c.mqtt.tls[k];
-      if (v !== undefined) c.mqtt.tls[k] = abs(v);
+      if (v === undefined) continue;
+      c.mqtt.tls[k] = abs(v);
+      try {
+        accessSync(abs(v), constants.R_OK);
+      } catch (err) {
+        missing.push(`mqtt.tls.${k}: got "${v}" — a readable file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+      }
     }
   }
+  if (missing.length) throw new EdgeError('EDGE_ERR_CONFIG', `${where}: ${missing.length} problem${missing.length > 1 ? 's' : ''}\n  ${missing.join('\n  ')}`, { details: missing });
   return deepFreeze(c);
 }
 

@@ -2,6 +2,11 @@
 // decoded, to the batcher. For QoS 1 and 2 the raw message is first written to the SQLite inbox, so by
 // the time mqtt.js sends the PUBACK (when the hook calls back) the message is durable.
 //
+// Group commit: the inbox rows of the messages handled in one event-loop turn share one transaction,
+// and the socket is corked meanwhile, so their PUBACKs (which mqtt.js writes when the hook calls back)
+// stay in this process until the COMMIT is done; then the socket is uncorked and they leave together.
+// A crash before the COMMIT loses the PUBACKs with the rows, so the broker redelivers: nothing is lost.
+//
 // mqtt.js reads the next packet only after the hook calls back: holding the callback while the
 // batcher is full is the backpressure valve. A redelivered message (DUP flag) whose key we already
 // hold is acknowledged again and not processed twice.
@@ -25,6 +30,9 @@ export const ingestOptionsSchema = z.strictObject({
 
 export type IngestOptions = z.infer<typeof ingestOptionsSchema>;
 
+/** Messages handled before the event loop gets a turn (for model results, timers, result acks). */
+const YIELD_EVERY = 128;
+
 export interface Message {
   inboxId: number | null;
   dedupKey: string | null;
@@ -45,8 +53,12 @@ export interface IngestDeps {
   drained: () => Promise<void>;
   onDuplicate: (topic: string) => void;
   onRefused: (topic: string, qos: number) => void;
-  /** Called after each inbox write, before the PUBACK (the crash test uses it to die at that moment). */
-  afterInbox?: (count: number) => void;
+  /** Holds the broker socket's writes until the returned release is called. */
+  cork: () => () => void;
+  /** The group's COMMIT failed: its PUBACKs must never be sent. */
+  onCommitFailed: (err: Error) => void;
+  /** Called after each group commit, before the PUBACKs leave (the crash test uses it to die then). */
+  afterCommit?: (inboxRows: number) => void;
 }
 
 export interface Ingest {
@@ -55,25 +67,54 @@ export interface Ingest {
   replay(): Promise<number>;
   /** From now on QoS 1/2 messages are left unacknowledged (the broker redelivers them next session). */
   pause(): void;
+  /** Commits the open group of inbox rows and lets its PUBACKs go. */
+  commitGroup(): void;
 }
 
-/** A recently seen key set of bounded size (insertion order eviction). */
+/** A recently seen key set of bounded size: a ring of keys, the oldest evicted first. */
 function createRecentKeys(capacity: number, seed: readonly string[]) {
-  const keys = new Set<string>(seed.slice(0, capacity));
-  return {
-    has: (k: string) => keys.has(k),
-    add(k: string) {
-      if (capacity === 0) return;
-      keys.add(k);
-      if (keys.size > capacity) keys.delete(keys.values().next().value as string);
-    },
+  const keys = new Set<string>();
+  const ring: (string | undefined)[] = new Array(capacity);
+  let next = 0;
+  const add = (k: string) => {
+    if (capacity === 0 || keys.has(k)) return;
+    const old = ring[next];
+    if (old !== undefined) keys.delete(old);
+    ring[next] = k;
+    next = (next + 1) % capacity;
+    keys.add(k);
   };
+  for (const k of seed.slice(0, capacity).reverse()) add(k);
+  return { has: (k: string) => keys.has(k), add };
 }
 
 export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBytes' | 'dedupWindow'>>, deps: IngestDeps): Ingest {
   const recent = createRecentKeys(options.dedupWindow, deps.store.recentDedupKeys(options.dedupWindow));
   let paused = false;
-  let inboxWrites = 0;
+  let inboxRows = 0;
+  let sinceYield = 0;
+  let release: (() => void) | null = null;
+
+  function openGroup() {
+    if (release) return;
+    deps.store.beginGroup();
+    release = deps.cork();
+    setImmediate(commitGroup);
+  }
+
+  function commitGroup() {
+    if (!release) return;
+    const uncork = release;
+    release = null;
+    try {
+      deps.store.commitGroup();
+    } catch (err) {
+      deps.onCommitFailed(err as Error);
+      return;
+    }
+    deps.afterCommit?.(inboxRows);
+    uncork();
+  }
   const refusal = new Error('agent is shutting down: message left unacknowledged for redelivery');
 
   function toMessage(inboxId: number | null, dedupKey: string | null, topic: string, payload: Buffer, receivedAt: number): Message {
@@ -104,13 +145,20 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
         }
         // An oversized payload is kept cut to one byte over the limit, so a replay still sees it as too large.
         const stored = payload.length > options.maxPayloadBytes ? payload.subarray(0, options.maxPayloadBytes + 1) : payload;
+        openGroup();
         inboxId = deps.store.appendInbox({ receivedAt, topic, qos: packet.qos, dedupKey, payload: stored });
+        inboxRows++;
         recent.add(dedupKey);
-        deps.afterInbox?.(++inboxWrites);
       }
       const room = deps.accept(toMessage(inboxId, dedupKey, topic, payload, receivedAt));
-      if (room) callback();
-      else void deps.drained().then(() => callback());
+      if (!room) void deps.drained().then(() => callback());
+      else if (++sinceYield < YIELD_EVERY) callback();
+      else {
+        // mqtt.js handles a socket's buffered packets in one chain of nextTicks, never giving the event
+        // loop a turn: without this, model results and timers wait behind thousands of messages.
+        sinceYield = 0;
+        setImmediate(callback);
+      }
     },
 
     async replay() {
@@ -123,6 +171,9 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
 
     pause() {
       paused = true;
+      commitGroup();
     },
+
+    commitGroup,
   };
 }

@@ -6,7 +6,7 @@
 // commit, wait for result acks, disconnect keeping the session, close the model and the store.
 
 import type { MqttClient } from 'mqtt';
-import { interpret, outputWidth } from '../models/manifest.js';
+import { interpret, outputWidth, type Verdict } from '../models/manifest.js';
 import { loadModel, type LoadedModel } from '../models/load.js';
 import { createBatcher, type Batcher } from './batcher.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
@@ -17,7 +17,7 @@ import type { InferResult } from './infer.js';
 import { createIngest, type Ingest, type Message } from './ingest.js';
 import { createRateLimitedLog, type Logger } from './log.js';
 import { createMqttClient } from './mqtt.js';
-import { createPublisher, type Publisher, type Result } from './publish.js';
+import { createPublisher, type Publisher } from './publish.js';
 import { createStats, type Stats } from './stats.js';
 import { openStore, type DeadLetterRow, type PredictionRow, type Store } from './store.js';
 
@@ -58,8 +58,16 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     const client = (parts.client = createMqttClient(brokerUrl, config.mqtt, config.ingest.subscriptions, log));
     client.on('error', (err) => log.error({ err: err.message, code: (err as { code?: unknown }).code }, 'mqtt error'));
     client.on('offline', () => log.warn({ url: brokerUrl }, 'broker connection lost; reconnecting'));
+    // Holds writes to the broker socket (PUBACKs, results) until released: see ingest.ts, group commit.
+    function corkBroker(): () => void {
+      const stream = client.stream as (NodeJS.WritableStream & { cork?: () => void; uncork?: () => void }) | undefined;
+      if (!stream?.cork || !stream.uncork) return () => undefined;
+      stream.cork();
+      return () => stream.uncork?.();
+    }
+
     // 5. Publish: results out after commit.
-    const publisher: Publisher = createPublisher(config.publish, client, (err) => log.warn({ err: err.message }, 'result publish failed'));
+    const publisher: Publisher = createPublisher(config.publish, client, () => corkBroker(), (err) => log.warn({ err: err.message }, 'result publish failed'));
 
     const rejectLog = createRateLimitedLog(10_000);
     const cols = manifest.features.length;
@@ -80,45 +88,46 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
 
     // 7. Store + publish: one transaction for the batch, then the results, then the counters.
     function commitBatch(batch: Message[], outcome: BatchOutcome): void {
+      ingest.commitGroup(); // the inbox rows of this batch are committed before their predictions
       const predictions: PredictionRow[] = [];
+      const verdicts: Verdict[] = [];
+      const served: Message[] = [];
       const dead: DeadLetterRow[] = [];
       const inboxIds: number[] = [];
-      const out = outcome && 'result' in outcome ? outcome.result.outputs[manifest.output.tensor] : undefined;
+      const data = outcome && 'result' in outcome ? outcome.result.outputs[manifest.output.tensor]?.data : undefined;
       const modelMs = outcome && 'result' in outcome ? outcome.result.ms : 0;
-      const verdicts = [];
+      const failure = outcome && 'error' in outcome ? outcome.error.message : `no output "${manifest.output.tensor}"`;
       let k = 0;
-      for (const m of batch) {
+      // Plain loops and object literals without spreads: this runs once per message.
+      for (let i = 0; i < batch.length; i++) {
+        const m = batch[i] as Message;
         if (m.inboxId !== null) inboxIds.push(m.inboxId);
-        const base = { receivedAt: m.receivedAt, topic: m.topic, inboxId: m.inboxId, dedupKey: m.dedupKey };
-        let reject: { code: RejectReason; detail: string } | null = null;
-        if (!m.decoded.ok) reject = m.decoded;
-        else if (!out) reject = { code: 'REJECT_INFERENCE_FAILED', detail: outcome && 'error' in outcome ? outcome.error.message : `no output "${manifest.output.tensor}"` };
-        if (reject) {
-          dead.push({ ...base, reasonCode: reject.code, reason: reject.detail, payload: m.payload });
+        const d = m.decoded;
+        if (!d.ok || !data) {
+          const code: RejectReason = d.ok ? 'REJECT_INFERENCE_FAILED' : d.code;
+          dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: code, reason: d.ok ? failure : d.detail, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey });
           continue;
         }
-        const decoded = m.decoded as { asset: string; values: number[] };
-        const row = Array.from((out as { data: Float32Array }).data.subarray(k * width, (k + 1) * width));
+        const row = new Array<number>(width);
+        for (let j = 0; j < width; j++) row[j] = data[k * width + j] as number;
         k++;
         const verdict = interpret(manifest.output, row);
         verdicts.push(verdict);
+        served.push(m);
         predictions.push({
-          ...base, asset: decoded.asset, modelName: manifest.name, modelVersion: manifest.version, features: decoded.values, outputs: row,
-          label: 'label' in verdict ? verdict.label : null,
+          receivedAt: m.receivedAt, asset: d.asset, topic: m.topic, modelName: manifest.name, modelVersion: manifest.version,
+          features: d.values, outputs: row, label: 'label' in verdict ? verdict.label : null,
           score: verdict.kind === 'classification' ? (verdict.probabilities[verdict.label] ?? null) : verdict.kind === 'score' ? verdict.score : verdict.value,
-          latencyMs: modelMs,
+          latencyMs: modelMs, inboxId: m.inboxId, dedupKey: m.dedupKey,
         });
       }
       const ids = store.commitBatch(predictions, dead, inboxIds);
       const now = performance.now();
-      let p = 0;
-      for (const m of batch) {
-        stats.counters.received++;
-        if (!m.decoded.ok || !out) continue;
+      stats.counters.received += batch.length;
+      for (let p = 0; p < predictions.length; p++) {
         const pr = predictions[p] as PredictionRow;
-        const result: Result = { id: ids[p] as number, asset: pr.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict: verdicts[p]!, latencyMs: modelMs };
-        p++;
-        publisher.publish(result);
+        const m = served[p] as Message;
+        publisher.publish({ id: ids[p] as number, asset: pr.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict: verdicts[p] as Verdict, latencyMs: modelMs });
         stats.latency(now - m.t0);
       }
       stats.counters.predictions += predictions.length;
@@ -154,12 +163,20 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         log.info({ topic }, 'redelivered message already stored; acknowledged again');
       },
       onRefused: () => void stats.counters.refusedWhileStopping++,
-      afterInbox: killHook(process.env.EDGE_AGENT_TEST_KILL_AFTER_INBOX),
+      cork: corkBroker,
+      onCommitFailed: (err) => {
+        // The PUBACKs of this group are in the corked socket buffer: destroy it so they are never sent.
+        client.stream?.destroy();
+        log.fatal({ err: err.message }, 'cannot commit inbox rows');
+        hooks.onFatal(err);
+      },
+      afterCommit: killHook(process.env.EDGE_AGENT_TEST_KILL_AFTER_INBOX),
     });
     const replayed = await ingest.replay();
     stats.counters.replayed = replayed;
     if (replayed) log.info({ rows: replayed }, 'replaying inbox rows left by an unclean stop');
     client.handleMessage = ingest.handleMessage;
+    stats.resetEventLoop();
     client.connect();
     log.info({ url: brokerUrl, subscriptions: config.ingest.subscriptions }, 'agent started');
 
@@ -192,15 +209,15 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
 }
 
 /**
- * Test-only fault injection: EDGE_AGENT_TEST_KILL_AFTER_INBOX=N kills the process with SIGKILL right
- * after the Nth inbox write and before its PUBACK, the one moment at which a crash makes the broker
- * redeliver a message the agent already holds. Unset in production.
+ * Test-only fault injection: EDGE_AGENT_TEST_KILL_AFTER_INBOX=N kills the process with SIGKILL after
+ * the first group commit that brings the inbox writes to N or more, before that group's PUBACKs leave:
+ * the one moment at which a crash makes the broker redeliver messages the agent already holds.
  */
-function killHook(value: string | undefined): ((n: number) => void) | undefined {
+function killHook(value: string | undefined): ((rows: number) => void) | undefined {
   const at = value ? Number(value) : NaN;
   if (!Number.isInteger(at) || at <= 0) return undefined;
-  return (n) => {
-    if (n === at) process.kill(process.pid, 'SIGKILL');
+  return (rows) => {
+    if (rows >= at) process.kill(process.pid, 'SIGKILL');
   };
 }
 

@@ -1,6 +1,7 @@
 // Stats: counters every stage updates, read by the status line (and later /metrics).
 // Takes events; gives a snapshot with rates and in-agent latency percentiles.
 
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { RejectReason } from './errors.js';
 
 const WINDOW = 4096;
@@ -19,6 +20,9 @@ export function createStats() {
     modelMs: 0,
   };
   const rejects: Partial<Record<RejectReason, number>> = {};
+  // Event-loop delay of the main thread (MQTT, SQLite): inference runs in a worker so this stays low.
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
   let lastAt = performance.now();
   let lastReceived = 0;
   let lastPredictions = 0;
@@ -26,6 +30,8 @@ export function createStats() {
   return {
     counters,
     rejects,
+    /** Starts the event-loop delay figures afresh (the agent calls it once startup is done). */
+    resetEventLoop: () => loop.reset(),
     reject(code: RejectReason) {
       counters.deadLetters++;
       rejects[code] = (rejects[code] ?? 0) + 1;
@@ -48,6 +54,8 @@ export function createStats() {
         predictionsPerSec: dt > 0 ? (counters.predictions - lastPredictions) / dt : 0,
         latencyP50Ms: pct(0.5),
         latencyP99Ms: pct(0.99),
+        eventLoopDelayP99Ms: loop.percentile(99) / 1e6,
+        eventLoopDelayMaxMs: loop.max / 1e6,
       };
       lastAt = now;
       lastReceived = counters.received;

@@ -104,8 +104,11 @@ const MIGRATIONS: readonly string[] = [
 ];
 
 export interface Store {
-  /** One autocommitted row: durable (per `synchronous`) when this returns. */
+  /** One inbox row; durable (per `synchronous`) once the surrounding group is committed. */
   appendInbox(msg: InboxMessage): number;
+  /** Opens a group of inbox writes (one transaction); `commitGroup` makes them durable together. */
+  beginGroup(): void;
+  commitGroup(): void;
   /** One transaction: the rows go in and their inbox rows go out together. Gives prediction row ids. */
   commitBatch(predictions: readonly PredictionRow[], deadLetters: readonly DeadLetterRow[], inboxIds: readonly number[]): number[];
   pendingInbox(): InboxRow[];
@@ -144,6 +147,8 @@ export function openStore(options: StoreOptions): Store {
     `INSERT INTO dead_letters (received_at, topic, reason_code, reason, payload, inbox_id, dedup_key, created_at)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
   );
+  const begin = db.prepare('BEGIN');
+  const commitTx = db.prepare('COMMIT');
   const deleteInbox = db.prepare('DELETE FROM inbox WHERE id = ?');
   const selectInbox = db.prepare('SELECT id, received_at, topic, qos, dedup_key, payload FROM inbox ORDER BY id');
   const selectKeys = db.prepare(
@@ -180,6 +185,8 @@ export function openStore(options: StoreOptions): Store {
   return {
     path: options.path,
     appendInbox: (m) => Number(insertInbox.run(m.receivedAt, m.topic, m.qos, m.dedupKey, m.payload).lastInsertRowid),
+    beginGroup: () => void begin.run(),
+    commitGroup: () => void commitTx.run(),
     commitBatch: (p, d, i) => commit(p, d, i),
     pendingInbox: () =>
       (selectInbox.all() as { id: number; received_at: number; topic: string; qos: number; dedup_key: string | null; payload: Buffer }[]).map(

@@ -17,14 +17,17 @@ export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 export const cliPath = join(repoRoot, 'dist', 'agent', 'cli.js');
 export const demoModelDir = join(repoRoot, 'models', 'demo', 'bearing-health', '1.0.0');
 
+/** What the helpers need of a test context; the benchmark passes its own. */
+export type Teardown = Pick<TestContext, 'after'>;
+
 /** Registers a cleanup with the test; cleanups run in reverse order even when the test fails. */
-export function teardown(t: TestContext, fn: () => unknown): void {
+export function teardown(t: Teardown, fn: () => unknown): void {
   t.after(async () => {
     await fn();
   });
 }
 
-export function tempDir(t: TestContext, prefix = 'edge-agent-test-'): string {
+export function tempDir(t: Teardown, prefix = 'edge-agent-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   teardown(t, () => rmSync(dir, { recursive: true, force: true }));
   return dir;
@@ -61,7 +64,7 @@ async function portOpen(port: number): Promise<boolean> {
 export interface Mosquitto { port: number; url: string; proc: ChildProcess; log: () => string }
 
 /** A real mosquitto on a free loopback port, with queue limits high enough that it never drops QoS 1. */
-export async function startMosquitto(t: TestContext, extra: string[] = []): Promise<Mosquitto> {
+export async function startMosquitto(t: Teardown, extra: string[] = []): Promise<Mosquitto> {
   const dir = tempDir(t, 'edge-agent-mosq-');
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
@@ -133,7 +136,7 @@ export interface AgentProcess {
 }
 
 /** The agent as a real child process (`edge-agent run --config FILE`). */
-export function spawnAgent(t: TestContext, configPath: string, env: NodeJS.ProcessEnv = {}): AgentProcess {
+export function spawnAgent(t: Teardown, configPath: string, env: NodeJS.ProcessEnv = {}): AgentProcess {
   const proc = spawn(process.execPath, [cliPath, 'run', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const logs: Record<string, unknown>[] = [];
   let err = '';
@@ -184,7 +187,7 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = process.en
   return { code, stdout, stderr };
 }
 
-export async function mqttClient(t: TestContext, url: string, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
+export async function mqttClient(t: Teardown, url: string, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
   const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, ...opts });
   teardown(t, () => client.endAsync(true));
   return client;
