@@ -18,9 +18,21 @@ import type { Decoded } from './features.js';
 import type { Store } from './store.js';
 
 export const ingestOptionsSchema = z.strictObject({
-  /** Topic filters to subscribe to (+ and # wildcards) with their QoS. */
+  /**
+   * Topic filters to subscribe to (+ and # wildcards) with their QoS. QoS 2 is not offered: mqtt.js keeps
+   * a QoS 2 message between PUBREC and PUBREL in memory only, so a crash there would lose it; QoS 1 with
+   * the inbox and redelivery detection gives exactly-once storage without that gap.
+   */
   subscriptions: z
-    .array(z.strictObject({ topic: z.string().min(1), qos: z.literal([0, 1, 2]).default(1) }))
+    .array(
+      z.strictObject({
+        topic: z
+          .string()
+          .min(1)
+          .refine((t) => /^(?:[^+#]*|\+)(?:\/(?:[^+#]*|\+))*(?:\/#)?$|^#$/.test(t), 'a topic filter: + for one whole level, # only as the last level'),
+        qos: z.literal([0, 1]).default(1),
+      }),
+    )
     .min(1),
   /** Larger payloads become dead letters (REJECT_PAYLOAD_TOO_LARGE) holding their first maxPayloadBytes bytes. */
   maxPayloadBytes: z.number().int().min(16).max(256 * 1024 * 1024).default(64 * 1024),
@@ -131,6 +143,7 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
       let inboxId: number | null = null;
       let dedupKey: string | null = null;
       if (packet.qos > 0) {
+        // QoS 1 (QoS 2 is not subscribed to; a broker granting it anyway gets the same treatment).
         if (paused) {
           deps.onRefused(topic, packet.qos);
           callback(refusal);
