@@ -40,7 +40,7 @@ Exit codes: 0 ok, 64 bad command line, 78 invalid config or model, 69 broker, 70
 Docs: README.md (config reference, payload mapping, manifest format, error codes).`;
 
 function usage(message: string): never {
-  process.stderr.write(`edge-agent: ${message}\nRun 'edge-agent --help' for the commands and options.\n`);
+  process.stderr.write(`edge-agent: EDGE_ERR_CLI_USAGE: ${message}\nRun 'edge-agent --help' for the commands and options.\n`);
   process.exit(64);
 }
 

@@ -65,6 +65,9 @@ export function createMqttClient(url: string, o: MqttOptions, subscriptions: rea
     reconnectPeriod: o.reconnectMinMs,
     resubscribe: false,
     manualConnect: true,
+    // A refused CONNACK (bad credentials, not authorised) is retried with backoff like a lost
+    // connection: the broker's ACL may be fixed without touching the line PC.
+    reconnectOnConnackError: true,
     // mqtt.js calls its debug logger on every packet; even disabled it cost ~2 % of a backlog drain.
     log: () => undefined,
     ...(o.username !== undefined ? { username: o.username } : {}),

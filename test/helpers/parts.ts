@@ -64,9 +64,9 @@ async function portOpen(port: number): Promise<boolean> {
 export interface Mosquitto { port: number; url: string; proc: ChildProcess; log: () => string }
 
 /** A real mosquitto on a free loopback port, with queue limits high enough that it never drops QoS 1. */
-export async function startMosquitto(t: Teardown, extra: string[] = []): Promise<Mosquitto> {
+export async function startMosquitto(t: Teardown, extra: string[] = [], fixedPort?: number): Promise<Mosquitto> {
   const dir = tempDir(t, 'edge-agent-mosq-');
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const conf = join(dir, 'mosquitto.conf');
   writeFileSync(
     conf,
@@ -89,7 +89,10 @@ export async function startMosquitto(t: Teardown, extra: string[] = []): Promise
   let log = '';
   proc.stderr?.on('data', (d: Buffer) => (log += d.toString()));
   teardown(t, () => stopProcess(proc));
-  await waitFor(`mosquitto on port ${port}`, () => proc.exitCode === null && portOpen(port), 10000);
+  await waitFor(`mosquitto on port ${port} (log: ${log})`, () => {
+    if (proc.exitCode !== null) throw new Error(`mosquitto exited with ${proc.exitCode}: ${log}`);
+    return portOpen(port);
+  }, 10000);
   return { port, url: `mqtt://127.0.0.1:${port}`, proc, log: () => log };
 }
 
