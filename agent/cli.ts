@@ -65,23 +65,28 @@ async function cmdRun(configPath: string): Promise<void> {
   const log = createLogger(config.log);
   let agent: Agent | null = null;
   let stopping = false;
+  let exitCode = 0;
   const stop = (reason: string, code: number, err?: Error) => {
+    if (err) log.fatal({ err: err.message, reason }, 'fatal error');
+    // A fatal error while already stopping still decides the exit code.
+    exitCode = Math.max(exitCode, code);
     if (stopping) {
-      if (reason === 'SIGINT' || reason === 'SIGTERM') log.warn({ signal: reason }, 'second signal: stopping now');
-      else return;
-      process.exit(code || 130);
+      if (reason !== 'SIGINT' && reason !== 'SIGTERM') return;
+      log.warn({ signal: reason }, 'second signal: stopping now');
+      process.exit(exitCode || 130);
     }
     stopping = true;
     log.info({ reason }, 'stopping');
     const deadline = setTimeout(() => {
       log.error({ deadlineMs: config.shutdown.deadlineMs, code: 'EDGE_ERR_SHUTDOWN_TIMEOUT' }, 'shutdown deadline passed; force-closing');
+      // Backstop: a worker stuck in native code or a broker socket that will not close must not keep us alive.
+      setTimeout(() => process.exit(70), 2000).unref();
       void agent?.destroy(new EdgeError('EDGE_ERR_SHUTDOWN_TIMEOUT', 'shutdown deadline passed')).finally(() => process.exit(70));
     }, config.shutdown.deadlineMs);
     void (agent?.close() ?? Promise.resolve()).then(
       () => {
         clearTimeout(deadline);
-        if (err) log.fatal({ err: err.message }, 'stopped after a fatal error');
-        process.exit(code);
+        process.exit(exitCode);
       },
       (e: unknown) => {
         log.error({ err: (e as Error).message }, 'graceful stop failed');
@@ -92,7 +97,7 @@ async function cmdRun(configPath: string): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM', 0));
   process.on('SIGINT', () => stop('SIGINT', 0));
   try {
-    agent = await startAgent(config, log, { onFatal: (err) => stop('fatal', 70, err) });
+    agent = await startAgent(config, log, { onFatal: (err) => stop('fatal', isEdgeError(err) ? err.exitCode : 70, err) });
   } catch (err) {
     if (isEdgeError(err)) log.fatal({ code: err.code, err: err.message }, 'agent could not start');
     fail(err);
@@ -159,9 +164,11 @@ async function main(argv: string[]): Promise<void> {
   if (cmd === 'simulate') {
     const qos = positiveNumber('qos', o.qos, simulateDefaults.qos, true);
     if (qos !== 0 && qos !== 1) usage(`--qos: got "${o.qos}", expected 0 or 1`);
+    const url = o.url ?? simulateDefaults.url;
+    if (!/^mqtts?:\/\/[^/\s]+\/?$/.test(url)) usage(`--url: got "${url}", expected a URL such as mqtt://127.0.0.1:1883`);
     const sim = startSimulator({
       ...simulateDefaults,
-      url: o.url ?? simulateDefaults.url,
+      url,
       machines: positiveNumber('machines', o.machines, simulateDefaults.machines, true),
       ratePerMachine: positiveNumber('rate', o.rate, simulateDefaults.ratePerMachine),
       drifting: positiveNumber('drifting', o.drifting, simulateDefaults.drifting, true),

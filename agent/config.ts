@@ -61,6 +61,11 @@ export function parseConfig(text: string, where: string, baseDir: string): Froze
 
 /** Validates an already-parsed config object (what the YAML file holds). */
 export function configFromObject(raw: unknown, where: string, baseDir: string): FrozenConfig {
+  // A secret { file: PATH } is read while validating: make a relative PATH relative to the config file too.
+  const password = (raw as { mqtt?: { password?: { file?: unknown } } } | null)?.mqtt?.password;
+  if (password && typeof password === 'object' && typeof password.file === 'string' && !isAbsolute(password.file)) {
+    password.file = resolve(baseDir, password.file);
+  }
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     const details = formatZodIssues(result.error.issues, raw);

@@ -45,7 +45,8 @@ function readPath(root: unknown, path: readonly (string | number)[]): unknown {
   for (const key of path) {
     if (v === null || typeof v !== 'object') return undefined;
     if (typeof key === 'number' && Array.isArray(v)) v = v[key];
-    else v = (v as Record<string, unknown>)[String(key)];
+    else if (Object.hasOwn(v, key)) v = (v as Record<string, unknown>)[String(key)];
+    else return undefined;
   }
   return v;
 }
@@ -62,12 +63,13 @@ export function mappingProblems(mapping: MappingOptions, manifest: Manifest): st
 }
 
 export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPayloadBytes: number) {
+  const pathFor = (name: string) => (Object.hasOwn(mapping.features, name) ? (mapping.features[name] as string) : name);
   const columns = manifest.features.map((f) => ({
     name: f.name,
     min: f.min,
     max: f.max,
-    path: compilePath(mapping.features[f.name] ?? f.name),
-    pathText: mapping.features[f.name] ?? f.name,
+    path: compilePath(pathFor(f.name)),
+    pathText: pathFor(f.name),
   }));
   const assetPath = 'field' in mapping.asset ? compilePath(mapping.asset.field) : null;
   const assetLevel = 'topicLevel' in mapping.asset ? mapping.asset.topicLevel : -1;

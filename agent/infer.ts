@@ -32,6 +32,8 @@ export interface InferResult {
 export interface Inference {
   readonly inputs: TensorInfo[];
   readonly outputs: TensorInfo[];
+  /** False once the worker has crashed or exited: every run() rejects from then on. */
+  readonly alive: boolean;
   run(inputName: string, data: Float32Array, rows: number, cols: number): Promise<InferResult>;
   close(): Promise<void>;
 }
@@ -77,6 +79,9 @@ export async function startInference(modelPath: string, options: InferenceOption
   return {
     inputs: ready.inputs,
     outputs: ready.outputs,
+    get alive() {
+      return dead === null;
+    },
     run(inputName, data, rows, cols) {
       if (dead) return Promise.reject(dead);
       const id = nextId++;

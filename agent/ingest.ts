@@ -109,21 +109,28 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
 
   function openGroup() {
     if (release) return;
-    deps.store.beginGroup();
     release = deps.cork();
     setImmediate(commitGroup);
+    deps.store.beginGroup();
+  }
+
+  function failGroup(err: Error) {
+    release = null; // never uncorked: the stream is destroyed with the PUBACKs in it
+    paused = true;
+    deps.store.abortGroup();
+    deps.onCommitFailed(err);
   }
 
   function commitGroup() {
     if (!release) return;
     const uncork = release;
-    release = null;
     try {
       deps.store.commitGroup();
     } catch (err) {
-      deps.onCommitFailed(err as Error);
+      failGroup(err as Error);
       return;
     }
+    release = null;
     deps.afterCommit?.(inboxRows);
     uncork();
   }
@@ -142,13 +149,16 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
       const receivedAt = Date.now();
       let inboxId: number | null = null;
       let dedupKey: string | null = null;
+      if (paused) {
+        // Stopping: QoS 1 is left unacknowledged (the broker keeps it for the next session); QoS 0 is
+        // not taken (counted as refused). Reading goes on, so the PUBACKs of our own results still arrive.
+        deps.onRefused(topic, packet.qos);
+        if (packet.qos > 0) callback(refusal);
+        else callback();
+        return;
+      }
       if (packet.qos > 0) {
         // QoS 1 (QoS 2 is not subscribed to; a broker granting it anyway gets the same treatment).
-        if (paused) {
-          deps.onRefused(topic, packet.qos);
-          callback(refusal);
-          return;
-        }
         // The key: packet id + digest of topic and payload. A redelivery carries the same packet id.
         dedupKey = `${packet.messageId ?? 0}:${createHash('sha1').update(topic).update('\0').update(payload).digest('base64')}`;
         if (packet.dup && recent.has(dedupKey)) {
@@ -158,8 +168,15 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
         }
         // An oversized payload is kept cut to one byte over the limit, so a replay still sees it as too large.
         const stored = payload.length > options.maxPayloadBytes ? payload.subarray(0, options.maxPayloadBytes + 1) : payload;
-        openGroup();
-        inboxId = deps.store.appendInbox({ receivedAt, topic, qos: packet.qos, dedupKey, payload: stored });
+        try {
+          openGroup();
+          inboxId = deps.store.appendInbox({ receivedAt, topic, qos: packet.qos, dedupKey, payload: stored });
+        } catch (err) {
+          // Not stored, so not acknowledged: the broker keeps it. The group's PUBACKs must not leave either.
+          failGroup(err as Error);
+          callback(err as Error);
+          return;
+        }
         inboxRows++;
         recent.add(dedupKey);
       }

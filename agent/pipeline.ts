@@ -59,16 +59,32 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     client.on('error', (err) => log.error({ err: err.message, code: (err as { code?: unknown }).code }, 'mqtt error'));
     client.on('offline', () => log.warn({ url: brokerUrl }, 'broker connection lost; reconnecting'));
     // Holds writes to the broker socket (PUBACKs, results) until released: see ingest.ts, group commit.
+    const guarded = new WeakSet<object>();
     function corkBroker(): () => void {
-      const stream = client.stream as (NodeJS.WritableStream & { cork?: () => void; uncork?: () => void }) | undefined;
+      const stream = client.stream as (NodeJS.ReadWriteStream & { cork?: () => void; uncork?: () => void }) | undefined;
       if (!stream?.cork || !stream.uncork) return () => undefined;
+      if (!guarded.has(stream)) {
+        // When the broker closes its side, Node ends ours too, and end() flushes corked writes: commit first.
+        guarded.add(stream);
+        stream.prependListener('end', () => ingest.commitGroup());
+      }
       stream.cork();
       return () => stream.uncork?.();
     }
 
     // 5. Publish: results out after commit.
-    const publisher: Publisher = createPublisher(config.publish, client, () => corkBroker(), (err) => log.warn({ err: err.message }, 'result publish failed'));
+    const skipLog = createRateLimitedLog(10_000);
+    const publisher: Publisher = createPublisher(
+      config.publish,
+      client,
+      () => corkBroker(),
+      (err) => log.warn({ err: err.message }, 'result publish failed'),
+      (r) => skipLog('skip', Date.now(), (suppressed) => log.warn({ id: r.id, asset: r.asset, skippedSinceLast: suppressed, maxPendingResults: config.publish.maxPendingResults }, 'result not published: too many pending (the prediction is stored)')),
+    );
 
+    stats.gauges.resultsPending = () => publisher.pending;
+    stats.gauges.resultsSent = () => publisher.sent;
+    stats.gauges.resultsSkipped = () => publisher.skipped;
     const rejectLog = createRateLimitedLog(10_000);
     const cols = manifest.features.length;
     const width = outputWidth(manifest.output);
@@ -98,11 +114,18 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       const modelMs = outcome && 'result' in outcome ? outcome.result.ms : 0;
       const failure = outcome && 'error' in outcome ? outcome.error.message : `no output "${manifest.output.tensor}"`;
       let k = 0;
+      let deferred = 0;
       // Plain loops and object literals without spreads: this runs once per message.
       for (let i = 0; i < batch.length; i++) {
         const m = batch[i] as Message;
         if (m.inboxId !== null) inboxIds.push(m.inboxId);
         const d = m.decoded;
+        if (d.ok && !data && m.inboxId !== null && !inference.alive) {
+          // The worker is gone and the agent is stopping: keep the inbox row for the replay after restart.
+          inboxIds.pop();
+          deferred++;
+          continue;
+        }
         if (!d.ok || !data) {
           const code: RejectReason = d.ok ? 'REJECT_INFERENCE_FAILED' : d.code;
           dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: code, reason: d.ok ? failure : d.detail, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey });
@@ -142,20 +165,21 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         );
       }
       if (outcome && 'error' in outcome) {
-        log.error({ err: outcome.error.message, rows: batch.length }, 'inference failed; batch kept as dead letters');
-        if (outcome.error instanceof EdgeError && /crashed|exited/.test(outcome.error.message)) hooks.onFatal(outcome.error);
+        log.error({ err: outcome.error.message, rows: batch.length, deadLetters: dead.length, keptForReplay: deferred }, 'inference failed');
+        if (!inference.alive) hooks.onFatal(outcome.error);
       }
     }
 
     const batcher: Batcher<Message> = createBatcher(config.inference, runBatch, commitBatch, (err) => {
-      log.fatal({ err: (err as Error).message }, 'cannot commit a batch');
-      hooks.onFatal(err as Error);
+      hooks.onFatal(err instanceof EdgeError ? err : new EdgeError('EDGE_ERR_STORE', `cannot commit a batch: ${(err as Error).message}`, { cause: err }));
     });
 
     // 8. Ingest: inbox, dedup, decode, into the batcher. Replay what a crash left, then connect.
     const ingest: Ingest = createIngest(config.ingest, {
       store,
       decode,
+      // Backpressure on the model only: holding the callback stops mqtt.js reading every packet,
+      // including the PUBACKs of our own results, so waiting on the publisher here would deadlock.
       accept: (m) => batcher.push(m),
       drained: () => batcher.drained(),
       onDuplicate: (topic) => {
@@ -167,8 +191,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       onCommitFailed: (err) => {
         // The PUBACKs of this group are in the corked socket buffer: destroy it so they are never sent.
         client.stream?.destroy();
-        log.fatal({ err: err.message }, 'cannot commit inbox rows');
-        hooks.onFatal(err);
+        hooks.onFatal(new EdgeError('EDGE_ERR_STORE', `cannot commit inbox rows: ${err.message}`, { cause: err }));
       },
       afterCommit: killHook(process.env.EDGE_AGENT_TEST_KILL_AFTER_INBOX),
     });
@@ -223,7 +246,8 @@ function killHook(value: string | undefined): ((rows: number) => void) | undefin
 
 async function destroyParts(parts: { store?: Store; model?: LoadedModel; broker?: EmbeddedBroker; client?: MqttClient }, log: Logger, err?: Error): Promise<void> {
   if (err) log.error({ err: err.message }, 'force-closing the agent');
-  parts.client?.end(true);
+  // mqtt.js's end() before its first connect() throws (no stream yet).
+  if (parts.client?.stream) parts.client.end(true);
   await parts.model?.inference.close();
   parts.store?.close();
   await parts.broker?.close();

@@ -20,6 +20,8 @@ export function createStats() {
     modelMs: 0,
   };
   const rejects: Partial<Record<RejectReason, number>> = {};
+  /** Values other stages own, read at snapshot time (set by the pipeline). */
+  const gauges = { resultsPending: () => 0, resultsSent: () => 0, resultsSkipped: () => 0 };
   // Event-loop delay of the main thread (MQTT, SQLite): inference runs in a worker so this stays low.
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
@@ -30,6 +32,7 @@ export function createStats() {
   return {
     counters,
     rejects,
+    gauges,
     /** Starts the event-loop delay figures afresh (the agent calls it once startup is done). */
     resetEventLoop: () => loop.reset(),
     reject(code: RejectReason) {
@@ -49,6 +52,9 @@ export function createStats() {
       const pct = (p: number) => (n ? (sorted[Math.min(n - 1, Math.floor(p * n))] ?? 0) : 0);
       const snap = {
         ...counters,
+        resultsSent: gauges.resultsSent(),
+        resultsPending: gauges.resultsPending(),
+        resultsSkipped: gauges.resultsSkipped(),
         rejects: { ...rejects },
         receivedPerSec: dt > 0 ? (counters.received - lastReceived) / dt : 0,
         predictionsPerSec: dt > 0 ? (counters.predictions - lastPredictions) / dt : 0,

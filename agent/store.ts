@@ -109,6 +109,8 @@ export interface Store {
   /** Opens a group of inbox writes (one transaction); `commitGroup` makes them durable together. */
   beginGroup(): void;
   commitGroup(): void;
+  /** Rolls back an open group after a failure; from then on the store refuses writes. */
+  abortGroup(): void;
   /** One transaction: the rows go in and their inbox rows go out together. Gives prediction row ids. */
   commitBatch(predictions: readonly PredictionRow[], deadLetters: readonly DeadLetterRow[], inboxIds: readonly number[]): number[];
   pendingInbox(): InboxRow[];
@@ -151,11 +153,13 @@ export function openStore(options: StoreOptions): Store {
   const commitTx = db.prepare('COMMIT');
   const deleteInbox = db.prepare('DELETE FROM inbox WHERE id = ?');
   const selectInbox = db.prepare('SELECT id, received_at, topic, qos, dedup_key, payload FROM inbox ORDER BY id');
+  // Most recent first, inbox rows included: those are the ones whose PUBACKs a crash may have lost.
   const selectKeys = db.prepare(
     `SELECT dedup_key FROM (
-       SELECT dedup_key FROM (SELECT dedup_key FROM predictions WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
-       UNION ALL SELECT dedup_key FROM (SELECT dedup_key FROM dead_letters WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
-       UNION ALL SELECT dedup_key FROM inbox WHERE dedup_key IS NOT NULL)`,
+       SELECT dedup_key, received_at FROM (SELECT dedup_key, received_at FROM predictions WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
+       UNION ALL SELECT dedup_key, received_at FROM (SELECT dedup_key, received_at FROM dead_letters WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
+       UNION ALL SELECT dedup_key, received_at FROM (SELECT dedup_key, received_at FROM inbox WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit))
+     ORDER BY received_at DESC LIMIT @limit`,
   );
   const countAll = db.prepare(
     `SELECT (SELECT count(*) FROM predictions) AS predictions, (SELECT count(*) FROM dead_letters) AS deadLetters,
@@ -182,12 +186,27 @@ export function openStore(options: StoreOptions): Store {
   );
 
   let closed = false;
+  let failed: EdgeError | null = null;
   return {
     path: options.path,
     appendInbox: (m) => Number(insertInbox.run(m.receivedAt, m.topic, m.qos, m.dedupKey, m.payload).lastInsertRowid),
-    beginGroup: () => void begin.run(),
+    beginGroup: () => {
+      if (failed) throw failed;
+      begin.run();
+    },
     commitGroup: () => void commitTx.run(),
-    commitBatch: (p, d, i) => commit(p, d, i),
+    abortGroup: () => {
+      failed ??= new EdgeError('EDGE_ERR_STORE', `${options.path}: a commit failed; the store takes no more writes until restart`);
+      try {
+        if (db.inTransaction) db.exec('ROLLBACK');
+      } catch {
+        // The connection may be unusable; closing it at shutdown is all that is left.
+      }
+    },
+    commitBatch: (p, d, i) => {
+      if (failed) throw failed;
+      return commit(p, d, i);
+    },
     pendingInbox: () =>
       (selectInbox.all() as { id: number; received_at: number; topic: string; qos: number; dedup_key: string | null; payload: Buffer }[]).map(
         (r) => ({ id: r.id, receivedAt: r.received_at, topic: r.topic, qos: r.qos, dedupKey: r.dedup_key, payload: r.payload }),

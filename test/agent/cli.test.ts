@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { agentConfig, runCli, tempDir, writeConfig } from '../helpers/parts.js';
 
@@ -21,6 +22,8 @@ test('bad usage exits 64 and says what is wrong', async () => {
   assert.deepEqual(await runCli(['run', '--config']).then((r) => r.code), 64);
   assert.deepEqual(await runCli(['simulate', '--qos', '3']).then((r) => [r.code, /--qos: got "3"/.test(r.stderr)]), [64, true]);
   assert.deepEqual(await runCli(['demo', '--bogus']).then((r) => [r.code, /bogus/.test(r.stderr)]), [64, true]);
+  assert.deepEqual(await runCli(['simulate', '--url', 'broker:1883']).then((r) => [r.code, /--url: got "broker:1883"/.test(r.stderr)]), [64, true]);
+  assert.match((await runCli(['launch'])).stderr, /EDGE_ERR_CLI_USAGE/);
 });
 
 test('config check accepts a good config and checks its model', async (t) => {
@@ -86,6 +89,15 @@ test('config errors for YAML syntax, a missing file, and a secret from an unset 
   assert.match(unset.stderr, /mqtt\.password: .*environment variable EDGE_TEST_UNSET_PASSWORD is not set/);
   const set = await runCli(['config', 'check', path], { ...env, EDGE_TEST_UNSET_PASSWORD: 's3cret' });
   assert.equal(set.code, 0, set.stderr);
+
+  // { file } relative to the config file's folder, whatever the working directory.
+  writeFileSync(join(dir, 'mqtt-password'), 's3cret\n');
+  const fromFile = writeConfig(dir, { ...cfg, mqtt: { ...(cfg.mqtt as object), password: { file: 'mqtt-password' } } }, 'file.yaml');
+  assert.equal((await runCli(['config', 'check', fromFile])).code, 0);
+  writeConfig(dir, { ...cfg, mqtt: { ...(cfg.mqtt as object), password: { file: 'nope' } } }, 'nofile.yaml');
+  const noFile = await runCli(['config', 'check', join(dir, 'nofile.yaml')]);
+  assert.equal(noFile.code, 78);
+  assert.match(noFile.stderr, /mqtt\.password: .*cannot read secret file .*nope \(ENOENT\)/);
 });
 
 test('a mapping for a feature the model does not have is a startup error', async (t) => {

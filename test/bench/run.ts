@@ -123,12 +123,15 @@ async function live(url: string, qos: 0 | 1): Promise<{ p50: number; p99: number
 }
 
 async function main(): Promise<void> {
-  const broker = await startMosquitto(t);
+  // BENCH_MOSQUITTO='max_inflight_messages 100;...' adds lines to the test broker's config.
+  const extra = (process.env.BENCH_MOSQUITTO ?? '').split(';').map((l) => l.trim()).filter(Boolean);
+  const broker = await startMosquitto(t, extra);
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   const ms = (n: number) => n.toFixed(1);
-  console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback, ${new Date().toISOString()}`);
+  console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, ${new Date().toISOString()}`);
   const rows: string[] = [];
-  for (const qos of [0, 1] as const) {
+  const only = process.env.BENCH_QOS ? [Number(process.env.BENCH_QOS) as 0 | 1] : ([0, 1] as const);
+  for (const qos of only) {
     const c = await ceiling(broker.url, qos);
     const a = await agentBacklog(broker.url, qos, 'NORMAL');
     const row = (name: string, r: AgentRun) =>

@@ -14,11 +14,14 @@ const N = 5000;
 const payloadFor = (seq: number) => readingPayload(seq, [0.4, 1.4, 3.0, 3.5, 45, 1000 + seq * 0.5]);
 const seqOf = (features: string) => Math.round(((JSON.parse(features) as number[])[5]! - 1000) * 2);
 
-async function crashScenario(t: TestContext, killEnv: NodeJS.ProcessEnv): Promise<{ duplicates: number; replayed: number }> {
+async function crashScenario(t: TestContext, killEnv: NodeJS.ProcessEnv, dedupWindow = 20000): Promise<{ duplicates: number; replayed: number }> {
   const broker = await startMosquitto(t);
   const dir = tempDir(t);
   const dbPath = join(dir, 'agent.db');
-  const config = writeConfig(dir, agentConfig({ url: broker.url, dbPath, mqtt: { url: broker.url, clientId: 'edge-agent-crash-test', reconnectMinMs: 100 } }));
+  const config = writeConfig(dir, agentConfig({
+    url: broker.url, dbPath, mqtt: { url: broker.url, clientId: 'edge-agent-crash-test', reconnectMinMs: 100 },
+    ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos: 1 }], dedupWindow },
+  }));
 
   const first = spawnAgent(t, config, killEnv);
   await first.waitForLog('subscribed');
@@ -75,8 +78,9 @@ test('kill -9 in the middle of a QoS 1 stream: after restart every reading is st
 });
 
 test('killed after the inbox write but before the PUBACK: the redelivery is recognised, stored once', async (t) => {
-  // The broker never got the PUBACK, so it redelivers (DUP) a message the inbox already holds.
-  const { duplicates, replayed } = await crashScenario(t, { EDGE_AGENT_TEST_KILL_AFTER_INBOX: '700' });
+  // The broker never got the PUBACKs, so it redelivers (DUP) messages the inbox already holds. The dedup
+  // window is smaller than the rows stored before the kill: the keys that matter must still be in it.
+  const { duplicates, replayed } = await crashScenario(t, { EDGE_AGENT_TEST_KILL_AFTER_INBOX: '700' }, 300);
   assert.ok(duplicates >= 1, `the redelivered message was recognised (${duplicates})`);
   assert.ok(replayed >= 1, `the unprocessed inbox rows were replayed (${replayed})`);
 });

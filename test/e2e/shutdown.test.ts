@@ -59,3 +59,33 @@ test('SIGTERM under load: exit 0, nothing in flight lost, the rest delivered aft
   assert.equal(seqs.length, N);
   assert.equal(new Set(seqs).size, N, 'no reading stored twice');
 });
+
+test('SIGTERM under a QoS 0 flood: the agent stops taking messages, commits what it took and exits 0', async (t) => {
+  const broker = await startMosquitto(t);
+  const dir = tempDir(t);
+  const dbPath = join(dir, 'agent.db');
+  const config = writeConfig(dir, agentConfig({ url: broker.url, dbPath, ingest: { subscriptions: [{ topic: 'plant/+/fast', qos: 0 }] }, publish: { topic: 'plant/{asset}/predictions/{model}', qos: 0 }, shutdown: { deadlineMs: 8000 } }));
+  const agent = spawnAgent(t, config);
+  await agent.waitForLog('subscribed');
+  const gateway = await mqttClient(t, broker.url);
+  let flooding = true;
+  const payload = readingPayload(1);
+  const flood = (async () => {
+    // Bounded: at most 200k messages or 20 s, whichever comes first.
+    const end = Date.now() + 20000;
+    for (let i = 0; flooding && i < 200000 && Date.now() < end; i += 200) {
+      for (let k = 0; k < 200; k++) gateway.publish('plant/press-9/fast', payload, { qos: 0 });
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  await waitFor('some predictions', () => countRows(dbPath).predictions >= 2000);
+  agent.proc.kill('SIGTERM');
+  const exit = await agent.exited;
+  flooding = false;
+  await flood;
+  assert.deepEqual(exit, { code: 0, signal: null });
+  const stopped = agent.logs.find((l) => l.msg === 'agent stopped');
+  assert.ok(stopped, 'logged "agent stopped"');
+  assert.equal(countRows(dbPath).predictions, stopped.predictions, 'every reading taken was committed');
+  t.diagnostic(`committed ${String(stopped.predictions)}; refused while stopping: ${String(stopped.refusedWhileStopping)}`);
+});
