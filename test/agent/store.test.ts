@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { openStore, storeOptionsSchema } from '../../agent/store.js';
-import { tempDir } from '../helpers/parts.js';
+import { teardown, tempDir } from '../helpers/parts.js';
 
 test('default durability is WAL + synchronous=NORMAL; FULL when configured', (t) => {
   const dir = tempDir(t);
@@ -26,7 +26,7 @@ test('default durability is WAL + synchronous=NORMAL; FULL when configured', (t)
 test('commitBatch stores predictions and dead letters and deletes their inbox rows in one transaction', (t) => {
   const dir = tempDir(t);
   const s = openStore(storeOptionsSchema.parse({ path: join(dir, 'a.db') }));
-  t.after(() => s.close());
+  teardown(t, () => s.close());
   const a = s.appendInbox({ receivedAt: 1, topic: 't/a', qos: 1, dedupKey: '1:x', payload: Buffer.from('{}') });
   const b = s.appendInbox({ receivedAt: 2, topic: 't/b', qos: 1, dedupKey: '2:y', payload: Buffer.from('{') });
   assert.deepEqual(s.pendingInbox().map((r) => r.id), [a, b]);

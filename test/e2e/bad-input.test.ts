@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { join } from 'node:path';
 import {
   agentConfig, countRows, mqttClient, openDb, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig,
+  teardown,
 } from '../helpers/parts.js';
 
 const good = readingPayload(1);
@@ -59,7 +60,7 @@ test('bad payloads become dead letters with their reason; good readings around t
   assert.deepEqual(countRows(dbPath), { predictions: n + 1, deadLetters: n + 1, inbox: 0 });
 
   const db = openDb(dbPath);
-  t.after(() => db.close());
+  teardown(t, () => db.close());
   const rows = db.prepare('SELECT topic, reason_code, reason, payload FROM dead_letters').all() as { topic: string; reason_code: string; reason: string; payload: Buffer }[];
   for (const [i, b] of bad.entries()) {
     const row = rows.find((r) => r.topic === `plant/bad-${i}/bearing`);

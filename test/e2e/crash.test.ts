@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test';
 import { join } from 'node:path';
 import {
   agentConfig, countRows, mqttClient, openDb, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig,
+  teardown,
 } from '../helpers/parts.js';
 
 const N = 5000;
@@ -58,7 +59,7 @@ async function crashScenario(t: TestContext, killEnv: NodeJS.ProcessEnv, dedupWi
   assert.deepEqual(await second.exited, { code: 0, signal: null });
 
   const db = openDb(dbPath);
-  t.after(() => db.close());
+  teardown(t, () => db.close());
   const rows = db.prepare('SELECT features FROM predictions').all() as { features: string }[];
   const seen = new Map<number, number>();
   for (const r of rows) seen.set(seqOf(r.features), (seen.get(seqOf(r.features)) ?? 0) + 1);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { join } from 'node:path';
-import { agentConfig, countRows, freePort, runCli, spawnAgent, readingPayload, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
+import { agentConfig, countRows, freePort, runCli, spawnAgent, readingPayload, teardown, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
 
 test('no broker URL: the embedded broker serves mosquitto_pub and mosquitto_sub', async (t) => {
   const dir = tempDir(t);
@@ -21,7 +21,7 @@ test('no broker URL: the embedded broker serves mosquitto_pub and mosquitto_sub'
   const sub = spawn('stdbuf', ['-oL', 'mosquitto_sub', '-h', '127.0.0.1', '-p', String(port), '-t', 'plant/+/predictions/#', '-C', '3', '-q', '1', '-d']);
   let out = '';
   sub.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  t.after(() => void sub.kill());
+  teardown(t, () => void sub.kill());
   await waitFor('mosquitto_sub subscribed', () => out.includes('SUBACK')); // -d prints the SUBACK (stdbuf: line-buffered through the pipe)
   for (let i = 0; i < 3; i++) {
     const pub = spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-t', `plant/m${i}/bearing`, '-q', '1', '-m', readingPayload(i)]);

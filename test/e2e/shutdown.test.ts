@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { join } from 'node:path';
 import {
   agentConfig, countRows, mqttClient, openDb, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig,
+  teardown,
 } from '../helpers/parts.js';
 
 const N = 6000;
@@ -52,7 +53,7 @@ test('SIGTERM under load: exit 0, nothing in flight lost, the rest delivered aft
   assert.equal((await second.exited).code, 0);
 
   const db = openDb(dbPath);
-  t.after(() => db.close());
+  teardown(t, () => db.close());
   const seqs = (db.prepare('SELECT features FROM predictions').all() as { features: string }[]).map((r) =>
     Math.round(((JSON.parse(r.features) as number[])[5]! - 1000) * 2),
   );

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { readManifest } from '../../models/manifest.js';
 import {
   agentConfig, countRows, demoModelDir, mqttClient, openDb, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig,
+  teardown,
 } from '../helpers/parts.js';
 
 test('N readings give N prediction rows and N results; golden inputs give the manifest outputs', async (t) => {
@@ -60,7 +61,7 @@ test('N readings give N prediction rows and N results; golden inputs give the ma
   assert.deepEqual(countRows(dbPath), { predictions: total, deadLetters: 0, inbox: 0 });
 
   const db = openDb(dbPath);
-  t.after(() => db.close());
+  teardown(t, () => db.close());
   const row = db.prepare("SELECT * FROM predictions WHERE asset = 'golden-0'").get() as Record<string, unknown>;
   assert.equal(row.topic, 'plant/golden-0/bearing');
   assert.equal(row.model_name, 'bearing-health');

@@ -20,11 +20,20 @@ export const demoModelDir = join(repoRoot, 'models', 'demo', 'bearing-health', '
 /** What the helpers need of a test context; the benchmark passes its own. */
 export type Teardown = Pick<TestContext, 'after'>;
 
-/** Registers a cleanup with the test; cleanups run in reverse order even when the test fails. */
+const stacks = new WeakMap<Teardown, (() => unknown)[]>();
+
+/** Registers a cleanup with the test; cleanups run last-registered first, even when the test fails. */
 export function teardown(t: Teardown, fn: () => unknown): void {
-  t.after(async () => {
-    await fn();
-  });
+  let stack = stacks.get(t);
+  if (!stack) {
+    const fns: (() => unknown)[] = [];
+    stack = fns;
+    stacks.set(t, fns);
+    t.after(async () => {
+      while (fns.length) await (fns.pop() as () => unknown)();
+    });
+  }
+  stack.push(fn);
 }
 
 export function tempDir(t: Teardown, prefix = 'edge-agent-test-'): string {

@@ -1,0 +1,67 @@
+// Disk full on a real (tiny tmpfs) filesystem: the agent stops with EDGE_ERR_STORE (exit 74) instead of
+// acknowledging what it could not store; moved to a disk with room, it loses no reading and stores none twice.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import {
+  agentConfig, countRows, mqttClient, openDb, readingPayload, spawnAgent, startMosquitto, teardown, tempDir, waitFor, writeConfig,
+} from '../helpers/parts.js';
+
+const N = 20000;
+const payloadFor = (seq: number) => readingPayload(seq, [0.4, 1.4, 3.0, 3.5, 45, 1000 + seq * 0.25]);
+
+function mountTmpfs(dir: string, size: string): boolean {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('disk full: exit 74, nothing acknowledged is lost, nothing stored twice after moving the store', async (t) => {
+  const dir = tempDir(t);
+  const small = join(dir, 'small');
+  mkdirSync(small);
+  if (!mountTmpfs(small, '1m')) {
+    t.skip('needs root to mount a tmpfs');
+    return;
+  }
+  teardown(t, () => execFileSync('umount', ['-l', small]));
+  const broker = await startMosquitto(t);
+  const clientId = 'edge-agent-disk-full-test';
+  const mqtt = { url: broker.url, clientId, reconnectMinMs: 100 };
+  const full = spawnAgent(t, writeConfig(dir, agentConfig({ url: broker.url, dbPath: join(small, 'agent.db'), mqtt }), 'small.yaml'));
+  await full.waitForLog('subscribed');
+
+  const gateway = await mqttClient(t, broker.url, { clientId: 'gateway-disk-full' });
+  for (let seq = 0; seq < N; seq += 100) {
+    await Promise.all(Array.from({ length: 100 }, (_, k) => gateway.publishAsync('plant/press-1/bearing', payloadFor(seq + k), { qos: 1 })));
+  }
+  const exit = await full.exited;
+  assert.equal(exit.code, 74, `exit code (stderr: ${full.stderr().slice(-300)})`);
+  assert.ok(full.logs.some((l) => String(l.err ?? '').includes('cannot commit')), 'logged why it stopped');
+
+  // An engineer moves the store to a disk with room and starts the agent again.
+  const big = join(dir, 'big');
+  mkdirSync(big);
+  for (const suffix of ['', '-wal']) {
+    if (existsSync(join(small, `agent.db${suffix}`))) copyFileSync(join(small, `agent.db${suffix}`), join(big, `agent.db${suffix}`));
+  }
+  const dbPath = join(big, 'agent.db');
+  const again = spawnAgent(t, writeConfig(dir, agentConfig({ url: broker.url, dbPath, mqtt }), 'big.yaml'));
+  await again.waitForLog('agent started');
+  await waitFor(`${N} rows`, () => countRows(dbPath).predictions >= N, 60000);
+  again.proc.kill('SIGTERM');
+  assert.equal((await again.exited).code, 0);
+  const db = openDb(dbPath);
+  teardown(t, () => db.close());
+  const seqs = (db.prepare('SELECT features FROM predictions').all() as { features: string }[]).map((r) =>
+    Math.round(((JSON.parse(r.features) as number[])[5]! - 1000) * 4),
+  );
+  assert.equal(seqs.length, N);
+  assert.equal(new Set(seqs).size, N);
+});
