@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { join } from 'node:path';
-import { agentConfig, countRows, freePort, runCli, spawnAgent, readingPayload, teardown, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
+import { agentConfig, cliPath, countRows, freePort, runCli, spawnAgent, readingPayload, stopProcess, teardown, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
 
 test('no broker URL: the embedded broker serves mosquitto_pub and mosquitto_sub', async (t) => {
   const dir = tempDir(t);
@@ -47,3 +47,16 @@ test('the demo runs, classifies four presses and stops cleanly', async () => {
   assert.ok(Number(summary[2]) > 100, 'predictions were made');
   assert.equal(Number(summary[1]), Number(summary[2]) + Number(summary[3]), 'every reading sent is a prediction or a dead letter');
 });
+
+test('the demo stops cleanly on Ctrl-C (SIGINT)', async (t) => {
+  const demo = spawn(process.execPath, [cliPath, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  teardown(t, () => stopProcess(demo, 'SIGKILL'));
+  let out = '';
+  demo.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await waitFor('a status line with predictions', () => /predictions +[1-9]/.test(out), 20000);
+  const exited = new Promise<number | null>((resolve) => demo.once('exit', resolve));
+  demo.kill('SIGINT');
+  assert.equal(await exited, 0);
+  assert.match(out, /stopped: \d+ readings sent, \d+ predictions/);
+});
+
