@@ -46,6 +46,17 @@ test('commitBatch stores predictions and dead letters and deletes their inbox ro
   assert.deepEqual(s.counts(), { predictions: 1, deadLetters: 1, inbox: 1 });
 });
 
+test('commitBatch deletes exactly the inbox rows it names, contiguous or not', (t) => {
+  const dir = tempDir(t);
+  const s = openStore(storeOptionsSchema.parse({ path: join(dir, 'a.db') }));
+  teardown(t, () => s.close());
+  const ids = Array.from({ length: 6 }, (_, i) => s.appendInbox({ receivedAt: i, topic: 't', qos: 1, dedupKey: null, payload: Buffer.from('{}') }));
+  s.commitBatch([], [], [ids[0]!, ids[2]!, ids[3]!]); // not contiguous: row by row
+  assert.deepEqual(s.pendingInbox().map((r) => r.id), [ids[1], ids[4], ids[5]]);
+  s.commitBatch([], [], [ids[4]!, ids[5]!]); // contiguous: one range
+  assert.deepEqual(s.pendingInbox().map((r) => r.id), [ids[1]]);
+});
+
 test('a database from a newer agent is refused with EDGE_ERR_STORE', (t) => {
   const dir = tempDir(t);
   const path = join(dir, 'new.db');
