@@ -1,6 +1,8 @@
-// Micro-batching: takes items one at a time; gives them to `run` in batches, cut at maxBatchRows or
-// when the oldest item has waited maxWaitMs. Up to two batches are in the model at once (one computing
-// while the next fills); `commit` sees the batches strictly in arrival order.
+// Micro-batching: takes items one at a time; gives them to `run` in batches of at most maxBatchRows.
+// maxWaitMs 0: a batch leaves at the end of the event-loop turn, or as soon as a slot frees up, so
+// batches grow by themselves under load. maxWaitMs > 0: a partial batch waits up to that long to fill.
+// Up to two batches are in the model at once (one computing while the next fills); `commit` sees the
+// batches strictly in arrival order.
 
 export interface BatcherOptions { maxBatchRows: number; maxWaitMs: number; maxQueuedRows: number }
 
@@ -62,7 +64,8 @@ export function createBatcher<T, R>(
         } finally {
           inFlight--;
           inFlightRows -= batch.length;
-          dispatch(overdue);
+          // With maxWaitMs 0 a freed slot takes what queued meanwhile: batches grow by themselves under load.
+          dispatch(overdue || options.maxWaitMs === 0);
           if (queue.length === 0) overdue = false;
           else if (!overdue) arm();
           wake();

@@ -18,6 +18,7 @@ export async function startEmbeddedBroker(host: string, port: number, log: Logge
   const server: Server = createServer(aedes.handle);
   const sockets = new Set<import('node:net').Socket>();
   server.on('connection', (s) => {
+    s.setNoDelay(true); // small MQTT packets must not wait for Nagle's algorithm
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });

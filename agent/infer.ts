@@ -9,10 +9,14 @@ import type { TensorInfo, WorkerReply, WorkerRequest } from './infer-worker.js';
 
 export const inferenceOptionsSchema = z
   .strictObject({
-    /** A batch is sent to the model when it holds this many rows... */
+    /** The most rows in one batch. */
     maxBatchRows: z.number().int().min(1).max(65536).default(256),
-    /** ...or when its first row has waited this long. */
-    maxWaitMs: z.number().nonnegative().max(10000).default(5),
+    /**
+     * 0: a batch goes to the model at the end of the event-loop turn, or as soon as the model has room,
+     * so it grows by itself under load (lowest latency). Above 0: a partial batch waits up to this long
+     * for more rows (fewer, fuller batches at moderate rates, at the cost of that much latency).
+     */
+    maxWaitMs: z.number().nonnegative().max(10000).default(0),
     /** Rows waiting for the model beyond which the agent stops reading from the broker (backpressure). */
     maxQueuedRows: z.number().int().min(1).default(8192),
     /** onnxruntime intra-op threads; 1 is fastest on a 2-core line PC (the broker needs the other core). */

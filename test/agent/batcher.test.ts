@@ -1,4 +1,4 @@
-// Micro-batching: cut at maxBatchRows or after maxWaitMs, commits strictly in arrival order,
+// Micro-batching: cut at maxBatchRows, at the end of a turn or after maxWaitMs, commits strictly in arrival order,
 // backpressure when the queue is full, and flush() leaves nothing behind.
 
 import assert from 'node:assert/strict';
@@ -62,4 +62,35 @@ test('a commit that throws is reported, and later batches still commit', async (
   await b.flush();
   assert.deepEqual(committed, [[0], [2]]);
   assert.equal((errors[0] as Error).message, 'disk full');
+});
+
+test('maxWaitMs 0: a batch leaves at the end of the turn, and rows queued while both slots are busy leave together', async () => {
+  const gates: (() => void)[] = [];
+  const committed: number[][] = [];
+  const b = createBatcher<number, void>(
+    { maxBatchRows: 100, maxWaitMs: 0, maxQueuedRows: 1000 },
+    () => new Promise<void>((r) => gates.push(r)),
+    (batch) => void committed.push(batch),
+    (err) => assert.fail(String(err)),
+  );
+  const turn = () => new Promise((r) => setImmediate(r));
+  b.push(1);
+  await turn();
+  b.push(2);
+  await turn();
+  assert.equal(gates.length, 2, 'two batches in the model: [1] and [2]');
+  b.push(3);
+  b.push(4);
+  b.push(5);
+  await turn();
+  assert.equal(gates.length, 2, 'no slot free: 3, 4, 5 wait');
+  gates[0]!();
+  await new Promise<void>((resolve) => {
+    const check = () => (gates.length === 3 ? resolve() : setImmediate(check));
+    check();
+  });
+  gates[1]!();
+  gates[2]!();
+  await b.flush();
+  assert.deepEqual(committed, [[1], [2], [3, 4, 5]]);
 });

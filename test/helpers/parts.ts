@@ -87,6 +87,7 @@ export async function startMosquitto(t: Teardown, extra: string[] = [], fixedPor
       'max_queued_messages 1000000',
       'max_queued_bytes 0',
       'queue_qos0_messages true',
+      'set_tcp_nodelay true',
       'log_dest stderr',
       'log_type error',
       'log_type warning',
@@ -201,6 +202,7 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = process.en
 
 export async function mqttClient(t: Teardown, url: string, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
   const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, ...opts });
+  (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
   teardown(t, () => client.endAsync(true));
   return client;
 }
