@@ -5,15 +5,11 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { join } from 'node:path';
 import {
-  agentConfig, countRows, mqttClient, openDb, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig,
-  teardown,
+  agentConfig, countRows, mqttClient, publishSequence, spawnAgent, startMosquitto, storedSeqs, tempDir, waitFor, writeConfig,
 } from '../helpers/parts.js';
 
 const N = 5000;
 
-/** speed_rpm carries the sequence number, so each stored row says which reading it came from. */
-const payloadFor = (seq: number) => readingPayload(seq, [0.4, 1.4, 3.0, 3.5, 45, 1000 + seq * 0.5]);
-const seqOf = (features: string) => Math.round(((JSON.parse(features) as number[])[5]! - 1000) * 2);
 
 async function crashScenario(t: TestContext, killEnv: NodeJS.ProcessEnv, dedupWindow = 20000): Promise<{ duplicates: number; replayed: number }> {
   const broker = await startMosquitto(t);
@@ -28,14 +24,7 @@ async function crashScenario(t: TestContext, killEnv: NodeJS.ProcessEnv, dedupWi
   await first.waitForLog('subscribed');
 
   const gateway = await mqttClient(t, broker.url, { clientId: 'gateway-crash-test' });
-  let published = 0;
-  const publishing = (async () => {
-    for (let seq = 0; seq < N; seq += 50) {
-      await Promise.all(Array.from({ length: 50 }, (_, k) => gateway.publishAsync('plant/press-1/bearing', payloadFor(seq + k), { qos: 1 })));
-      published += 50;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  })();
+  const publishing = publishSequence(gateway, 'plant/press-1/bearing', N);
 
   if (!killEnv.EDGE_AGENT_TEST_KILL_AFTER_INBOX) {
     await waitFor('the agent to store some predictions', () => countRows(dbPath).predictions >= 500);
@@ -44,9 +33,9 @@ async function crashScenario(t: TestContext, killEnv: NodeJS.ProcessEnv, dedupWi
   const killed = await first.exited;
   assert.equal(killed.signal, 'SIGKILL');
   const atKill = countRows(dbPath);
-  assert.ok(atKill.predictions < N && published < N, `the kill landed mid-stream (stored ${atKill.predictions}, published ${published} of ${N})`);
+  assert.ok(atKill.predictions < N && publishing.published < N, `the kill landed mid-stream (stored ${atKill.predictions}, published ${publishing.published} of ${N})`);
 
-  await publishing; // the broker has acknowledged all N to the gateway and queues them for the agent's session
+  await publishing.done; // the broker has acknowledged all N to the gateway and queues them for the agent's session
 
   const second = spawnAgent(t, config);
   await second.waitForLog('agent started');
@@ -58,15 +47,13 @@ async function crashScenario(t: TestContext, killEnv: NodeJS.ProcessEnv, dedupWi
   second.proc.kill('SIGTERM');
   assert.deepEqual(await second.exited, { code: 0, signal: null });
 
-  const db = openDb(dbPath);
-  teardown(t, () => db.close());
-  const rows = db.prepare('SELECT features FROM predictions').all() as { features: string }[];
+  const seqs = storedSeqs(dbPath);
   const seen = new Map<number, number>();
-  for (const r of rows) seen.set(seqOf(r.features), (seen.get(seqOf(r.features)) ?? 0) + 1);
-  const missing = Array.from({ length: N }, (_, i) => i).filter((s) => !seen.has(s));
-  const twice = [...seen].filter(([, n]) => n > 1).map(([s]) => s);
+  for (const q of seqs) seen.set(q, (seen.get(q) ?? 0) + 1);
+  const missing = Array.from({ length: N }, (_, i) => i).filter((q) => !seen.has(q));
+  const twice = [...seen].filter(([, n]) => n > 1).map(([q]) => q);
   assert.deepEqual({ missing: missing.slice(0, 10), twice: twice.slice(0, 10) }, { missing: [], twice: [] });
-  assert.equal(rows.length, N);
+  assert.equal(seqs.length, N);
   assert.deepEqual(countRows(dbPath), { predictions: N, deadLetters: 0, inbox: 0 });
   const replayed = Number(second.logs.find((l) => l.msg === 'replaying inbox rows left by an unclean stop')?.rows ?? 0);
   const duplicates = second.logs.filter((l) => l.msg === 'redelivered message already stored; acknowledged again').length;

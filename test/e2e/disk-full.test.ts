@@ -7,11 +7,10 @@ import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  agentConfig, countRows, mqttClient, openDb, readingPayload, spawnAgent, startMosquitto, teardown, tempDir, waitFor, writeConfig,
+  agentConfig, countRows, mqttClient, publishSequence, spawnAgent, startMosquitto, storedSeqs, teardown, tempDir, waitFor, writeConfig,
 } from '../helpers/parts.js';
 
 const N = 20000;
-const payloadFor = (seq: number) => readingPayload(seq, [0.4, 1.4, 3.0, 3.5, 45, 1000 + seq * 0.25]);
 
 function mountTmpfs(dir: string, size: string): boolean {
   try {
@@ -38,9 +37,7 @@ test('disk full: exit 74, nothing acknowledged is lost, nothing stored twice aft
   await full.waitForLog('subscribed');
 
   const gateway = await mqttClient(t, broker.url, { clientId: 'gateway-disk-full' });
-  for (let seq = 0; seq < N; seq += 100) {
-    await Promise.all(Array.from({ length: 100 }, (_, k) => gateway.publishAsync('plant/press-1/bearing', payloadFor(seq + k), { qos: 1 })));
-  }
+  await publishSequence(gateway, 'plant/press-1/bearing', N, 100, 0).done;
   const exit = await full.exited;
   assert.equal(exit.code, 74, `exit code (stderr: ${full.stderr().slice(-300)})`);
   assert.ok(full.logs.some((l) => String(l.err ?? '').includes('cannot commit')), 'logged why it stopped');
@@ -57,11 +54,7 @@ test('disk full: exit 74, nothing acknowledged is lost, nothing stored twice aft
   await waitFor(`${N} rows`, () => countRows(dbPath).predictions >= N, 60000);
   again.proc.kill('SIGTERM');
   assert.equal((await again.exited).code, 0);
-  const db = openDb(dbPath);
-  teardown(t, () => db.close());
-  const seqs = (db.prepare('SELECT features FROM predictions').all() as { features: string }[]).map((r) =>
-    Math.round(((JSON.parse(r.features) as number[])[5]! - 1000) * 4),
-  );
+  const seqs = storedSeqs(dbPath);
   assert.equal(seqs.length, N);
   assert.equal(new Set(seqs).size, N);
 });

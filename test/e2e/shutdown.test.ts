@@ -6,12 +6,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { join } from 'node:path';
 import {
-  agentConfig, countRows, mqttClient, openDb, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig,
-  teardown,
+  agentConfig, countRows, mqttClient, publishSequence, readingPayload, spawnAgent, startMosquitto, storedSeqs, tempDir, waitFor, writeConfig,
 } from '../helpers/parts.js';
 
 const N = 6000;
-const payloadFor = (seq: number) => readingPayload(seq, [0.4, 1.4, 3.0, 3.5, 45, 1000 + seq * 0.5]);
 
 test('SIGTERM under load: exit 0, nothing in flight lost, the rest delivered after restart', async (t) => {
   const broker = await startMosquitto(t);
@@ -22,14 +20,7 @@ test('SIGTERM under load: exit 0, nothing in flight lost, the rest delivered aft
   await first.waitForLog('subscribed');
 
   const gateway = await mqttClient(t, broker.url, { clientId: 'gateway-sigterm-test' });
-  let published = 0;
-  const publishing = (async () => {
-    for (let seq = 0; seq < N; seq += 50) {
-      await Promise.all(Array.from({ length: 50 }, (_, k) => gateway.publishAsync('plant/press-2/bearing', payloadFor(seq + k), { qos: 1 })));
-      published += 50;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  })();
+  const publishing = publishSequence(gateway, 'plant/press-2/bearing', N);
 
   await waitFor('some predictions', () => countRows(dbPath).predictions >= 1000);
   const t0 = Date.now();
@@ -37,7 +28,7 @@ test('SIGTERM under load: exit 0, nothing in flight lost, the rest delivered aft
   const exit = await first.exited;
   const stopMs = Date.now() - t0;
   assert.deepEqual(exit, { code: 0, signal: null });
-  assert.ok(published < N, `SIGTERM landed while the stream was flowing (${published} of ${N} published)`);
+  assert.ok(publishing.published < N, `SIGTERM landed while the stream was flowing (${publishing.published} of ${N} published)`);
   const afterStop = countRows(dbPath);
   assert.equal(afterStop.inbox, 0, 'every acknowledged message was processed before exit');
   const stopped = first.logs.find((l) => l.msg === 'agent stopped');
@@ -45,18 +36,14 @@ test('SIGTERM under load: exit 0, nothing in flight lost, the rest delivered aft
   assert.equal(afterStop.predictions, stopped.predictions, 'every prediction counted was committed');
   t.diagnostic(`stopped in ${stopMs} ms with ${afterStop.predictions} predictions; ${String(stopped.refusedWhileStopping)} left unacknowledged for redelivery`);
 
-  await publishing;
+  await publishing.done;
   const second = spawnAgent(t, config);
   await second.waitForLog('agent started');
   await waitFor(`${N} rows`, () => countRows(dbPath).predictions >= N, 60000);
   second.proc.kill('SIGTERM');
   assert.equal((await second.exited).code, 0);
 
-  const db = openDb(dbPath);
-  teardown(t, () => db.close());
-  const seqs = (db.prepare('SELECT features FROM predictions').all() as { features: string }[]).map((r) =>
-    Math.round(((JSON.parse(r.features) as number[])[5]! - 1000) * 2),
-  );
+  const seqs = storedSeqs(dbPath);
   assert.equal(seqs.length, N);
   assert.equal(new Set(seqs).size, N, 'no reading stored twice');
 });

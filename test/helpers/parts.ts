@@ -232,3 +232,32 @@ export function readingPayload(seq: number, v: readonly number[] = [0.4, 1.4, 3.
     speed_rpm: v[5],
   });
 }
+
+/** A reading whose speed_rpm carries a sequence number (0..20000), so each stored row says which reading it came from. */
+export const seqPayload = (seq: number) => readingPayload(seq, [0.4, 1.4, 3.0, 3.5, 45, 1000 + seq * 0.25]);
+
+/** The sequence numbers of the stored predictions (see seqPayload), one per row. */
+export function storedSeqs(dbPath: string): number[] {
+  const db = openDb(dbPath);
+  try {
+    return (db.prepare('SELECT features FROM predictions').all() as { features: string }[]).map((r) =>
+      Math.round(((JSON.parse(r.features) as number[])[5] as number) * 4 - 4000),
+    );
+  } finally {
+    db.close();
+  }
+}
+
+/** Publishes seqPayload(0..n-1) at QoS 1 in chunks, pausing between chunks; `progress.published` counts. */
+export function publishSequence(client: MqttClient, topic: string, n: number, chunk = 50, pauseMs = 5) {
+  const progress = { published: 0, done: Promise.resolve() };
+  progress.done = (async () => {
+    for (let seq = 0; seq < n; seq += chunk) {
+      const size = Math.min(chunk, n - seq);
+      await Promise.all(Array.from({ length: size }, (_, k) => client.publishAsync(topic, seqPayload(seq + k), { qos: 1 })));
+      progress.published += size;
+      if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  })();
+  return progress;
+}
