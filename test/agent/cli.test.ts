@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { agentConfig, runCli, tempDir, writeConfig } from '../helpers/parts.js';
+import { agentConfig, repoRoot, runCli, tempDir, writeConfig } from '../helpers/parts.js';
 
 test('--help lists every command and option', async () => {
   const r = await runCli(['--help']);
@@ -107,4 +107,13 @@ test('a mapping for a feature the model does not have is a startup error', async
   assert.equal(r.code, 78);
   assert.match(r.stderr, /EDGE_ERR_CONFIG_MODEL_MISMATCH/);
   assert.match(r.stderr, /mapping\.features\.vibration_rms: .*expected one of the model's features: rms_g, peak_g/);
+});
+
+test('the example configs in agent/examples are valid', async () => {
+  const demo = await runCli(['config', 'check', join(repoRoot, 'agent', 'examples', 'demo.yaml')]);
+  assert.equal(demo.code, 0, demo.stderr);
+  // line.yaml names files that only exist on a line PC: the CA file is its only problem here.
+  const line = await runCli(['config', 'check', join(repoRoot, 'agent', 'examples', 'line.yaml')], { ...process.env, EDGE_AGENT_MQTT_PASSWORD: 'x' });
+  assert.equal(line.code, 78);
+  assert.match(line.stderr, /1 problem\n {2}mqtt\.tls\.caFile: got "\/etc\/edge-agent\/plant-ca\.pem" — a readable file \(ENOENT\)/);
 });
