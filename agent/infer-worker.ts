@@ -36,7 +36,12 @@ async function main(p: NonNullable<typeof parentPort>): Promise<void> {
     return;
   }
   p.postMessage({ kind: 'ready', inputs: session.inputMetadata.map(info), outputs: session.outputMetadata.map(info) } satisfies WorkerReply);
+  // Test-only fault injection: EDGE_AGENT_TEST_WORKER_EXIT_AFTER=N ends this thread at its N+1th batch,
+  // as a crash in native code would. Unset in production.
+  const exitAfter = Number(process.env.EDGE_AGENT_TEST_WORKER_EXIT_AFTER ?? 0);
+  let runs = 0;
   p.on('message', (req: WorkerRequest) => {
+    if (exitAfter > 0 && ++runs > exitAfter) process.exit(1);
     const t0 = performance.now();
     session
       .run({ [req.inputName]: new ort.Tensor('float32', req.data, [req.rows, req.cols]) })
