@@ -2,7 +2,7 @@
 // agent and a simulated gateway (four presses, press-3's bearing wearing out) in this process, and
 // prints a live status line. Ctrl-C (or --duration) stops everything cleanly.
 
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +22,6 @@ export async function runDemo(options: { durationSec: number }): Promise<void> {
   raw.mqtt = { ...raw.mqtt, embedded: { host: '127.0.0.1', port: 0 } };
   const config = configFromObject(raw, join(examples, 'demo.yaml'), examples);
   const logFile = join(dir, 'agent.log');
-  const { createWriteStream } = await import('node:fs');
   const log = createLogger({ level: 'info' }, createWriteStream(logFile));
 
   let fatal: Error | null = null;
