@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { join } from 'node:path';
 import {
-  agentConfig, countRows, mqttClient, publishSequence, spawnAgent, startMosquitto, storedSeqs, tempDir, waitFor, writeConfig,
+  agentConfig, countRows, mqttClient, publishSequence, runUntilStored, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig,
 } from '../helpers/parts.js';
 
 const N = 5000;
@@ -37,17 +37,10 @@ async function crashScenario(t: TestContext, killEnv: NodeJS.ProcessEnv, dedupWi
 
   await publishing.done; // the broker has acknowledged all N to the gateway and queues them for the agent's session
 
-  const second = spawnAgent(t, config);
-  await second.waitForLog('agent started');
-  await waitFor(`${N} rows after restart`, () => {
-    const c = countRows(dbPath);
-    return c.predictions + c.deadLetters >= N;
-  }, 60000);
-  // Let any late redelivery arrive before counting: a clean stop drains everything in flight.
-  second.proc.kill('SIGTERM');
-  assert.deepEqual(await second.exited, { code: 0, signal: null });
+  const second = await runUntilStored(t, config, dbPath, N);
+  assert.deepEqual(second.exit, { code: 0, signal: null });
 
-  const seqs = storedSeqs(dbPath);
+  const seqs = second.seqs;
   const seen = new Map<number, number>();
   for (const q of seqs) seen.set(q, (seen.get(q) ?? 0) + 1);
   const missing = Array.from({ length: N }, (_, i) => i).filter((q) => !seen.has(q));

@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  agentConfig, countRows, mqttClient, publishSequence, spawnAgent, startMosquitto, storedSeqs, teardown, tempDir, waitFor, writeConfig,
+  agentConfig, mqttClient, publishSequence, runUntilStored, spawnAgent, startMosquitto, teardown, tempDir, writeConfig,
 } from '../helpers/parts.js';
 
 const N = 20000;
@@ -49,12 +49,8 @@ test('disk full: exit 74, nothing acknowledged is lost, nothing stored twice aft
     if (existsSync(join(small, `agent.db${suffix}`))) copyFileSync(join(small, `agent.db${suffix}`), join(big, `agent.db${suffix}`));
   }
   const dbPath = join(big, 'agent.db');
-  const again = spawnAgent(t, writeConfig(dir, agentConfig({ url: broker.url, dbPath, mqtt }), 'big.yaml'));
-  await again.waitForLog('agent started');
-  await waitFor(`${N} rows`, () => countRows(dbPath).predictions >= N, 60000);
-  again.proc.kill('SIGTERM');
-  assert.equal((await again.exited).code, 0);
-  const seqs = storedSeqs(dbPath);
+  const { exit: againExit, seqs } = await runUntilStored(t, writeConfig(dir, agentConfig({ url: broker.url, dbPath, mqtt }), 'big.yaml'), dbPath, N);
+  assert.equal(againExit.code, 0);
   assert.equal(seqs.length, N);
   assert.equal(new Set(seqs).size, N);
 });

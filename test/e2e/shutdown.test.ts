@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { join } from 'node:path';
 import {
-  agentConfig, countRows, mqttClient, publishSequence, readingPayload, spawnAgent, startMosquitto, storedSeqs, tempDir, waitFor, writeConfig,
+  agentConfig, countRows, mqttClient, publishSequence, readingPayload, runUntilStored, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig,
 } from '../helpers/parts.js';
 
 const N = 6000;
@@ -37,13 +37,8 @@ test('SIGTERM under load: exit 0, nothing in flight lost, the rest delivered aft
   t.diagnostic(`stopped in ${stopMs} ms with ${afterStop.predictions} predictions; ${String(stopped.refusedWhileStopping)} left unacknowledged for redelivery`);
 
   await publishing.done;
-  const second = spawnAgent(t, config);
-  await second.waitForLog('agent started');
-  await waitFor(`${N} rows`, () => countRows(dbPath).predictions >= N, 60000);
-  second.proc.kill('SIGTERM');
-  assert.equal((await second.exited).code, 0);
-
-  const seqs = storedSeqs(dbPath);
+  const { exit: secondExit, seqs } = await runUntilStored(t, config, dbPath, N);
+  assert.equal(secondExit.code, 0);
   assert.equal(seqs.length, N);
   assert.equal(new Set(seqs).size, N, 'no reading stored twice');
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  agentConfig, countRows, mqttClient, publishSequence, spawnAgent, startMosquitto, storedSeqs, tempDir, waitFor, writeConfig,
+  agentConfig, countRows, mqttClient, publishSequence, runUntilStored, spawnAgent, startMosquitto, tempDir, writeConfig,
 } from '../helpers/parts.js';
 
 const N = 3000;
@@ -29,12 +29,8 @@ test('worker crash: exit 70, queued QoS 1 readings kept in the inbox, all stored
   assert.ok(atCrash.predictions < N, `the crash came mid-stream (${atCrash.predictions} stored)`);
   await publishing.done;
 
-  const again = spawnAgent(t, config);
-  await again.waitForLog('agent started');
-  await waitFor(`${N} rows`, () => countRows(dbPath).predictions >= N, 60000);
-  again.proc.kill('SIGTERM');
-  assert.equal((await again.exited).code, 0);
-  const seqs = storedSeqs(dbPath);
+  const { exit: againExit, seqs } = await runUntilStored(t, config, dbPath, N);
+  assert.equal(againExit.code, 0);
   assert.equal(seqs.length, N);
   assert.equal(new Set(seqs).size, N);
   assert.deepEqual(countRows(dbPath), { predictions: N, deadLetters: 0, inbox: 0 });

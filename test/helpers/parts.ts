@@ -261,3 +261,20 @@ export function publishSequence(client: MqttClient, topic: string, n: number, ch
   })();
   return progress;
 }
+
+/**
+ * Starts the agent on `configPath` (again), waits until `n` rows (predictions + dead letters) are stored,
+ * stops it with SIGTERM, and gives its exit, its logs and the stored sequence numbers (see seqPayload).
+ */
+export async function runUntilStored(t: Teardown, configPath: string, dbPath: string, n: number) {
+  const agent = spawnAgent(t, configPath);
+  await agent.waitForLog('agent started');
+  await waitFor(`${n} rows`, () => {
+    const c = countRows(dbPath);
+    return c.predictions + c.deadLetters >= n;
+  }, 60000);
+  // A clean stop drains everything in flight, so a late redelivery would still be counted.
+  agent.proc.kill('SIGTERM');
+  const exit = await agent.exited;
+  return { exit, logs: agent.logs, seqs: storedSeqs(dbPath) };
+}
