@@ -9,6 +9,7 @@ import { loadConfig } from './config.js';
 import { runDemo } from './demo.js';
 import { EdgeError, isEdgeError } from './errors.js';
 import { createLogger } from './log.js';
+import { brokerUrlSchema } from './mqtt.js';
 import { startAgent, type Agent } from './pipeline.js';
 import { simulateDefaults, startSimulator } from './simulate.js';
 import { loadModel } from '../models/load.js';
@@ -165,7 +166,7 @@ async function main(argv: string[]): Promise<void> {
     const qos = positiveNumber('qos', o.qos, simulateDefaults.qos, true);
     if (qos !== 0 && qos !== 1) usage(`--qos: got "${o.qos}", expected 0 or 1`);
     const url = o.url ?? simulateDefaults.url;
-    if (!/^mqtts?:\/\/[^/\s]+\/?$/.test(url)) usage(`--url: got "${url}", expected a URL such as mqtt://127.0.0.1:1883`);
+    if (!brokerUrlSchema.safeParse(url).success) usage(`--url: got "${url}", expected a URL such as mqtt://127.0.0.1:1883`);
     const sim = startSimulator({
       ...simulateDefaults,
       url,

@@ -59,18 +59,30 @@ export function parseConfig(text: string, where: string, baseDir: string): Froze
   return configFromObject(doc.toJS() ?? {}, where, baseDir);
 }
 
+function configError(where: string, details: string[]): EdgeError {
+  return new EdgeError('EDGE_ERR_CONFIG', `${where}: ${details.length} problem${details.length > 1 ? 's' : ''}\n  ${details.join('\n  ')}`, { details });
+}
+
+/**
+ * A secret `{ file: PATH }` (see secret.ts) is read while validating, so a relative PATH is made
+ * relative to the config file's folder here, wherever in the config the secret stands.
+ */
+function resolveSecretFiles(node: unknown, baseDir: string): void {
+  if (node === null || typeof node !== 'object') return;
+  const keys = Object.keys(node);
+  const file = (node as { file?: unknown }).file;
+  if (keys.length === 1 && typeof file === 'string' && !isAbsolute(file)) {
+    (node as { file: string }).file = resolve(baseDir, file);
+    return;
+  }
+  for (const child of Object.values(node)) resolveSecretFiles(child, baseDir);
+}
+
 /** Validates an already-parsed config object (what the YAML file holds). */
 export function configFromObject(raw: unknown, where: string, baseDir: string): FrozenConfig {
-  // A secret { file: PATH } is read while validating: make a relative PATH relative to the config file too.
-  const password = (raw as { mqtt?: { password?: { file?: unknown } } } | null)?.mqtt?.password;
-  if (password && typeof password === 'object' && typeof password.file === 'string' && !isAbsolute(password.file)) {
-    password.file = resolve(baseDir, password.file);
-  }
+  resolveSecretFiles(raw, baseDir);
   const result = configSchema.safeParse(raw);
-  if (!result.success) {
-    const details = formatZodIssues(result.error.issues, raw);
-    throw new EdgeError('EDGE_ERR_CONFIG', `${where}: ${details.length} problem${details.length > 1 ? 's' : ''}\n  ${details.join('\n  ')}`, { details });
-  }
+  if (!result.success) throw configError(where, formatZodIssues(result.error.issues, raw));
   const c = result.data;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   c.model.dir = abs(c.model.dir);
@@ -88,7 +100,7 @@ export function configFromObject(raw: unknown, where: string, baseDir: string): 
       }
     }
   }
-  if (missing.length) throw new EdgeError('EDGE_ERR_CONFIG', `${where}: ${missing.length} problem${missing.length > 1 ? 's' : ''}\n  ${missing.join('\n  ')}`, { details: missing });
+  if (missing.length) throw configError(where, missing);
   return deepFreeze(c);
 }
 

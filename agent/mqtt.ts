@@ -10,13 +10,13 @@ import { EdgeError } from './errors.js';
 import type { Logger } from './log.js';
 import { secretSchema } from './secret.js';
 
+/** mqtt:// or mqtts://host:port, shared with the CLI's `simulate --url`. */
+export const brokerUrlSchema = z.string().regex(/^mqtts?:\/\/[^/\s]+\/?$/, 'a URL such as mqtt://broker:1883 or mqtts://broker:8883');
+
 export const mqttOptionsSchema = z
   .strictObject({
     /** mqtt:// or mqtts:// URL of the plant broker. Absent: the agent starts its embedded broker. */
-    url: z
-      .string()
-      .regex(/^mqtts?:\/\/[^/\s]+\/?$/, 'a URL such as mqtt://broker:1883 or mqtts://broker:8883')
-      .optional(),
+    url: brokerUrlSchema.optional(),
     embedded: z
       .strictObject({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(1883) })
       .prefault({}),

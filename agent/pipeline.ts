@@ -6,7 +6,7 @@
 // commit, wait for result acks, disconnect keeping the session, close the model and the store.
 
 import type { MqttClient } from 'mqtt';
-import { interpret, outputWidth, type Verdict } from '../models/manifest.js';
+import { interpret, outputWidth } from '../models/manifest.js';
 import { loadModel, type LoadedModel } from '../models/load.js';
 import { createBatcher, type Batcher } from './batcher.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
@@ -17,7 +17,7 @@ import type { InferResult } from './infer.js';
 import { createIngest, type Ingest, type Message } from './ingest.js';
 import { createRateLimitedLog, type Logger } from './log.js';
 import { createMqttClient } from './mqtt.js';
-import { createPublisher, type Publisher } from './publish.js';
+import { createPublisher, type Publisher, type Result } from './publish.js';
 import { createStats, type Stats } from './stats.js';
 import { openStore, type DeadLetterRow, type PredictionRow, type Store } from './store.js';
 
@@ -106,8 +106,8 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     function commitBatch(batch: Message[], outcome: BatchOutcome): void {
       ingest.commitGroup(); // the inbox rows of this batch are committed before their predictions
       const predictions: PredictionRow[] = [];
-      const verdicts: Verdict[] = [];
-      const served: Message[] = [];
+      const results: Result[] = []; // one per prediction; the row id is filled in after the commit
+      const t0s: number[] = [];
       const dead: DeadLetterRow[] = [];
       const inboxIds: number[] = [];
       const data = outcome && 'result' in outcome ? outcome.result.outputs[manifest.output.tensor]?.data : undefined;
@@ -118,14 +118,13 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       // Plain loops and object literals without spreads: this runs once per message.
       for (let i = 0; i < batch.length; i++) {
         const m = batch[i] as Message;
-        if (m.inboxId !== null) inboxIds.push(m.inboxId);
         const d = m.decoded;
         if (d.ok && !data && m.inboxId !== null && !inference.alive) {
           // The worker is gone and the agent is stopping: keep the inbox row for the replay after restart.
-          inboxIds.pop();
           deferred++;
           continue;
         }
+        if (m.inboxId !== null) inboxIds.push(m.inboxId);
         if (!d.ok || !data) {
           const code: RejectReason = d.ok ? 'REJECT_INFERENCE_FAILED' : d.code;
           dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: code, reason: d.ok ? failure : d.detail, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey });
@@ -135,8 +134,8 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         for (let j = 0; j < width; j++) row[j] = data[k * width + j] as number;
         k++;
         const verdict = interpret(manifest.output, row);
-        verdicts.push(verdict);
-        served.push(m);
+        results.push({ id: 0, asset: d.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict, latencyMs: modelMs });
+        t0s.push(m.t0);
         predictions.push({
           receivedAt: m.receivedAt, asset: d.asset, topic: m.topic, modelName: manifest.name, modelVersion: manifest.version,
           features: d.values, outputs: row, label: 'label' in verdict ? verdict.label : null,
@@ -147,11 +146,11 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       const ids = store.commitBatch(predictions, dead, inboxIds);
       const now = performance.now();
       stats.counters.received += batch.length;
-      for (let p = 0; p < predictions.length; p++) {
-        const pr = predictions[p] as PredictionRow;
-        const m = served[p] as Message;
-        publisher.publish({ id: ids[p] as number, asset: pr.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict: verdicts[p] as Verdict, latencyMs: modelMs });
-        stats.latency(now - m.t0);
+      for (let p = 0; p < results.length; p++) {
+        const r = results[p] as Result;
+        r.id = ids[p] as number;
+        publisher.publish(r);
+        stats.latency(now - (t0s[p] as number));
       }
       stats.counters.predictions += predictions.length;
       if (outcome && 'result' in outcome) {
