@@ -14,6 +14,7 @@ import { startAgent, type Agent } from './pipeline.js';
 import { simulateDefaults, startSimulator } from './simulate.js';
 import { loadModel } from '../models/load.js';
 import { mappingProblems } from './features.js';
+import { modelTopicProblem } from './publish.js';
 
 const HELP = `edge-agent — ONNX inference on MQTT sensor readings, every prediction kept in SQLite
 
@@ -110,7 +111,9 @@ async function cmdConfigCheck(path: string): Promise<void> {
   const model = await loadModel(config.model.dir, config.inference);
   try {
     const problems = mappingProblems(config.mapping, model.manifest);
-    if (problems.length) throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `${path}: mapping does not fit the model\n  ${problems.join('\n  ')}`);
+    const topicProblem = config.publish.enabled ? modelTopicProblem(config.publish.topic, model.manifest.name, model.manifest.version) : null;
+    if (topicProblem) problems.push(topicProblem);
+    if (problems.length) throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `${path}: the config does not fit the model\n  ${problems.join('\n  ')}`);
     const m = model.manifest;
     process.stdout.write(
       `${path}: OK\n  broker: ${config.mqtt.url ?? `embedded on ${config.mqtt.embedded.host}:${config.mqtt.embedded.port}`}\n` +

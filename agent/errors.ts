@@ -12,6 +12,7 @@ export const ErrorCodes = {
   EDGE_ERR_MODEL_LOAD: { retryable: false, exitCode: 78, summary: 'onnxruntime could not load the model' },
   EDGE_ERR_CONFIG_MODEL_MISMATCH: { retryable: false, exitCode: 78, summary: "the config's feature mapping does not fit the model's features" },
   EDGE_ERR_STORE: { retryable: false, exitCode: 74, summary: 'the SQLite store could not be opened or migrated' },
+  EDGE_ERR_STORE_LOCKED: { retryable: true, exitCode: 74, summary: 'another edge-agent holds the store' },
   EDGE_ERR_BROKER: { retryable: true, exitCode: 69, summary: 'the MQTT broker refused the connection or the embedded broker could not start' },
   EDGE_ERR_INFERENCE: { retryable: true, exitCode: 70, summary: 'the inference worker failed' },
   EDGE_ERR_SHUTDOWN_TIMEOUT: { retryable: false, exitCode: 70, summary: 'shutdown did not finish within shutdown.deadlineMs' },
@@ -50,6 +51,7 @@ export const RejectReasons = {
   REJECT_NOT_FINITE: 'a mapped field is NaN or infinite',
   REJECT_OUT_OF_RANGE: "a feature is outside the manifest's valid range",
   REJECT_NO_ASSET: 'the asset id could not be taken from the topic or payload',
+  REJECT_BAD_ASSET: 'the asset id cannot stand in a topic (empty, too long, / + #, control characters, noncharacters, invalid UTF-8)',
   REJECT_INFERENCE_FAILED: 'the model failed on this batch',
 } as const;
 

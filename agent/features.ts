@@ -5,6 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import type { RejectReason } from './errors.js';
+import { topicLevelProblem } from './topic.js';
 import type { Manifest } from '../models/manifest.js';
 
 const pathString = z
@@ -32,9 +33,8 @@ export type Decoded =
   | { ok: true; asset: string; values: number[] }
   | { ok: false; code: RejectReason; detail: string };
 
-// NUL is not allowed in MQTT topics, so not in an asset id that goes into the result topic.
-// eslint-disable-next-line no-control-regex
-const ASSET_RE = /^[^/+#\u0000]{1,128}$/;
+/** An asset id fills {asset} in the result topic: one topic level a broker accepts (see topic.ts). */
+const MAX_ASSET_CHARS = 128;
 
 function compilePath(path: string): (string | number)[] {
   return path.split('.').map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
@@ -88,9 +88,8 @@ export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPa
         return { ok: false, code: 'REJECT_NO_ASSET', detail: `topic "${topic}" has no level ${assetLevel}` };
       }
     }
-    if (!ASSET_RE.test(raw as string)) {
-      return { ok: false, code: 'REJECT_NO_ASSET', detail: `asset id ${JSON.stringify(raw)} is empty, too long or contains / + #` };
-    }
+    const problem = topicLevelProblem(raw as string, MAX_ASSET_CHARS);
+    if (problem) return { ok: false, code: 'REJECT_BAD_ASSET', detail: `asset id ${JSON.stringify((raw as string).slice(0, 64))}${(raw as string).length > 64 ? '…' : ''} ${problem}` };
     return raw as string;
   }
 

@@ -90,6 +90,7 @@ export function createMqttClient(url: string, o: MqttOptions, subscriptions: rea
     client.options.reconnectPeriod = Math.round(delay * (0.8 + Math.random() * 0.4));
     attempt++;
   });
+  watchForTakeovers(client, o.clientId, log);
   let subscribedOnce = false;
   client.on('connect', (connack) => {
     // Results and PUBACKs are small packets: without TCP_NODELAY, Nagle's algorithm holds them back
@@ -115,4 +116,49 @@ export function createMqttClient(url: string, o: MqttOptions, subscriptions: rea
     });
   });
   return client;
+}
+
+/** Connections closed by the broker, each within this long of its CONNACK, that hint at a takeover... */
+const TAKEOVER_LIFETIME_MS = 30_000;
+/** ...when this many of them fall within this window. */
+const TAKEOVER_COUNT = 3;
+const TAKEOVER_WINDOW_MS = 120_000;
+
+/**
+ * Two clients with one client id (a copied config, a second agent started by hand) take the session
+ * from each other in turn: each connect makes the broker close the other, and both reconnect forever.
+ * MQTT 5 brokers say so (DISCONNECT with reason 0x8E, session taken over); MQTT 3.1.1 brokers just close
+ * the socket, so a run of short connections that the broker closed without any error is the sign.
+ */
+function watchForTakeovers(client: MqttClient, clientId: string, log: Logger): void {
+  let connectedAt = 0;
+  let errored = false;
+  const closes: number[] = [];
+  client.on('connect', () => {
+    connectedAt = performance.now();
+    errored = false;
+  });
+  client.on('error', () => void (errored = true));
+  client.on('disconnect', (packet) => {
+    if (packet.reasonCode === 0x8e) {
+      errored = true; // reported here; not counted again below
+      log.error({ clientId, reasonCode: 0x8e }, 'the broker gave this session to another client with the same client id');
+    }
+  });
+  client.on('close', () => {
+    const now = performance.now();
+    const lived = now - connectedAt;
+    const wasConnected = connectedAt > 0;
+    connectedAt = 0;
+    if (!wasConnected || errored || client.disconnecting || lived > TAKEOVER_LIFETIME_MS) return;
+    closes.push(now);
+    while (closes.length && now - (closes[0] as number) > TAKEOVER_WINDOW_MS) closes.shift();
+    if (closes.length >= TAKEOVER_COUNT) {
+      log.error(
+        { clientId, closes: closes.length, windowSec: TAKEOVER_WINDOW_MS / 1000 },
+        'the broker keeps closing the connection: another client is probably using the same client id (mqtt.clientId)',
+      );
+      closes.length = 0;
+    }
+  });
 }

@@ -17,7 +17,7 @@ import type { InferResult } from './infer.js';
 import { createIngest, type Ingest, type Message } from './ingest.js';
 import { createRateLimitedLog, type Logger } from './log.js';
 import { createMqttClient } from './mqtt.js';
-import { createPublisher, type Publisher, type Result } from './publish.js';
+import { createPublisher, modelTopicProblem, type Publisher, type Result } from './publish.js';
 import { createStats, type Stats } from './stats.js';
 import { openStore, type DeadLetterRow, type PredictionRow, type Store } from './store.js';
 
@@ -44,11 +44,14 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
   try {
     // 1. Store: open and migrate the SQLite file.
     const store = (parts.store = openStore(config.store));
+    if (store.exposure) log.warn({ path: store.path, problem: store.exposure }, 'store folder is readable by other users');
     // 2. Model: manifest, sha256, ONNX session in its worker, contract and golden vectors checked.
     const model = (parts.model = await loadModel(config.model.dir, config.inference));
     const { manifest, inference } = model;
     const problems = mappingProblems(config.mapping, manifest);
-    if (problems.length) throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `config mapping does not fit model ${manifest.name}@${manifest.version}\n  ${problems.join('\n  ')}`, { details: problems });
+    const topicProblem = config.publish.enabled ? modelTopicProblem(config.publish.topic, manifest.name, manifest.version) : null;
+    if (topicProblem) problems.push(topicProblem);
+    if (problems.length) throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `the config does not fit model ${manifest.name}@${manifest.version}\n  ${problems.join('\n  ')}`, { details: problems });
     log.info({ model: manifest.name, version: manifest.version, dir: model.dir, golden: manifest.golden.length }, 'model loaded and verified');
     // 3. Features: payload -> asset + ordered feature row, or a reject reason.
     const decode = createDecoder(config.mapping, manifest, config.ingest.maxPayloadBytes);
@@ -80,11 +83,13 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       () => corkBroker(),
       (err) => log.warn({ err: err.message }, 'result publish failed'),
       (r) => skipLog('skip', Date.now(), (suppressed) => log.warn({ id: r.id, asset: r.asset, skippedSinceLast: suppressed, maxPendingResults: config.publish.maxPendingResults }, 'result not published: too many pending (the prediction is stored)')),
+      (r, topic, problem) => skipLog('invalid', Date.now(), (suppressed) => log.error({ id: r.id, topic, problem, skippedSinceLast: suppressed }, 'result not published: a broker would reject its topic (the prediction is stored)')),
     );
 
     stats.gauges.resultsPending = () => publisher.pending;
     stats.gauges.resultsSent = () => publisher.sent;
     stats.gauges.resultsSkipped = () => publisher.skipped;
+    stats.gauges.resultsInvalid = () => publisher.invalid;
     const rejectLog = createRateLimitedLog(10_000);
     const cols = manifest.features.length;
     const width = outputWidth(manifest.output);

@@ -5,6 +5,7 @@
 import type { MqttClient } from 'mqtt';
 import { z } from 'zod';
 import type { Verdict } from '../models/manifest.js';
+import { publishTopicProblem, topicLevelProblem } from './topic.js';
 
 const PLACEHOLDERS = ['asset', 'model', 'version'] as const;
 
@@ -15,6 +16,7 @@ export const publishOptionsSchema = z
       .string()
       .min(1)
       .refine((t) => !/[+#]/.test(t), 'a topic without the wildcards + and #')
+      .refine((t) => publishTopicProblem(t.replace(/\{[^}]*\}/g, 'x')) === null, 'a topic a broker accepts: no control characters or noncharacters, not starting with $')
       .refine(
         (t) => [...t.matchAll(/\{([^}]*)\}/g)].every((m) => (PLACEHOLDERS as readonly string[]).includes(m[1] ?? '')),
         `placeholders among ${PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`,
@@ -49,6 +51,19 @@ export function resultTopic(template: string, r: { asset: string; model: string;
   return template.replace(/\{(asset|model|version)\}/g, (_, k: 'asset' | 'model' | 'version') => r[k]);
 }
 
+/**
+ * What keeps a model's name or version out of the result topic, or null: checked when a model is
+ * loaded, so that no result of it can poison the broker session (see topic.ts).
+ */
+export function modelTopicProblem(template: string, model: string, version: string): string | null {
+  for (const [key, value] of [['model', model], ['version', version]] as const) {
+    if (!template.includes(`{${key}}`)) continue;
+    const p = topicLevelProblem(value, 1024);
+    if (p) return `publish.topic "${template}" puts the model's ${key} in the topic, and ${JSON.stringify(value)} ${p}`;
+  }
+  return null;
+}
+
 export function resultPayload(r: Result): string {
   return JSON.stringify({
     id: r.id,
@@ -72,6 +87,8 @@ export interface Publisher {
   readonly sent: number;
   /** Results not published because maxPendingResults was reached (they are in the store). */
   readonly skipped: number;
+  /** Results not published because their topic is one a broker would reject (they are in the store). */
+  readonly invalid: number;
 }
 
 /**
@@ -93,6 +110,7 @@ export function createPublisher(
   cork: () => () => void,
   onError: (err: Error) => void,
   onSkip: (r: Result) => void = () => undefined,
+  onInvalid: (r: Result, topic: string, problem: string) => void = () => undefined,
 ): Publisher {
   const queue: Result[] = [];
   let corked = false;
@@ -101,6 +119,7 @@ export function createPublisher(
   let waiters: (() => void)[] = [];
   let sent = 0;
   let skipped = 0;
+  let invalid = 0;
   const pending = () => inFlight + queue.length - head;
 
   let budget = PER_TURN;
@@ -119,8 +138,17 @@ export function createPublisher(
     while (budget > 0 && inFlight < IN_FLIGHT && head < queue.length) {
       budget--;
       const r = queue[head++] as Result;
+      const topic = resultTopic(options.topic, r);
+      // Last line of defence: the asset and the model were checked on the way in, but a topic the
+      // broker rejects would drop the connection and be resent on every reconnect.
+      const problem = publishTopicProblem(topic);
+      if (problem) {
+        invalid++;
+        onInvalid(r, topic, problem);
+        continue;
+      }
       inFlight++;
-      client.publish(resultTopic(options.topic, r), resultPayload(r), { qos: options.qos, retain: options.retain }, done);
+      client.publish(topic, resultPayload(r), { qos: options.qos, retain: options.retain }, done);
     }
     if (head === queue.length) {
       queue.length = 0;
@@ -159,6 +187,9 @@ export function createPublisher(
     },
     get skipped() {
       return skipped;
+    },
+    get invalid() {
+      return invalid;
     },
   };
 }

@@ -21,7 +21,7 @@ export function createStats() {
   };
   const rejects: Partial<Record<RejectReason, number>> = {};
   /** Values other stages own, read at snapshot time (set by the pipeline). */
-  const gauges = { resultsPending: () => 0, resultsSent: () => 0, resultsSkipped: () => 0 };
+  const gauges = { resultsPending: () => 0, resultsSent: () => 0, resultsSkipped: () => 0, resultsInvalid: () => 0 };
   // Event-loop delay of the main thread (MQTT, SQLite): inference runs in a worker so this stays low.
   // Its figures include the 10 ms sampling interval itself: the delay is what lies beyond it.
   const RESOLUTION_MS = 10;
@@ -58,6 +58,7 @@ export function createStats() {
         resultsSent: gauges.resultsSent(),
         resultsPending: gauges.resultsPending(),
         resultsSkipped: gauges.resultsSkipped(),
+        resultsInvalid: gauges.resultsInvalid(),
         rejects: { ...rejects },
         receivedPerSec: dt > 0 ? (counters.received - lastReceived) / dt : 0,
         predictionsPerSec: dt > 0 ? (counters.predictions - lastPredictions) / dt : 0,

@@ -7,11 +7,12 @@
 // power loss or a kernel crash. synchronous=FULL fsyncs the WAL on every commit: it survives power
 // loss too, at one fsync per commit (~0.4 ms here, slower on SD/eMMC).
 
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { EdgeError } from './errors.js';
+import { lockStore, type StoreLock } from './store-lock.js';
 
 export const storeOptionsSchema = z
   .strictObject({
@@ -63,7 +64,7 @@ export interface DeadLetterRow {
 }
 
 /** Forward-only migrations; PRAGMA user_version holds how many have run. */
-const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE inbox (
      id INTEGER PRIMARY KEY,
      received_at INTEGER NOT NULL,
@@ -101,6 +102,24 @@ const MIGRATIONS: readonly string[] = [
      dedup_key TEXT,
      created_at INTEGER NOT NULL
    );`,
+  // The inbox's ids order the redelivery window across tables (predictions.inbox_id, dead_letters.inbox_id):
+  // AUTOINCREMENT so an id is never reused after the inbox empties, seeded past every id already used.
+  `CREATE TABLE inbox_v2 (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     received_at INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     qos INTEGER NOT NULL,
+     dedup_key TEXT,
+     payload BLOB NOT NULL
+   );
+   INSERT INTO inbox_v2 SELECT id, received_at, topic, qos, dedup_key, payload FROM inbox;
+   DROP TABLE inbox;
+   ALTER TABLE inbox_v2 RENAME TO inbox;
+   DELETE FROM sqlite_sequence WHERE name = 'inbox';
+   INSERT INTO sqlite_sequence (name, seq) SELECT 'inbox', max(
+     coalesce((SELECT max(id) FROM inbox), 0),
+     coalesce((SELECT max(inbox_id) FROM predictions), 0),
+     coalesce((SELECT max(inbox_id) FROM dead_letters), 0));`,
 ];
 
 export interface Store {
@@ -116,16 +135,38 @@ export interface Store {
   pendingInbox(): InboxRow[];
   recentDedupKeys(limit: number): string[];
   counts(): { predictions: number; deadLetters: number; inbox: number };
+  /** Folder modes that let other users read the store (the inbox holds raw payloads), for a warning. */
+  readonly exposure: string | null;
   /** What the connection really runs with (asserted in tests, shown by `config check`). */
   durability(): { journalMode: string; synchronous: string };
   readonly path: string;
   close(): void;
 }
 
+/**
+ * The folder is created 0700 and the file 0600 (SQLite gives its -wal and -shm files the file's mode):
+ * the inbox and dead letters hold raw payloads. A folder that already exists is not changed (it may be
+ * shared); if others can enter it, `exposure` says so for a warning.
+ */
+function prepareFiles(path: string): string | null {
+  const dir = dirname(path);
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+  else if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
+  for (const side of ['-wal', '-shm']) {
+    if (existsSync(path + side) && (statSync(path + side).mode & 0o077) !== 0) chmodSync(path + side, 0o600);
+  }
+  const mode = statSync(dir).mode & 0o777;
+  return mode & 0o077 ? `${dir} has mode ${mode.toString(8)}; 700 keeps other users out of the store` : null;
+}
+
 export function openStore(options: StoreOptions): Store {
   let db: Database.Database;
+  let lock: StoreLock | null = null;
+  let exposure: string | null;
   try {
-    mkdirSync(dirname(options.path), { recursive: true });
+    exposure = prepareFiles(options.path);
+    lock = lockStore(options.path);
     db = new Database(options.path);
     db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
     db.pragma('journal_mode = WAL');
@@ -133,6 +174,7 @@ export function openStore(options: StoreOptions): Store {
     db.pragma(`synchronous = ${options.synchronous}`);
     migrate(db);
   } catch (err) {
+    lock?.release();
     if (err instanceof EdgeError) throw err;
     throw new EdgeError('EDGE_ERR_STORE', `cannot open ${options.path}: ${(err as Error).message}`, { cause: err });
   }
@@ -155,12 +197,15 @@ export function openStore(options: StoreOptions): Store {
   const deleteInboxRange = db.prepare('DELETE FROM inbox WHERE id BETWEEN ? AND ?');
   const selectInbox = db.prepare('SELECT id, received_at, topic, qos, dedup_key, payload FROM inbox ORDER BY id');
   // Most recent first, inbox rows included: those are the ones whose PUBACKs a crash may have lost.
+  // Ordered by inbox id (the order of arrival, never reused), not by received_at: the wall clock of a
+  // line PC steps back and forth (NTP, a dead RTC battery), and a step back would push the newest keys
+  // out of the window.
   const selectKeys = db.prepare(
     `SELECT dedup_key FROM (
-       SELECT dedup_key, received_at FROM (SELECT dedup_key, received_at FROM predictions WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
-       UNION ALL SELECT dedup_key, received_at FROM (SELECT dedup_key, received_at FROM dead_letters WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
-       UNION ALL SELECT dedup_key, received_at FROM (SELECT dedup_key, received_at FROM inbox WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit))
-     ORDER BY received_at DESC LIMIT @limit`,
+       SELECT dedup_key, inbox_id AS seq FROM (SELECT dedup_key, inbox_id FROM predictions WHERE inbox_id IS NOT NULL AND dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
+       UNION ALL SELECT dedup_key, inbox_id FROM (SELECT dedup_key, inbox_id FROM dead_letters WHERE inbox_id IS NOT NULL AND dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
+       UNION ALL SELECT dedup_key, id FROM (SELECT dedup_key, id FROM inbox WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit))
+     ORDER BY seq DESC LIMIT @limit`,
   );
   const countAll = db.prepare(
     `SELECT (SELECT count(*) FROM predictions) AS predictions, (SELECT count(*) FROM dead_letters) AS deadLetters,
@@ -197,6 +242,7 @@ export function openStore(options: StoreOptions): Store {
   let failed: EdgeError | null = null;
   return {
     path: options.path,
+    exposure,
     appendInbox: (m) => Number(insertInbox.run(m.receivedAt, m.topic, m.qos, m.dedupKey, m.payload).lastInsertRowid),
     beginGroup: () => {
       if (failed) throw failed;
@@ -228,7 +274,11 @@ export function openStore(options: StoreOptions): Store {
     close: () => {
       if (closed) return;
       closed = true;
-      db.close();
+      try {
+        db.close();
+      } finally {
+        lock?.release();
+      }
     },
   };
 }

@@ -4,9 +4,10 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { openStore, storeOptionsSchema } from '../../agent/store.js';
+import { MIGRATIONS, openStore, storeOptionsSchema } from '../../agent/store.js';
 import { teardown, tempDir } from '../helpers/parts.js';
 
 test('default durability is WAL + synchronous=NORMAL; FULL when configured', (t) => {
@@ -19,7 +20,7 @@ test('default durability is WAL + synchronous=NORMAL; FULL when configured', (t)
   assert.deepEqual(full.durability(), { journalMode: 'wal', synchronous: 'FULL' });
   full.close();
   const db = new Database(join(dir, 'f.db'));
-  assert.equal(db.pragma('user_version', { simple: true }), 1, 'migrations recorded');
+  assert.equal(db.pragma('user_version', { simple: true }), 2, 'migrations recorded');
   db.close();
 });
 
@@ -64,4 +65,68 @@ test('a database from a newer agent is refused with EDGE_ERR_STORE', (t) => {
   db.pragma('user_version = 99');
   db.close();
   assert.throws(() => openStore(storeOptionsSchema.parse({ path })), (err: Error & { code?: string }) => err.code === 'EDGE_ERR_STORE' && /schema version 99 is newer/.test(err.message));
+});
+
+test('the store folder is created 0700 and the store files are 0600', (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'fresh', 'agent.db');
+  const s = openStore(storeOptionsSchema.parse({ path }));
+  teardown(t, () => s.close());
+  s.appendInbox({ receivedAt: 1, topic: 't', qos: 1, dedupKey: null, payload: Buffer.from('secret payload') });
+  assert.equal(statSync(join(dir, 'fresh')).mode & 0o777, 0o700);
+  for (const f of ['agent.db', 'agent.db-wal', 'agent.db-shm', 'agent.db-lock']) {
+    assert.equal(statSync(join(dir, 'fresh', f)).mode & 0o777, 0o600, f);
+  }
+  assert.equal(s.exposure, null);
+  // An existing folder open to others is left alone (it may be shared) but reported.
+  const shared = join(dir, 'shared');
+  mkdirSync(shared, { mode: 0o755 });
+  chmodSync(shared, 0o755);
+  const s2 = openStore(storeOptionsSchema.parse({ path: join(shared, 'a.db') }));
+  teardown(t, () => s2.close());
+  assert.match(s2.exposure ?? '', /mode 755/);
+  assert.equal(statSync(join(shared, 'a.db')).mode & 0o777, 0o600);
+});
+
+test('the redelivery window follows arrival order, not the wall clock, and inbox ids are never reused', (t) => {
+  const dir = tempDir(t);
+  const s = openStore(storeOptionsSchema.parse({ path: join(dir, 'a.db') }));
+  teardown(t, () => s.close());
+  const now = Date.now();
+  // 5 readings processed, then the clock steps back an hour and 3 more arrive (still in the inbox).
+  const first = Array.from({ length: 5 }, (_, i) => s.appendInbox({ receivedAt: now + i, topic: 't', qos: 1, dedupKey: `old-${i}`, payload: Buffer.from('{}') }));
+  s.commitBatch([], first.map((id, i) => ({ receivedAt: now + i, topic: 't', reasonCode: 'REJECT_NOT_OBJECT', reason: 'x', payload: Buffer.from('1'), inboxId: id, dedupKey: `old-${i}` })), first);
+  assert.equal(s.counts().inbox, 0);
+  const later = Array.from({ length: 3 }, (_, i) => s.appendInbox({ receivedAt: now - 3_600_000 + i, topic: 't', qos: 1, dedupKey: `new-${i}`, payload: Buffer.from('{}') }));
+  assert.ok((later[0] as number) > (first[4] as number), `inbox ids go on after the inbox emptied (${later[0]} after ${first[4]})`);
+  assert.deepEqual(s.recentDedupKeys(3), ['new-2', 'new-1', 'new-0']);
+  assert.deepEqual(s.recentDedupKeys(5), ['new-2', 'new-1', 'new-0', 'old-4', 'old-3']);
+});
+
+test('migration 2 keeps inbox rows and continues inbox ids past every id already used', (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'v1.db');
+  const db = new Database(path);
+  db.exec(MIGRATIONS[0] as string);
+  db.pragma('user_version = 1');
+  db.prepare(`INSERT INTO dead_letters (received_at, topic, reason_code, reason, payload, inbox_id, dedup_key, created_at) VALUES (1, 't', 'R', 'r', x'00', 500, 'k500', 1)`).run();
+  db.prepare(`INSERT INTO inbox (id, received_at, topic, qos, dedup_key, payload) VALUES (7, 1, 't', 1, 'k7', x'7b7d')`).run();
+  db.close();
+  const s = openStore(storeOptionsSchema.parse({ path }));
+  teardown(t, () => s.close());
+  assert.deepEqual(s.pendingInbox().map((r) => [r.id, r.dedupKey]), [[7, 'k7']]);
+  assert.equal(s.appendInbox({ receivedAt: 2, topic: 't', qos: 1, dedupKey: 'k', payload: Buffer.from('{}') }), 501);
+});
+
+test('a second open of the same store is refused with EDGE_ERR_STORE_LOCKED naming the holder', (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'a.db');
+  const s = openStore(storeOptionsSchema.parse({ path }));
+  assert.throws(
+    () => openStore(storeOptionsSchema.parse({ path })),
+    (err: Error & { code?: string }) => err.code === 'EDGE_ERR_STORE_LOCKED' && err.message.includes(`pid ${process.pid}`),
+  );
+  s.close();
+  const again = openStore(storeOptionsSchema.parse({ path }));
+  again.close();
 });
