@@ -137,7 +137,8 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
   const refusal = new Error('agent is shutting down: message left unacknowledged for redelivery');
 
   function toMessage(inboxId: number | null, dedupKey: string | null, topic: string, payload: Buffer, receivedAt: number): Message {
-    const cut = payload.length > options.maxPayloadBytes ? payload.subarray(0, options.maxPayloadBytes) : payload;
+    // A copy, not a view: a view would keep the whole oversize packet in memory until its dead letter is stored.
+    const cut = payload.length > options.maxPayloadBytes ? Buffer.from(payload.subarray(0, options.maxPayloadBytes)) : payload;
     const decoded = deps.decode(topic, payload);
     return { inboxId, dedupKey, topic, payload: cut, receivedAt, t0: performance.now(), decoded };
   }

@@ -34,6 +34,12 @@ export const mqttOptionsSchema = z
     protocolVersion: z.literal([4, 5]).default(4),
     /** MQTT 5 only: how long the broker keeps the session while the agent is away. */
     sessionExpirySec: z.number().int().nonnegative().default(7 * 24 * 3600),
+    /**
+     * MQTT 5 only: the largest packet the broker may send the agent (CONNECT's Maximum Packet Size). A
+     * larger message is discarded by the broker for this client, so one huge payload costs the agent
+     * nothing; MQTT 3.1.1 has no such limit and the agent reads each packet whole before judging it.
+     */
+    maxPacketBytes: z.number().int().min(1024).max(268435455).default(1024 * 1024),
     keepaliveSec: z.number().int().min(1).max(65535).default(30),
     connectTimeoutMs: z.number().int().min(100).default(30000),
     reconnectMinMs: z.number().int().min(10).default(1000),
@@ -72,7 +78,7 @@ export function createMqttClient(url: string, o: MqttOptions, subscriptions: rea
     log: () => undefined,
     ...(o.username !== undefined ? { username: o.username } : {}),
     ...(o.password !== undefined ? { password: o.password } : {}),
-    ...(o.protocolVersion === 5 ? { properties: { sessionExpiryInterval: o.sessionExpirySec } } : {}),
+    ...(o.protocolVersion === 5 ? { properties: { sessionExpiryInterval: o.sessionExpirySec, maximumPacketSize: o.maxPacketBytes } } : {}),
   };
   if (o.tls) {
     Object.assign(options, {
