@@ -12,6 +12,7 @@ import { createLogger } from './log.js';
 import { brokerUrlSchema } from './mqtt.js';
 import { startAgent, type Agent } from './pipeline.js';
 import { simulateDefaults, startSimulator } from './simulate.js';
+import { runModelCommand } from '../models/commands.js';
 import { loadModel } from '../models/load.js';
 import { mappingProblems } from './features.js';
 import { modelTopicProblem } from './publish.js';
@@ -23,6 +24,7 @@ Usage:
   edge-agent config check FILE        validate a config file and the model it names, then exit
   edge-agent simulate [options]       a simulated PLC gateway publishing bearing readings
   edge-agent demo [--duration SEC]    embedded broker + simulated gateway + agent, with a live status line
+  edge-agent model keygen | sign      the engineer's release tools ('edge-agent model --help')
   edge-agent --help | --version
 
 Options:
@@ -126,6 +128,8 @@ async function cmdConfigCheck(path: string): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
+  // The model commands have options of their own: they parse their own words.
+  if (argv[0] === 'model') return runModelCommand(argv.slice(1), (s) => void process.stdout.write(s));
   let parsed;
   try {
     parsed = parseArgs({

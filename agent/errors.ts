@@ -15,6 +15,12 @@ export const ErrorCodes = {
   EDGE_ERR_STORE_LOCKED: { retryable: true, exitCode: 74, summary: 'another edge-agent holds the store' },
   EDGE_ERR_BROKER: { retryable: true, exitCode: 69, summary: 'the MQTT broker refused the connection or the embedded broker could not start' },
   EDGE_ERR_INFERENCE: { retryable: true, exitCode: 70, summary: 'the inference worker failed' },
+  EDGE_ERR_RELEASE_FILES: { retryable: false, exitCode: 65, summary: "a release's folder holds files its manifest does not list, or a listed file is missing, of another size, or not a regular file" },
+  EDGE_ERR_RELEASE_HASH: { retryable: false, exitCode: 65, summary: "a release file's sha256 differs from its manifest" },
+  EDGE_ERR_RELEASE_UNSIGNED: { retryable: false, exitCode: 65, summary: 'a release has no signature and its model does not accept unsigned releases' },
+  EDGE_ERR_RELEASE_SIGNATURE: { retryable: false, exitCode: 65, summary: "a release's signature is malformed, by an untrusted key, or does not match its manifest" },
+  EDGE_ERR_RELEASE_DOWNGRADE: { retryable: false, exitCode: 65, summary: 'a release is below the highest version trusted for its model and not signed as a rollback' },
+  EDGE_ERR_RELEASE_EXPIRED: { retryable: false, exitCode: 65, summary: 'a release is past its expiry (beyond the clock slack)' },
   EDGE_ERR_SHUTDOWN_TIMEOUT: { retryable: false, exitCode: 70, summary: 'shutdown did not finish within shutdown.deadlineMs' },
 } as const;
 

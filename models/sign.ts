@@ -45,11 +45,16 @@ export function parsePublicKey(pem: string): { key: KeyObject; keyId: string } |
   }
 }
 
-export function signBytes(bytes: Uint8Array, privateKeyPem: string): Signature {
-  const privateKey = createPrivateKey(privateKeyPem);
-  if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error(`the private key is ${privateKey.asymmetricKeyType ?? 'unknown'}, not ed25519`);
-  const keyId = keyIdOf(createPublicKey(privateKey));
-  return { keyId, ed25519: sign(null, bytes, privateKey).toString('base64') };
+/** Parses a PEM private key; throws when it is not an ed25519 private key. */
+export function parsePrivateKey(pem: string): KeyObject {
+  const key = createPrivateKey(pem);
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`a ${key.asymmetricKeyType ?? 'unknown'} key, not ed25519`);
+  return key;
+}
+
+export function signBytes(bytes: Uint8Array, privateKey: string | KeyObject): Signature {
+  const key = typeof privateKey === 'string' ? parsePrivateKey(privateKey) : privateKey;
+  return { keyId: keyIdOf(createPublicKey(key)), ed25519: sign(null, bytes, key).toString('base64') };
 }
 
 /** Checks a signature over `bytes` against the trusted keys; gives null when it holds, else why not. */

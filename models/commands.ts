@@ -1,0 +1,166 @@
+// The engineer's model commands (`edge-agent model …`): takes the words after `model`; gives files
+// (a key pair, a signed release) and a report on stdout, or an EdgeError for the CLI entry to print.
+// Each command answers --help with its own usage and examples.
+
+import { createHash, type KeyObject } from 'node:crypto';
+import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { EdgeError } from '../agent/errors.js';
+import { releaseSchema, type Release } from './release.js';
+import { generateKeyPair, parsePrivateKey, signBytes } from './sign.js';
+
+const USAGE = {
+  model: `Usage: edge-agent model COMMAND [options]   (edge-agent model COMMAND --help for each)
+
+Commands:
+  keygen --out DIR [--name NAME]     an ed25519 key pair for signing releases
+  sign DIR --key FILE [options]      seal a version folder: list its files in manifest.json, sign it`,
+  keygen: `Usage: edge-agent model keygen --out DIR [--name NAME]
+
+Writes DIR/NAME.key (the private key, mode 0600: keep it off the line PCs) and DIR/NAME.pub (the public
+key, for the agents' trusted keys), and prints the key id that signatures name.
+
+Example:
+  edge-agent model keygen --out ~/.edge-agent/keys --name anna`,
+  sign: `Usage: edge-agent model sign DIR --key FILE [--expires WHEN] [--rollback]
+
+Seals the version folder DIR: lists every file in it (but manifest.json and signature.json) with its
+sha256 and size in manifest.json's release block, then signs manifest.json's exact bytes with the
+private key FILE into DIR/signature.json. Run it again after any change to the folder.
+
+Options:
+  --key FILE        the private key from 'model keygen'
+  --expires WHEN    the release is refused after WHEN: an ISO date-time, or Nd for N days from now
+  --rollback        allow agents to install it below a version they already trusted
+
+Example:
+  edge-agent model sign build/bearing-health/1.1.0 --key ~/.edge-agent/keys/anna.key --expires 30d`,
+} as const;
+
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+function usage(message: string, command: keyof typeof USAGE): never {
+  throw new EdgeError('EDGE_ERR_CLI_USAGE', `${message}\n\n${USAGE[command]}`);
+}
+
+type Options = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
+function parse(command: keyof typeof USAGE, args: string[], options: Options): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  try {
+    const r = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    return { values: r.values as Record<string, string | boolean | undefined>, positionals: r.positionals };
+  } catch (err) {
+    usage((err as Error).message, command);
+  }
+}
+
+/** Reads a regular file (no link, no FIFO, no device) of at most `max` bytes. */
+function readRegular(path: string, max: number): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > max) throw new Error(`${st.size} bytes, more than the ${max} allowed`);
+    const buf = Buffer.allocUnsafe(st.size);
+    let done = 0;
+    while (done < st.size) {
+      const n = readSync(fd, buf, done, st.size - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return buf.subarray(0, done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function keygen(args: string[], out: (s: string) => void): void {
+  const { values: o, positionals } = parse('keygen', args, { out: { type: 'string' }, name: { type: 'string' } });
+  if (o.help) return out(`${USAGE.keygen}\n`);
+  if (positionals.length) usage(`unexpected "${positionals[0]}"`, 'keygen');
+  if (typeof o.out !== 'string') usage('--out DIR is required', 'keygen');
+  const name = typeof o.name === 'string' ? o.name : 'release-signing';
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) usage(`--name: got "${name}", expected letters, digits, . _ -`, 'keygen');
+  if (!existsSync(o.out) || !lstatSync(o.out).isDirectory()) throw new EdgeError('EDGE_ERR_CLI_USAGE', `--out: ${o.out} is not a folder`);
+  const keyPath = join(o.out, `${name}.key`);
+  const pubPath = join(o.out, `${name}.pub`);
+  for (const p of [keyPath, pubPath]) if (existsSync(p)) throw new EdgeError('EDGE_ERR_CLI_USAGE', `${p} exists; choose another --name or folder (a key is never overwritten)`);
+  const pair = generateKeyPair();
+  writeFileSync(keyPath, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
+  writeFileSync(pubPath, pair.publicKeyPem, { mode: 0o644, flag: 'wx' });
+  out(`key id ${pair.keyId}\n  private key: ${keyPath} (keep it off the line PCs)\n  public key:  ${pubPath} (give it to the agents as a trusted key)\n`);
+}
+
+function expiry(when: string, now: number): string {
+  const days = /^(\d{1,4})d$/.exec(when);
+  if (days) return new Date(now + Number(days[1]) * 86_400_000).toISOString();
+  const t = Date.parse(when);
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(when) || Number.isNaN(t)) usage(`--expires: got "${when}", expected an ISO date-time (2027-01-31T00:00:00Z) or Nd`, 'sign');
+  return new Date(t).toISOString();
+}
+
+function sign(args: string[], out: (s: string) => void): void {
+  const { values: o, positionals } = parse('sign', args, { key: { type: 'string' }, expires: { type: 'string' }, rollback: { type: 'boolean' } });
+  if (o.help) return out(`${USAGE.sign}\n`);
+  const dir = positionals[0];
+  if (!dir || positionals.length > 1) usage('give one version folder DIR', 'sign');
+  if (typeof o.key !== 'string') usage('--key FILE is required', 'sign');
+  const expiresAt = typeof o.expires === 'string' ? expiry(o.expires, Date.now()) : undefined;
+  let pem: string;
+  try {
+    pem = readRegular(o.key, 64 * 1024).toString('utf8');
+  } catch (err) {
+    throw new EdgeError('EDGE_ERR_CLI_USAGE', `--key: cannot read ${o.key} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = parsePrivateKey(pem);
+  } catch (err) {
+    throw new EdgeError('EDGE_ERR_CLI_USAGE', `--key: ${o.key} is not an ed25519 private key from 'model keygen' (${(err as Error).message})`);
+  }
+  const manifestPath = join(dir, 'manifest.json');
+  let manifest: Record<string, unknown>;
+  try {
+    manifest = JSON.parse(readRegular(manifestPath, MAX_MANIFEST_BYTES).toString('utf8')) as Record<string, unknown>;
+    if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) throw new Error('not a JSON object');
+  } catch (err) {
+    throw new EdgeError('EDGE_ERR_MANIFEST', `${manifestPath}: cannot read it as a manifest (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const files: Release['files'] = [];
+  for (const entry of readdirSync(dir).sort()) {
+    if (entry === 'manifest.json' || entry === 'signature.json') continue;
+    if (!lstatSync(join(dir, entry)).isFile()) throw new EdgeError('EDGE_ERR_RELEASE_FILES', `${join(dir, entry)} is not a regular file; a release holds regular files only`);
+    const data = readFileSync(join(dir, entry));
+    files.push({ name: entry, sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length });
+  }
+  // The inference contract names the model file and its hash: it must be this folder's file.
+  const contract = manifest.file as { name?: unknown; sha256?: unknown } | undefined;
+  const modelFile = files.find((f) => f.name === (contract?.name ?? 'model.onnx'));
+  if (!modelFile) throw new EdgeError('EDGE_ERR_RELEASE_FILES', `${dir} has no ${String(contract?.name ?? 'model.onnx')}, the file manifest.json's file.name names`);
+  if (contract?.sha256 !== modelFile.sha256) {
+    throw new EdgeError('EDGE_ERR_RELEASE_HASH', `${modelFile.name}: sha256 is ${modelFile.sha256}, manifest.json's file.sha256 says ${String(contract?.sha256)}; is this the manifest of this model?`);
+  }
+  const previous = (manifest.release ?? {}) as Partial<Release>;
+  const release = releaseSchema.parse({
+    files,
+    ...(expiresAt ? { expiresAt } : previous.expiresAt ? { expiresAt: previous.expiresAt } : {}),
+    rollback: o.rollback === true,
+  });
+  const bytes = Buffer.from(`${JSON.stringify({ ...manifest, release }, null, 2)}\n`);
+  const signature = signBytes(bytes, privateKey);
+  writeFileSync(manifestPath, bytes);
+  writeFileSync(join(dir, 'signature.json'), `${JSON.stringify(signature)}\n`);
+  const what = `${String(manifest.name)} ${String(manifest.version)}`;
+  out(`signed ${what} (${files.map((f) => `${f.name} ${f.bytes} bytes`).join(', ')}) with key ${signature.keyId}` +
+    `${release.expiresAt ? `, expires ${release.expiresAt}` : ''}${release.rollback ? ', as a rollback' : ''}\n  ${join(dir, 'signature.json')}\n`);
+}
+
+/** Runs `edge-agent model …`; writes its report through `out`. */
+export function runModelCommand(argv: string[], out: (s: string) => void): void {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') return out(`${USAGE.model}\n`);
+  if (command === 'keygen') return keygen(rest, out);
+  if (command === 'sign') return sign(rest, out);
+  usage(`unknown model command "${basename(command)}"`, 'model');
+}
