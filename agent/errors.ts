@@ -51,6 +51,7 @@ export const RejectReasons = {
   REJECT_OUT_OF_RANGE: "a feature is outside the manifest's valid range",
   REJECT_NO_ASSET: 'the asset id could not be taken from the topic or payload',
   REJECT_INFERENCE_FAILED: 'the model failed on this batch',
+  REJECT_NONFINITE_OUTPUT: 'the model gave NaN or an infinite value for this reading',
 } as const;
 
 export type RejectReason = keyof typeof RejectReasons;
