@@ -1,11 +1,11 @@
-// Inference worker thread: takes an ONNX file path, then batches of feature rows; gives the
+// Inference worker thread: takes the ONNX model's bytes, then batches of feature rows; gives the
 // session's input/output metadata, then each batch's output tensors. onnxruntime-node's run()
 // is synchronous native code, so it runs here, off the thread that serves MQTT and SQLite.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 
-export interface WorkerInit { modelPath: string; intraOpThreads: number }
+export interface WorkerInit { model: Uint8Array; intraOpThreads: number }
 export interface TensorInfo { name: string; type: string; shape: (number | string)[] }
 export type WorkerRequest = { id: number; inputName: string; data: Float32Array; rows: number; cols: number };
 export type WorkerReply =
@@ -25,7 +25,7 @@ function info(m: ort.InferenceSession.ValueMetadata): TensorInfo {
 async function main(p: NonNullable<typeof parentPort>): Promise<void> {
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(init.modelPath, {
+    session = await ort.InferenceSession.create(init.model, {
       intraOpNumThreads: init.intraOpThreads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
