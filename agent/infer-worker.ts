@@ -35,6 +35,8 @@ async function main(p: NonNullable<typeof parentPort>): Promise<void> {
     p.postMessage({ kind: 'failed', message: (err as Error).message } satisfies WorkerReply);
     return;
   }
+  // The session holds what it needs; let the model bytes go (workerData would keep them for the thread's life).
+  init.model = new Uint8Array(0);
   p.postMessage({ kind: 'ready', inputs: session.inputMetadata.map(info), outputs: session.outputMetadata.map(info) } satisfies WorkerReply);
   // Test-only fault injection: EDGE_AGENT_TEST_WORKER_EXIT_AFTER=N ends this thread at its N+1th batch,
   // as a crash in native code would. Unset in production.

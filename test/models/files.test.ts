@@ -130,9 +130,13 @@ test('a manifest within the byte cap but with too many features is refused namin
   assert.match(r.out, new RegExp(`features: has ${MANIFEST_LIMITS.features + 1} entries — the limit is ${MANIFEST_LIMITS.features}`));
 });
 
-test('feature ranges must fit in float32', { timeout: 60_000 }, async (t) => {
-  const config = modelFolder(t, (m) => void ((m.features[0] as { max: number }).max = 1e300));
+test('feature ranges and golden inputs must fit in float32', { timeout: 60_000 }, async (t) => {
+  const config = modelFolder(t, (m) => {
+    (m.features[0] as { max: number }).max = 1e300;
+    (m.golden as { input: number[] }[])[1]!.input[2] = -1e39;
+  });
   const r = await runBounded(['config', 'check', config]);
   assert.equal(r.code, 78, r.out);
   assert.match(r.out, /features\[0\]\.max: got 1e\+300 — must fit in float32/);
+  assert.match(r.out, /golden\[1\]\.input\[2\]: got -1e\+39 — must fit in float32/);
 });
