@@ -44,7 +44,11 @@ export interface VersionSpec {
   features: FeatureSpec[];
   /** How the agent reads the result; its tensor must be one of graph.outputs. */
   output: Manifest['output'];
-  /** Inputs of the golden vectors; their outputs are computed by running the model in onnxruntime, in one batch. */
+  /**
+   * Inputs of the golden vectors; their outputs are computed by running the model in onnxruntime, in one
+   * batch (in batches of the input's fixed batch size, if it has one). The manifest's input shape copies the
+   * graph input's (a fixed batch needs a manifest schema that allows it: use `edit` until then).
+   */
   golden: number[][];
   tolerance?: number;
   name?: string;
@@ -55,17 +59,24 @@ export interface VersionSpec {
 
 export interface ModelVersion { dir: string; modelPath: string; manifest: Record<string, unknown>; sha256: string }
 
-/** Runs the model bytes on rows (one batch) and gives each output tensor as rows of numbers. */
-export async function runModel(bytes: Uint8Array, inputName: string, rows: number[][]): Promise<Record<string, number[][]>> {
+/**
+ * Runs the model bytes on rows and gives each output tensor as rows of numbers (int64 as numbers).
+ * `batch`: rows per run (a fixed-batch model's batch size); all rows in one run if omitted.
+ */
+export async function runModel(bytes: Uint8Array, inputName: string, rows: number[][], batch = rows.length): Promise<Record<string, number[][]>> {
+  if (rows.length % batch !== 0) throw new Error(`${rows.length} rows do not fill batches of ${batch}`);
   const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1 });
   try {
     const cols = rows[0]?.length ?? 0;
-    const out = await session.run({ [inputName]: new ort.Tensor('float32', Float32Array.from(rows.flat()), [rows.length, cols]) });
     const result: Record<string, number[][]> = {};
-    for (const [name, t] of Object.entries(out)) {
-      const flat = Array.from(t.data as ArrayLike<number | bigint>, Number);
-      const width = flat.length / rows.length;
-      result[name] = rows.map((_, r) => flat.slice(r * width, (r + 1) * width));
+    for (let start = 0; start < rows.length; start += batch) {
+      const chunk = rows.slice(start, start + batch);
+      const out = await session.run({ [inputName]: new ort.Tensor('float32', Float32Array.from(chunk.flat()), [chunk.length, cols]) });
+      for (const [name, t] of Object.entries(out)) {
+        const flat = Array.from(t.data as ArrayLike<number | bigint>, Number);
+        const width = flat.length / chunk.length;
+        (result[name] ??= []).push(...chunk.map((_, r) => flat.slice(r * width, (r + 1) * width)));
+      }
     }
     return result;
   } finally {
@@ -91,7 +102,7 @@ export async function writeModelVersion(t: Teardown, spec: VersionSpec, parent?:
   const bytes = onnxModel(spec.graph);
   const input = spec.graph.inputs[0];
   if (!input) throw new Error('a test model needs an input');
-  const outputs = await runModel(bytes, input.name, spec.golden);
+  const outputs = await runModel(bytes, input.name, spec.golden, typeof input.dims[0] === 'number' ? input.dims[0] : spec.golden.length);
   const goldenOut = outputs[spec.output.tensor];
   if (!goldenOut) throw new Error(`the model has no output "${spec.output.tensor}"`);
   const name = spec.name ?? 'test-model';
