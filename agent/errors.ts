@@ -59,6 +59,7 @@ export const RejectReasons = {
   REJECT_NO_ASSET: 'the asset id could not be taken from the topic or payload',
   REJECT_BAD_ASSET: 'the asset id cannot stand in a topic (empty, too long, / + #, control characters, noncharacters, invalid UTF-8)',
   REJECT_INFERENCE_FAILED: 'the model failed on this batch',
+  REJECT_NONFINITE_OUTPUT: 'the model gave NaN or an infinite value for this reading',
 } as const;
 
 export type RejectReason = keyof typeof RejectReasons;

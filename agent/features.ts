@@ -119,6 +119,10 @@ export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPa
       }
       // JSON.parse cannot give NaN or Infinity, but 1e999 parses to Infinity.
       if (!Number.isFinite(v)) return { ok: false, code: 'REJECT_NOT_FINITE', detail: `feature ${c.name}: field "${c.pathText}" is ${v}` };
+      // The model takes float32: a double beyond ±3.4028234663852886e38 would reach it as ±Infinity.
+      if (!Number.isFinite(Math.fround(v))) {
+        return { ok: false, code: 'REJECT_NOT_FINITE', detail: `feature ${c.name}: field "${c.pathText}" is ${v}, beyond float32 (±3.4028234663852886e38)` };
+      }
       if (v < c.min || v > c.max) {
         return { ok: false, code: 'REJECT_OUT_OF_RANGE', detail: `feature ${c.name}: ${v} is outside the valid range [${c.min}, ${c.max}]` };
       }

@@ -1,11 +1,11 @@
-// Inference worker thread: takes an ONNX file path, then batches of feature rows; gives the
+// Inference worker thread: takes the ONNX model's bytes, then batches of feature rows; gives the
 // session's input/output metadata, then each batch's output tensors. onnxruntime-node's run()
 // is synchronous native code, so it runs here, off the thread that serves MQTT and SQLite.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 
-export interface WorkerInit { modelPath: string; intraOpThreads: number }
+export interface WorkerInit { model: Uint8Array; intraOpThreads: number }
 export interface TensorInfo { name: string; type: string; shape: (number | string)[] }
 export type WorkerRequest = { id: number; inputName: string; data: Float32Array; rows: number; cols: number };
 export type WorkerReply =
@@ -25,7 +25,7 @@ function info(m: ort.InferenceSession.ValueMetadata): TensorInfo {
 async function main(p: NonNullable<typeof parentPort>): Promise<void> {
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(init.modelPath, {
+    session = await ort.InferenceSession.create(init.model, {
       intraOpNumThreads: init.intraOpThreads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
@@ -35,6 +35,8 @@ async function main(p: NonNullable<typeof parentPort>): Promise<void> {
     p.postMessage({ kind: 'failed', message: (err as Error).message } satisfies WorkerReply);
     return;
   }
+  // The session holds what it needs; let the model bytes go (workerData would keep them for the thread's life).
+  init.model = new Uint8Array(0);
   p.postMessage({ kind: 'ready', inputs: session.inputMetadata.map(info), outputs: session.outputMetadata.map(info) } satisfies WorkerReply);
   // Test-only fault injection: EDGE_AGENT_TEST_WORKER_EXIT_AFTER=N ends this thread at its N+1th batch,
   // as a crash in native code would. Unset in production.

@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { EdgeError } from './errors.js';
-import type { TensorInfo, WorkerReply, WorkerRequest } from './infer-worker.js';
+import type { TensorInfo, WorkerInit, WorkerReply, WorkerRequest } from './infer-worker.js';
 
 export const inferenceOptionsSchema = z
   .strictObject({
@@ -42,9 +42,15 @@ export interface Inference {
   close(): Promise<void>;
 }
 
-export async function startInference(modelPath: string, options: InferenceOptions): Promise<Inference> {
+/** The model: its verified bytes (moved to the worker, not copied) and a label for messages (its path). */
+export interface ModelSource { bytes: Uint8Array; label: string }
+
+export async function startInference(model: ModelSource, options: InferenceOptions): Promise<Inference> {
+  const modelPath = model.label;
+  const init: WorkerInit = { model: model.bytes, intraOpThreads: options.intraOpThreads };
   const worker = new Worker(new URL('./infer-worker.js', import.meta.url), {
-    workerData: { modelPath, intraOpThreads: options.intraOpThreads },
+    workerData: init,
+    transferList: [model.bytes.buffer as ArrayBuffer],
   });
   const pending = new Map<number, { resolve: (r: InferResult) => void; reject: (e: Error) => void }>();
   let nextId = 1;

@@ -136,8 +136,14 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
           continue;
         }
         const row = new Array<number>(width);
-        for (let j = 0; j < width; j++) row[j] = data[k * width + j] as number;
+        let finite = true;
+        for (let j = 0; j < width; j++) finite = Number.isFinite((row[j] = data[k * width + j] as number)) && finite;
         k++;
+        if (!finite) {
+          // A NaN or ±Infinity is no verdict (interpret() would pick a label anyway): a dead letter, never a result.
+          dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: 'REJECT_NONFINITE_OUTPUT', reason: `model output "${manifest.output.tensor}" is [${row.join(', ')}] for ${d.asset}`, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey });
+          continue;
+        }
         const verdict = interpret(manifest.output, row);
         results.push({ id: 0, asset: d.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict, latencyMs: modelMs });
         t0s.push(m.t0);

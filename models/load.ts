@@ -5,9 +5,17 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
 import { startInference, type Inference, type InferenceOptions, type TensorInfo } from '../agent/infer.js';
 import { outputWidth, readManifest, type Manifest } from './manifest.js';
+import { readVersionFile } from './read.js';
+
+/** The largest model file the agent reads (checked before reading): 256 MiB. */
+export const DEFAULT_MAX_MODEL_BYTES = 256 * 1024 * 1024;
+/** For the config's model section: `maxModelBytes`. */
+export const maxModelBytesSchema = z.number().int().positive().max(4 * 1024 * 1024 * 1024).default(DEFAULT_MAX_MODEL_BYTES);
+export interface ModelFileLimits { maxModelBytes: number }
 
 export interface LoadedModel {
   dir: string;
@@ -79,20 +87,18 @@ export async function goldenProblems(m: Manifest, inference: Inference): Promise
   return problems;
 }
 
-export async function loadModel(dir: string, options: InferenceOptions): Promise<LoadedModel> {
+export async function loadModel(dir: string, options: InferenceOptions, limits: ModelFileLimits = { maxModelBytes: DEFAULT_MAX_MODEL_BYTES }): Promise<LoadedModel> {
   const abs = resolve(dir);
   const manifest = readManifest(abs);
   const modelPath = join(abs, manifest.file.name);
-  let actual: string;
-  try {
-    actual = sha256File(modelPath);
-  } catch (err) {
-    throw new EdgeError('EDGE_ERR_MODEL_FILE', `${modelPath}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
+  // The verified bytes go to the worker, not the path: what onnxruntime loads is what was hashed,
+  // and a model cannot pull in other files (external data) by path.
+  const bytes = readVersionFile(abs, manifest.file.name, limits.maxModelBytes, 'EDGE_ERR_MODEL_FILE');
+  const actual = createHash('sha256').update(bytes).digest('hex');
   if (actual !== manifest.file.sha256) {
     throw new EdgeError('EDGE_ERR_MODEL_FILE', `${modelPath}: sha256 is ${actual}, the manifest says ${manifest.file.sha256}`);
   }
-  const inference = await startInference(modelPath, options);
+  const inference = await startInference({ bytes, label: modelPath }, options);
   try {
     const contract = contractProblems(manifest, inference.inputs, inference.outputs);
     if (contract.length) {

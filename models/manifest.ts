@@ -1,27 +1,72 @@
 // Models: the inference contract. A version folder holds model.onnx and manifest.json;
-// this file takes the manifest's JSON text and gives a validated, typed Manifest, or an EdgeError
-// (EDGE_ERR_MANIFEST) that names every problem with its path.
+// this file takes the manifest's bytes (capped) and gives a validated, typed Manifest, or an EdgeError
+// (EDGE_ERR_MANIFEST) that names every problem with its path, or the limit a hostile manifest exceeds.
 
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
 import { formatZodIssues } from '../agent/zod-format.js';
+import { PLAIN_FILE_NAME, readVersionFile } from './read.js';
 
+/**
+ * Caps on a manifest, checked before (bytes) and right after JSON parsing (counts), so a hostile or
+ * broken manifest is refused in milliseconds instead of costing seconds and gigabytes in validation.
+ */
+export const MANIFEST_LIMITS = {
+  bytes: 4 * 1024 * 1024,
+  features: 4096,
+  outputs: 64,
+  labels: 1024,
+  golden: 1024,
+  errorModes: 256,
+  histogramEdges: 1025,
+  quantiles: 101,
+  /** Free text (descriptions, error modes). */
+  textChars: 4096,
+  /** Names, units, labels, versions. */
+  nameChars: 256,
+} as const;
+
+/** The largest finite float32: the model sees every feature as float32, so ranges and inputs must fit. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+
+const L = MANIFEST_LIMITS;
 const finite = z.number().finite();
+const float32 = z.number().min(-FLOAT32_MAX, 'must fit in float32 (±3.4028234663852886e38)').max(FLOAT32_MAX, 'must fit in float32 (±3.4028234663852886e38)');
+/**
+ * A long list of numbers, checked in one loop: per-element number schemas with bounds cost about three
+ * times as much, and golden inputs and histograms are where a big manifest's numbers are.
+ */
+function numbers(max: number, bound: number, what: string) {
+  return z
+    .array(z.number())
+    .max(max)
+    .superRefine((a, ctx) => {
+      for (let i = 0; i < a.length; i++) {
+        if (!(Math.abs(a[i] as number) <= bound)) {
+          ctx.addIssue({ code: 'custom', path: [i], message: what });
+          return;
+        }
+      }
+    });
+}
+const float32s = (max: number) => numbers(max, FLOAT32_MAX, 'must fit in float32 (±3.4028234663852886e38)');
+const finites = (max: number) => numbers(max, Number.MAX_VALUE, 'must be a finite number');
+const name = z.string().max(L.nameChars);
+const text = z.string().max(L.textChars);
 
 const featureSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a feature name is letters, digits and _'),
-  unit: z.string(),
-  description: z.string().optional(),
-  /** Valid range: a value outside [min, max] is rejected as a dead letter (REJECT_OUT_OF_RANGE). */
-  min: finite,
-  max: finite,
+  name: name.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a feature name is letters, digits and _'),
+  unit: name,
+  description: text.optional(),
+  /** Valid range: a value outside [min, max] is rejected as a dead letter (REJECT_OUT_OF_RANGE). Within float32. */
+  min: float32,
+  max: float32,
 });
 
 const histogramSchema = z.strictObject({
-  edges: z.array(finite).min(2),
-  counts: z.array(z.number().int().nonnegative()),
+  edges: finites(L.histogramEdges).min(2),
+  counts: z.array(z.number().int().nonnegative()).max(L.histogramEdges),
 });
 
 const featureBaselineSchema = z.strictObject({
@@ -29,62 +74,66 @@ const featureBaselineSchema = z.strictObject({
   std: finite,
   min: finite,
   max: finite,
-  quantiles: z.record(z.string(), finite),
+  quantiles: z.record(name, finite).refine((q) => Object.keys(q).length <= L.quantiles, `at most ${L.quantiles} quantiles`),
   histogram: histogramSchema,
 });
 
-const dim = z.union([z.number().int().positive(), z.string().min(1)]);
+const dim = z.union([z.number().int().positive(), name.min(1)]);
 
 const outputSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('classification'),
     /** Output tensor holding one probability per label, shape [N, labels.length]. */
-    tensor: z.string(),
-    labels: z.array(z.string()).min(2),
+    tensor: name,
+    labels: z.array(name).min(2).max(L.labels),
   }),
   z.strictObject({
     kind: z.literal('score'),
     /** Output tensor holding one score per row, shape [N, 1]. */
-    tensor: z.string(),
+    tensor: name,
     threshold: finite,
-    above: z.string(),
-    below: z.string(),
+    above: name,
+    below: name,
   }),
   z.strictObject({
     kind: z.literal('regression'),
-    tensor: z.string(),
-    unit: z.string(),
+    tensor: name,
+    unit: name,
   }),
 ]);
 
 export const manifestSchema = z
   .strictObject({
     schemaVersion: z.literal(1),
-    name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'a model name is lower-case letters, digits, . _ -'),
-    version: z.string().regex(/^[0-9A-Za-z][0-9A-Za-z.+_-]*$/, 'a version is letters, digits, . + _ -'),
-    description: z.string().optional(),
-    createdAt: z.string().optional(),
-    file: z.strictObject({ name: z.string().default('model.onnx'), sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lower-case hex digits') }),
+    name: name.regex(/^[a-z0-9][a-z0-9._-]*$/, 'a model name is lower-case letters, digits, . _ -'),
+    version: name.regex(/^[0-9A-Za-z][0-9A-Za-z.+_-]*$/, 'a version is letters, digits, . + _ -'),
+    description: text.optional(),
+    createdAt: name.optional(),
+    file: z.strictObject({
+      /** A plain file name inside the version folder: no path separators, no . or .. */
+      name: name.regex(PLAIN_FILE_NAME, 'a plain file name inside the version folder (letters, digits, . _ -; no / and not . or ..)').default('model.onnx'),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lower-case hex digits') }),
     input: z.strictObject({
-      name: z.string(),
+      name,
       dtype: z.literal('float32'),
       /** [batch, features]: the batch dimension is symbolic (a string) or -1. */
-      shape: z.tuple([z.union([z.string().min(1), z.literal(-1)]), z.number().int().positive()]),
+      shape: z.tuple([z.union([name.min(1), z.literal(-1)]), z.number().int().positive().max(L.features)]),
     }),
-    features: z.array(featureSchema).min(1),
-    outputs: z.array(z.strictObject({ name: z.string(), dtype: z.literal('float32'), shape: z.array(z.union([dim, z.literal(-1)])) })).min(1),
+    features: z.array(featureSchema).min(1).max(L.features),
+    outputs: z.array(z.strictObject({ name, dtype: z.literal('float32'), shape: z.array(z.union([dim, z.literal(-1)])).max(8) })).min(1).max(L.outputs),
     output: outputSchema,
     latencyBudgetMs: z.number().positive(),
-    errorModes: z.array(z.strictObject({ when: z.string(), effect: z.string() })).default([]),
+    errorModes: z.array(z.strictObject({ when: text, effect: text })).max(L.errorModes).default([]),
     golden: z
-      .array(z.strictObject({ input: z.array(finite), output: z.array(finite), tolerance: z.number().nonnegative().default(1e-4) }))
-      .min(1),
+      .array(z.strictObject({ input: float32s(L.features), output: finites(L.labels), tolerance: z.number().nonnegative().default(1e-4) }))
+      .min(1)
+      .max(L.golden),
     baseline: z.strictObject({
       rows: z.number().int().positive(),
-      features: z.record(z.string(), featureBaselineSchema),
-      predictions: z.record(z.string(), finite).optional(),
+      features: z.record(name, featureBaselineSchema),
+      predictions: z.record(name, finite).optional(),
     }),
-    signature: z.strictObject({ keyId: z.string(), ed25519: z.string() }).optional(),
+    signature: z.strictObject({ keyId: name, ed25519: z.string().max(L.nameChars) }).optional(),
   })
   .superRefine((m, ctx) => {
     const n = m.features.length;
@@ -116,30 +165,54 @@ export function outputWidth(o: OutputSpec): number {
   return o.kind === 'classification' ? o.labels.length : 1;
 }
 
+/** The counts that make validation expensive, checked on the parsed JSON before zod walks it. */
+function countProblems(json: unknown): string[] {
+  if (json === null || typeof json !== 'object') return [];
+  const m = json as Record<string, unknown>;
+  const over = (path: string, v: unknown, limit: number): string[] => {
+    const n = Array.isArray(v) ? v.length : v !== null && typeof v === 'object' ? Object.keys(v).length : 0;
+    return n > limit ? [`${path}: has ${n} entries — the limit is ${limit}`] : [];
+  };
+  const baseline = (m.baseline ?? {}) as Record<string, unknown>;
+  return [
+    ...over('features', m.features, L.features),
+    ...over('golden', m.golden, L.golden),
+    ...over('outputs', m.outputs, L.outputs),
+    ...over('errorModes', m.errorModes, L.errorModes),
+    ...over('baseline.features', baseline.features, L.features),
+    ...over('baseline.predictions', baseline.predictions, L.labels),
+  ];
+}
+
+const MAX_LISTED = 50;
+
 export function parseManifest(text: string, where: string): Manifest {
+  if (text.length > L.bytes) {
+    throw new EdgeError('EDGE_ERR_MANIFEST', `${where}: ${text.length} characters — the limit is ${L.bytes} bytes`);
+  }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
     throw new EdgeError('EDGE_ERR_MANIFEST', `${where}: not valid JSON (${(err as Error).message})`);
   }
+  const counts = countProblems(json);
+  if (counts.length) throw new EdgeError('EDGE_ERR_MANIFEST', `${where}: manifest too large\n  ${counts.join('\n  ')}`, { details: counts });
   const result = manifestSchema.safeParse(json);
   if (!result.success) {
-    const details = formatZodIssues(result.error.issues, json);
+    const issues = result.error.issues;
+    const details = formatZodIssues(issues.slice(0, MAX_LISTED), json);
+    if (issues.length > MAX_LISTED) details.push(`… and ${issues.length - MAX_LISTED} more problems`);
     throw new EdgeError('EDGE_ERR_MANIFEST', `${where}: invalid manifest\n  ${details.join('\n  ')}`, { details });
   }
   return result.data;
 }
 
+/** Reads <versionDir>/manifest.json: a regular file of at most MANIFEST_LIMITS.bytes, never a link, FIFO or device. */
 export function readManifest(versionDir: string): Manifest {
   const path = join(versionDir, 'manifest.json');
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new EdgeError('EDGE_ERR_MANIFEST', `${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  return parseManifest(text, path);
+  const bytes = readVersionFile(versionDir, 'manifest.json', L.bytes, 'EDGE_ERR_MANIFEST');
+  return parseManifest(new TextDecoder('utf-8').decode(bytes), path);
 }
 
 /** What a manifest says the model answers for one row of output numbers. */

@@ -6,12 +6,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { manifestSchema } from '../manifest.js';
+import { encodeModel, graphProto, io, node, tensor } from './onnx.js';
 import { FEATURES, LABELS, SPEED_RANGE_RPM, gaussian, labelFor, mulberry32, sampleReading } from './bearing.js';
 
-const { onnx } = onnxProto;
 const SEED = 20240611;
 const ROWS = 6000;
 const TRAIN_SHARE = 0.8;
@@ -155,30 +154,15 @@ console.log(`trained ${train.length} rows in ${(trainMs / 1000).toFixed(2)} s; t
 if (validAcc < 0.9) throw new Error(`validation accuracy ${validAcc} is below 0.9`);
 
 // ---- ONNX model
-const F = onnx.TensorProto.DataType.FLOAT;
-const tensor = (name: string, dims: number[], values: number[]): onnxProto.onnx.ITensorProto => {
-  const bytes = new Uint8Array(values.length * 4);
-  const view = new DataView(bytes.buffer);
-  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
-  return onnx.TensorProto.create({ name, dims, dataType: F, rawData: bytes });
-};
-const io = (name: string, dims: (number | string)[]): onnxProto.onnx.IValueInfoProto =>
-  onnx.ValueInfoProto.create({
-    name,
-    type: { tensorType: { elemType: F, shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) } } },
-  });
-const INT = onnx.AttributeProto.AttributeType.INT;
-const node = (opType: string, input: string[], output: string, attribute: onnxProto.onnx.IAttributeProto[] = []): onnxProto.onnx.INodeProto =>
-  onnx.NodeProto.create({ name: output, opType, input, output: [output], attribute });
-const graph = onnx.GraphProto.create({
+const graph = graphProto({
   name: 'bearing_health_mlp',
   node: [
     node('Sub', ['features', 'mean'], 'centred'),
     node('Div', ['centred', 'std'], 'scaled'),
-    node('Gemm', ['scaled', 'W1', 'B1'], 'hidden_pre', [{ name: 'transB', type: INT, i: 1 }]),
+    node('Gemm', ['scaled', 'W1', 'B1'], 'hidden_pre', { transB: 1 }),
     node('Relu', ['hidden_pre'], 'hidden'),
-    node('Gemm', ['hidden', 'W2', 'B2'], 'logits', [{ name: 'transB', type: INT, i: 1 }]),
-    node('Softmax', ['logits'], 'probabilities', [{ name: 'axis', type: INT, i: 1 }]),
+    node('Gemm', ['hidden', 'W2', 'B2'], 'logits', { transB: 1 }),
+    node('Softmax', ['logits'], 'probabilities', { axis: 1 }),
   ],
   initializer: [
     tensor('mean', [NF], mean),
@@ -191,16 +175,7 @@ const graph = onnx.GraphProto.create({
   input: [io('features', ['N', NF])],
   output: [io('probabilities', ['N', NC])],
 });
-const model = onnx.ModelProto.create({
-  irVersion: 8,
-  opsetImport: [{ domain: '', version: 13 }],
-  producerName: 'edge-agent models/demo/build',
-  producerVersion: '1.0.0',
-  graph,
-});
-const problem = onnx.ModelProto.verify(model);
-if (problem) throw new Error(`invalid ONNX model: ${problem}`);
-const onnxBytes = onnx.ModelProto.encode(model).finish();
+const onnxBytes = encodeModel(graph, { name: 'edge-agent models/demo/build', version: '1.0.0' });
 mkdirSync(OUT, { recursive: true });
 const modelPath = join(OUT, 'model.onnx');
 writeFileSync(modelPath, onnxBytes);
