@@ -3,10 +3,11 @@
 // Each command answers --help with its own usage and examples.
 
 import { createHash, type KeyObject } from 'node:crypto';
-import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { existsSync, lstatSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { EdgeError } from '../agent/errors.js';
+import { readVersionFile } from './read.js';
 import { releaseSchema, type Release } from './release.js';
 import { generateKeyPair, parsePrivateKey, signBytes } from './sign.js';
 
@@ -55,24 +56,9 @@ function parse(command: keyof typeof USAGE, args: string[], options: Options): {
   }
 }
 
-/** Reads a regular file (no link, no FIFO, no device) of at most `max` bytes. */
+/** Reads a regular file of at most `max` bytes (no link, FIFO or device: see read.ts). */
 function readRegular(path: string, max: number): Buffer {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new Error('not a regular file');
-    if (st.size > max) throw new Error(`${st.size} bytes, more than the ${max} allowed`);
-    const buf = Buffer.allocUnsafe(st.size);
-    let done = 0;
-    while (done < st.size) {
-      const n = readSync(fd, buf, done, st.size - done, done);
-      if (n === 0) break;
-      done += n;
-    }
-    return buf.subarray(0, done);
-  } finally {
-    closeSync(fd);
-  }
+  return Buffer.from(readVersionFile(dirname(path), basename(path), max, 'EDGE_ERR_CLI_USAGE'));
 }
 
 function keygen(args: string[], out: (s: string) => void): void {
@@ -111,7 +97,7 @@ function sign(args: string[], out: (s: string) => void): void {
   try {
     pem = readRegular(o.key, 64 * 1024).toString('utf8');
   } catch (err) {
-    throw new EdgeError('EDGE_ERR_CLI_USAGE', `--key: cannot read ${o.key} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new EdgeError('EDGE_ERR_CLI_USAGE', `--key: cannot read ${o.key} (${(err as Error).message})`);
   }
   let privateKey: KeyObject;
   try {

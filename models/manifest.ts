@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
 import { formatZodIssues } from '../agent/zod-format.js';
 import { PLAIN_FILE_NAME, readVersionFile } from './read.js';
+import { releaseSchema } from './release.js';
 
 /**
  * Caps on a manifest, checked before (bytes) and right after JSON parsing (counts), so a hostile or
@@ -133,7 +134,8 @@ export const manifestSchema = z
       features: z.record(name, featureBaselineSchema),
       predictions: z.record(name, finite).optional(),
     }),
-    signature: z.strictObject({ keyId: name, ed25519: z.string().max(L.nameChars) }).optional(),
+    /** Written by `edge-agent model sign`: the release's files, expiry and rollback flag (signed with the manifest). */
+    release: releaseSchema.optional(),
   })
   .superRefine((m, ctx) => {
     const n = m.features.length;

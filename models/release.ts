@@ -7,9 +7,11 @@
 // sha256 and size, an expiry, an explicit rollback flag) is therefore signed too.
 
 import { createHash, type KeyObject } from 'node:crypto';
-import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync } from 'node:fs';
+import { lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { EdgeError } from '../agent/errors.js';
+import { readVersionFile } from './read.js';
 import { compareVersions, isSemver } from './semver.js';
 import { signatureProblem, signatureSchema } from './sign.js';
 
@@ -33,21 +35,6 @@ export const releaseSchema = z.strictObject({
 
 export type Release = z.infer<typeof releaseSchema>;
 
-export type ReleaseRefusal =
-  | 'EDGE_ERR_RELEASE_FILES'
-  | 'EDGE_ERR_RELEASE_HASH'
-  | 'EDGE_ERR_RELEASE_UNSIGNED'
-  | 'EDGE_ERR_RELEASE_SIGNATURE'
-  | 'EDGE_ERR_RELEASE_DOWNGRADE'
-  | 'EDGE_ERR_RELEASE_EXPIRED';
-
-export class ReleaseRefused extends Error {
-  constructor(readonly code: ReleaseRefusal, message: string) {
-    super(message);
-    this.name = 'ReleaseRefused';
-  }
-}
-
 export interface TrustPolicy {
   /** Trusted public keys by key id. */
   keys: ReadonlyMap<string, KeyObject>;
@@ -60,39 +47,17 @@ export interface TrustPolicy {
   now: number;
 }
 
-const CHUNK = 1 << 20;
-
-/**
- * Reads a regular file inside `dir` without following links or blocking on a FIFO, refusing it when
- * it is not `bytes` long; gives its sha256 (and its bytes when `keep`).
- */
-export function hashFile(dir: string, name: string, bytes: number, keep = false): { sha256: string; data?: Buffer } {
-  const path = join(dir, name);
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new ReleaseRefused('EDGE_ERR_RELEASE_FILES', `${name} is not a regular file`);
-    if (st.size !== bytes) throw new ReleaseRefused('EDGE_ERR_RELEASE_FILES', `${name} is ${st.size} bytes, the manifest says ${bytes}`);
-    const hash = createHash('sha256');
-    const data = keep ? Buffer.allocUnsafe(bytes) : null;
-    const buf = data ?? Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, bytes)));
-    let done = 0;
-    while (done < bytes) {
-      const n = readSync(fd, buf, data ? done : 0, Math.min(CHUNK, bytes - done), done);
-      if (n === 0) throw new ReleaseRefused('EDGE_ERR_RELEASE_FILES', `${name} ended at ${done} of ${bytes} bytes`);
-      hash.update(buf.subarray(data ? done : 0, (data ? done : 0) + n));
-      done += n;
-    }
-    return data ? { sha256: hash.digest('hex'), data } : { sha256: hash.digest('hex') };
-  } finally {
-    closeSync(fd);
-  }
+/** Reads a listed file (a regular file inside the folder, never more than its declared size); gives its sha256. */
+function hashListed(dir: string, name: string, bytes: number): string {
+  const data = readVersionFile(dir, name, bytes, 'EDGE_ERR_RELEASE_FILES');
+  if (data.length !== bytes) throw new EdgeError('EDGE_ERR_RELEASE_FILES', `${name} is ${data.length} bytes, the manifest says ${bytes}`);
+  return createHash('sha256').update(data).digest('hex');
 }
 
 /**
  * Checks a release folder against the policy. `manifestBytes` are manifest.json's exact bytes (already
  * read under a size cap), `release` its parsed release block, `signatureText` signature.json's text or
- * null when absent. Throws ReleaseRefused naming what is wrong.
+ * null when absent. Throws an EdgeError (EDGE_ERR_RELEASE_*) naming what is wrong.
  */
 export function checkRelease(
   dir: string,
@@ -105,35 +70,35 @@ export function checkRelease(
   // Only what the release lists may be in the folder: no stray file can ride along unverified.
   const listed = new Set(['manifest.json', 'signature.json', ...release.files.map((f) => f.name)]);
   for (const entry of readdirSync(dir)) {
-    if (!listed.has(entry)) throw new ReleaseRefused('EDGE_ERR_RELEASE_FILES', `${entry} is in the release folder but not in manifest.json's release.files`);
-    if (!lstatSync(join(dir, entry)).isFile()) throw new ReleaseRefused('EDGE_ERR_RELEASE_FILES', `${entry} is not a regular file`);
+    if (!listed.has(entry)) throw new EdgeError('EDGE_ERR_RELEASE_FILES', `${entry} is in the release folder but not in manifest.json's release.files`);
+    if (!lstatSync(join(dir, entry)).isFile()) throw new EdgeError('EDGE_ERR_RELEASE_FILES', `${entry} is not a regular file`);
   }
   let signedBy: string | null = null;
   if (signatureText === null) {
-    if (!policy.allowUnsigned) throw new ReleaseRefused('EDGE_ERR_RELEASE_UNSIGNED', 'the release has no signature.json and this model does not accept unsigned releases');
+    if (!policy.allowUnsigned) throw new EdgeError('EDGE_ERR_RELEASE_UNSIGNED', 'the release has no signature.json and this model does not accept unsigned releases');
   } else {
     let parsed: unknown;
     try {
       parsed = JSON.parse(signatureText);
     } catch (err) {
-      throw new ReleaseRefused('EDGE_ERR_RELEASE_SIGNATURE', `signature.json is not JSON (${(err as Error).message})`);
+      throw new EdgeError('EDGE_ERR_RELEASE_SIGNATURE', `signature.json is not JSON (${(err as Error).message})`);
     }
     const sig = signatureSchema.safeParse(parsed);
-    if (!sig.success) throw new ReleaseRefused('EDGE_ERR_RELEASE_SIGNATURE', `signature.json: ${sig.error.issues.map((i) => `${i.path.join('.') || '(top)'} ${i.message}`).join('; ')}`);
+    if (!sig.success) throw new EdgeError('EDGE_ERR_RELEASE_SIGNATURE', `signature.json: ${sig.error.issues.map((i) => `${i.path.join('.') || '(top)'} ${i.message}`).join('; ')}`);
     const problem = signatureProblem(manifestBytes, sig.data, policy.keys);
-    if (problem) throw new ReleaseRefused('EDGE_ERR_RELEASE_SIGNATURE', problem);
+    if (problem) throw new EdgeError('EDGE_ERR_RELEASE_SIGNATURE', problem);
     signedBy = sig.data.keyId;
   }
-  if (!isSemver(version)) throw new ReleaseRefused('EDGE_ERR_RELEASE_DOWNGRADE', `version "${version}" is not a semantic version (MAJOR.MINOR.PATCH), so it cannot be ordered`);
+  if (!isSemver(version)) throw new EdgeError('EDGE_ERR_RELEASE_DOWNGRADE', `version "${version}" is not a semantic version (MAJOR.MINOR.PATCH), so it cannot be ordered`);
   if (policy.highestTrusted && compareVersions(version, policy.highestTrusted) < 0 && !release.rollback) {
-    throw new ReleaseRefused('EDGE_ERR_RELEASE_DOWNGRADE', `version ${version} is below ${policy.highestTrusted}, the highest this agent has trusted; a rollback must be signed as one (release.rollback: true)`);
+    throw new EdgeError('EDGE_ERR_RELEASE_DOWNGRADE', `version ${version} is below ${policy.highestTrusted}, the highest this agent has trusted; a rollback must be signed as one (release.rollback: true)`);
   }
   if (release.expiresAt !== undefined && policy.now > Date.parse(release.expiresAt) + policy.clockSlackMs) {
-    throw new ReleaseRefused('EDGE_ERR_RELEASE_EXPIRED', `the release expired at ${release.expiresAt} (this agent's clock: ${new Date(policy.now).toISOString()}, slack ${policy.clockSlackMs} ms)`);
+    throw new EdgeError('EDGE_ERR_RELEASE_EXPIRED', `the release expired at ${release.expiresAt} (this agent's clock: ${new Date(policy.now).toISOString()}, slack ${policy.clockSlackMs} ms)`);
   }
   for (const f of release.files) {
-    const { sha256 } = hashFile(dir, f.name, f.bytes);
-    if (sha256 !== f.sha256) throw new ReleaseRefused('EDGE_ERR_RELEASE_HASH', `${f.name}: sha256 is ${sha256}, the manifest says ${f.sha256}`);
+    const sha256 = hashListed(dir, f.name, f.bytes);
+    if (sha256 !== f.sha256) throw new EdgeError('EDGE_ERR_RELEASE_HASH', `${f.name}: sha256 is ${sha256}, the manifest says ${f.sha256}`);
   }
   return { signedBy };
 }

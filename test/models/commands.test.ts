@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { checkRelease, ReleaseRefused, releaseSchema } from '../../models/release.js';
+import { EdgeError } from '../../agent/errors.js';
+import { readManifest } from '../../models/manifest.js';
+import { checkRelease, releaseSchema } from '../../models/release.js';
 import { parsePublicKey } from '../../models/sign.js';
 import { demoModelDir, runCli, tempDir } from '../helpers/parts.js';
 
@@ -37,10 +39,12 @@ test('keygen, then sign: the agent-side check accepts the release, and refuses i
   const signature = readFileSync(join(release, 'signature.json'), 'utf8');
   assert.deepEqual(checkRelease(release, '1.0.0', manifestBytes, rel, signature, policy), { signedBy: keyId });
 
+  // A sealed manifest is still a valid inference contract, its release block included.
+  assert.deepEqual(readManifest(release).release?.files, rel.files);
   // Touching the manifest after signing (a hand edit) breaks the signature.
   const edited = Buffer.from(manifestBytes.toString().replace('"latencyBudgetMs": 20', '"latencyBudgetMs": 200'));
   assert.notDeepEqual(edited, manifestBytes, 'the edit changed something');
-  assert.throws(() => checkRelease(release, '1.0.0', edited, rel, signature, policy), (e: unknown) => e instanceof ReleaseRefused && e.code === 'EDGE_ERR_RELEASE_SIGNATURE');
+  assert.throws(() => checkRelease(release, '1.0.0', edited, rel, signature, policy), (e: unknown) => e instanceof EdgeError && e.code === 'EDGE_ERR_RELEASE_SIGNATURE');
 });
 
 test('sign refuses a folder whose model is not the one its manifest names, and bad arguments', { timeout: 60_000 }, async (t) => {

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { checkRelease, ReleaseRefused, type Release, type TrustPolicy } from '../../models/release.js';
+import { EdgeError } from '../../agent/errors.js';
+import { checkRelease, type Release, type TrustPolicy } from '../../models/release.js';
 import { generateKeyPair, parsePublicKey, signBytes } from '../../models/sign.js';
 import { tempDir } from '../helpers/parts.js';
 
@@ -33,7 +34,7 @@ function refusal(fn: () => unknown): string {
   try {
     fn();
   } catch (err) {
-    if (err instanceof ReleaseRefused) return `${err.code}: ${err.message}`;
+    if (err instanceof EdgeError) return `${err.code}: ${err.message}`;
     throw err;
   }
   return 'accepted';
