@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
+import { featureBaseline, meanOf, predictedShares, sig, stdOf } from '../baseline.js';
 import { manifestSchema } from '../manifest.js';
 import { encodeModel, graphProto, io, node, tensor } from './onnx.js';
 import { FEATURES, LABELS, SPEED_RANGE_RPM, gaussian, labelFor, mulberry32, sampleReading } from './bearing.js';
@@ -31,7 +32,6 @@ const OUT = join(ROOT, 'models', 'demo', 'bearing-health', '1.0.0');
 type Row = { x: number[]; y: 0 | 1 | 2 };
 type Net = { w1: number[][]; b1: number[]; w2: number[][]; b2: number[] };
 const at = (a: readonly number[], i: number): number => a[i] ?? Number.NaN;
-const sig = (x: number): number => Number(x.toPrecision(6));
 const zeros = (n: number): number[] => new Array<number>(n).fill(0);
 const argmax = (p: readonly number[]): number => p.reduce((b, v, i) => (v > at(p, b) ? i : b), 0);
 
@@ -53,11 +53,6 @@ const valid = rows.slice(nTrain);
 
 // ---- standardisation by training mean / std, stored (and applied) as float32
 const column = (data: Row[], j: number): number[] => data.map((r) => at(r.x, j));
-const meanOf = (v: number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
-const stdOf = (v: number[]): number => {
-  const m = meanOf(v);
-  return Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length);
-};
 const mean = FEATURES.map((_, j) => Math.fround(meanOf(column(train, j))));
 const std = FEATURES.map((_, j) => Math.fround(stdOf(column(train, j)) || 1));
 const standardise = (x: readonly number[]): number[] => x.map((v, j) => (v - at(mean, j)) / at(std, j));
@@ -190,27 +185,6 @@ const golden = LABELS.flatMap((_, c) =>
     .map((input) => ({ input, output: forward32(net, input), tolerance: TOLERANCE })),
 );
 
-// ---- baseline on the training data
-function featureBaseline(values: number[]) {
-  const v = [...values].sort((a, b) => a - b);
-  const q = (p: number): number => {
-    const pos = p * (v.length - 1);
-    const lo = Math.floor(pos);
-    return at(v, lo) + (at(v, Math.min(lo + 1, v.length - 1)) - at(v, lo)) * (pos - lo);
-  };
-  const min = at(v, 0);
-  const max = at(v, v.length - 1);
-  const edges = Array.from({ length: 11 }, (_, i) => sig(min + ((max - min) * i) / 10));
-  const counts = zeros(10);
-  for (const x of v) {
-    let b = 0;
-    while (b < 9 && x >= at(edges, b + 1)) b++;
-    counts[b] = at(counts, b) + 1;
-  }
-  const quantiles = Object.fromEntries([1, 5, 25, 50, 75, 95, 99].map((p) => [`p${String(p).padStart(2, '0')}`, sig(q(p / 100))]));
-  return { mean: sig(meanOf(v)), std: sig(stdOf(v)), min: sig(min), max: sig(max), quantiles, histogram: { edges, counts } };
-}
-
 const manifest = {
   schemaVersion: 1,
   name: 'bearing-health',
@@ -247,7 +221,8 @@ const manifest = {
   baseline: {
     rows: train.length,
     features: Object.fromEntries(FEATURES.map((f, j) => [f.name, featureBaseline(column(train, j))])),
-    predictions: Object.fromEntries(LABELS.map((l, c) => [l, sig(train.filter((r) => r.y === c).length / train.length)])),
+    // What the model predicts on its training rows (not the training labels): prediction drift compares against this.
+    predictions: predictedShares(LABELS, train.map((r) => argmax(forward32(net, r.x)))),
   },
 };
 const checked = manifestSchema.safeParse(manifest);
