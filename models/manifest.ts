@@ -117,11 +117,15 @@ export const manifestSchema = z
     input: z.strictObject({
       name,
       dtype: z.literal('float32'),
-      /** [batch, features]: the batch dimension is symbolic (a string) or -1. */
-      shape: z.tuple([z.union([name.min(1), z.literal(-1)]), z.number().int().positive().max(L.features)]),
+      /**
+       * [batch, features]: the batch dimension is symbolic (a string) or -1, or a whole number when the model
+       * was exported with a fixed batch (it is then fed in chunks of that size).
+       */
+      shape: z.tuple([z.union([name.min(1), z.literal(-1), z.number().int().positive().max(65536)]), z.number().int().positive().max(L.features)]),
     }),
     features: z.array(featureSchema).min(1).max(L.features),
-    outputs: z.array(z.strictObject({ name, dtype: z.literal('float32'), shape: z.array(z.union([dim, z.literal(-1)])).max(8) })).min(1).max(L.outputs),
+    /** Every output of the model; the one `output.tensor` names is float32, others (e.g. int64 labels) are listed only. */
+    outputs: z.array(z.strictObject({ name, dtype: z.enum(['float32', 'int64']), shape: z.array(z.union([dim, z.literal(-1)])).max(8) })).min(1).max(L.outputs),
     output: outputSchema,
     latencyBudgetMs: z.number().positive(),
     errorModes: z.array(z.strictObject({ when: text, effect: text })).max(L.errorModes).default([]),
@@ -129,11 +133,14 @@ export const manifestSchema = z
       .array(z.strictObject({ input: float32s(L.features), output: finites(L.labels), tolerance: z.number().nonnegative().default(1e-4) }))
       .min(1)
       .max(L.golden),
-    baseline: z.strictObject({
-      rows: z.number().int().positive(),
-      features: z.record(name, featureBaselineSchema),
-      predictions: z.record(name, finite).optional(),
-    }),
+    /** The training baseline drift checks compare against; absent when the model was packed without training rows. */
+    baseline: z
+      .strictObject({
+        rows: z.number().int().positive(),
+        features: z.record(name, featureBaselineSchema),
+        predictions: z.record(name, finite).optional(),
+      })
+      .optional(),
     /** Written by `edge-agent model sign`: the release's files, expiry and rollback flag (signed with the manifest). */
     release: releaseSchema.optional(),
   })
@@ -147,10 +154,13 @@ export const manifestSchema = z
       if (names.has(f.name)) ctx.addIssue({ code: 'custom', path: ['features', i, 'name'], message: `duplicate feature "${f.name}"` });
       names.add(f.name);
       if (!(f.min < f.max)) ctx.addIssue({ code: 'custom', path: ['features', i], message: `min (${f.min}) must be below max (${f.max})` });
-      if (!m.baseline.features[f.name]) ctx.addIssue({ code: 'custom', path: ['baseline', 'features'], message: `no baseline for feature "${f.name}"` });
+      if (m.baseline && !m.baseline.features[f.name]) ctx.addIssue({ code: 'custom', path: ['baseline', 'features'], message: `no baseline for feature "${f.name}"` });
     });
-    if (!m.outputs.some((o) => o.name === m.output.tensor)) {
+    const read = m.outputs.find((o) => o.name === m.output.tensor);
+    if (!read) {
       ctx.addIssue({ code: 'custom', path: ['output', 'tensor'], message: `"${m.output.tensor}" is not one of outputs[].name` });
+    } else if (read.dtype !== 'float32') {
+      ctx.addIssue({ code: 'custom', path: ['output', 'tensor'], message: `"${m.output.tensor}" is ${read.dtype}; the output read must be float32` });
     }
     const width = outputWidth(m.output);
     m.golden.forEach((g, i) => {
@@ -241,4 +251,10 @@ export function interpret(o: OutputSpec, row: ArrayLike<number>): Verdict {
     case 'regression':
       return { kind: 'regression', value: row[0] ?? Number.NaN, unit: o.unit };
   }
+}
+
+/** The batch size a manifest's model is fixed at, or null when its batch dimension is symbolic. */
+export function fixedBatchOf(m: Manifest): number | null {
+  const b = m.input.shape[0];
+  return typeof b === 'number' && b > 0 ? b : null;
 }

@@ -74,10 +74,10 @@ test('an invalid manifest: exit 78 naming each bad key', async (t) => {
   const r = await runWithModel(t, (m) => {
     (m.features as unknown[]).pop();
     m.latencyBudgetMs = -5;
-    delete m.baseline;
+    delete (m as Partial<typeof m>).golden;
   });
   assert.equal(r.code, 78);
   assert.match(r.stderr, /EDGE_ERR_MANIFEST/);
   assert.match(r.stderr, /latencyBudgetMs: got -5/);
-  assert.match(r.stderr, /baseline: got \(missing\)/);
+  assert.match(r.stderr, /golden: got \(missing\)/);
 });
