@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { Writable } from 'node:stream';
 import { configFromObject } from '../../agent/config.js';
+import { createLogger } from '../../agent/log.js';
 import { agentConfig, runCli, tempDir, writeConfig } from '../helpers/parts.js';
 
 const SECRET = '918273645';
@@ -64,4 +66,15 @@ test('{ file } is a secret only where a secret stands: a feature named "file" is
   // An unreadable secret file is a problem named by its key path.
   (raw.mqtt as Record<string, unknown>).embedded = { users: [{ username: 'gw', password: { file: 'missing' } }] };
   assert.throws(() => configFromObject(raw, 'test.yaml', dir), /mqtt\.embedded\.users\[0\]\.password: cannot read secret file .*missing \(ENOENT\)/);
+});
+
+test('the logger censors fields named for a secret (second line of defence)', { timeout: 30000 }, () => {
+  let out = '';
+  const sink = new Writable({ write: (chunk: Buffer, _enc, cb) => ((out += chunk.toString()), cb()) });
+  const log = createLogger({ level: 'info' }, sink);
+  log.info({ password: SECRET, mqtt: { password: SECRET, username: 'line3' }, a: { b: { apiKey: SECRET } }, keyFile: '/etc/k.pem' }, 'probe');
+  const line = JSON.parse(out) as { mqtt: { username: string }; keyFile: string };
+  assert.ok(!out.includes(SECRET), out);
+  assert.equal(line.mqtt.username, 'line3');
+  assert.equal(line.keyFile, '/etc/k.pem');
 });
