@@ -31,11 +31,6 @@ export interface BrokerAccess {
 
 const digest = (s: string | Buffer) => createHash('sha256').update(s).digest();
 
-/** Constant-time over the bytes: compares fixed-size digests, so neither length nor content leaks. */
-function sameSecret(given: Buffer | undefined, expected: Buffer): boolean {
-  return timingSafeEqual(digest(given ?? Buffer.alloc(0)), expected);
-}
-
 /** The topics the agent's results can have: the template with each placeholder matching anything. */
 export function resultTopicPattern(template: string): RegExp {
   const parts = template.split(/\{(?:asset|model|version)\}/).map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
@@ -115,17 +110,26 @@ function authHooks(options: EmbeddedBrokerOptions, access: BrokerAccess, agent: 
 
   const authenticate: NonNullable<AedesOptions['authenticate']> = (client, username, password, done) => {
     const name = username ?? '';
-    const isAgent = sameSecret(Buffer.from(name), agentUser.username) && sameSecret(password, agentUser.password);
-    // Check every user, without stopping at the first match, so the time taken does not say which name exists.
+    // Fixed-size digests compared in constant time, every user and both fields each time: the time
+    // taken says neither which username exists nor how much of a password was right.
+    const givenName = digest(name);
+    const givenPassword = digest(password ?? Buffer.alloc(0));
+    const matches = (u: { username: Buffer; password: Buffer }) => {
+      const nameOk = timingSafeEqual(givenName, u.username);
+      const passwordOk = timingSafeEqual(givenPassword, u.password);
+      return nameOk && passwordOk;
+    };
+    const isAgent = matches(agentUser);
     let isUser = false;
-    for (const u of users) isUser = (sameSecret(Buffer.from(name), u.username) && sameSecret(password, u.password)) || isUser;
+    for (const u of users) isUser = matches(u) || isUser;
     const anonymousAllowed = users.length === 0;
     const claimsAgent = name === agent.username || client.id === access.agentClientId;
     if (isAgent || (!claimsAgent && (isUser || anonymousAllowed))) {
       if (isAgent) agentClients.add(client);
       return done(null, true);
     }
-    refused('auth', { clientId: client.id, username: username ?? null }, 'embedded broker refused a client: bad username or password');
+    const reason = claimsAgent && (isUser || anonymousAllowed) ? "the agent's client id or username" : 'bad username or password';
+    refused(`auth:${reason}`, { clientId: client.id, username: username ?? null, reason }, 'embedded broker refused a client');
     done(badLogin, false);
   };
 
