@@ -10,6 +10,7 @@ import { runDemo } from './demo.js';
 import { EdgeError, isEdgeError } from './errors.js';
 import { createLogger } from './log.js';
 import { brokerUrlSchema } from './mqtt.js';
+import { redactUrl } from './redact.js';
 import { startAgent, type Agent } from './pipeline.js';
 import { simulateDefaults, startSimulator } from './simulate.js';
 import { runModelCommand } from '../models/commands.js';
@@ -173,7 +174,8 @@ async function main(argv: string[]): Promise<void> {
     const qos = positiveNumber('qos', o.qos, simulateDefaults.qos, true);
     if (qos !== 0 && qos !== 1) usage(`--qos: got "${o.qos}", expected 0 or 1`);
     const url = o.url ?? simulateDefaults.url;
-    if (!brokerUrlSchema.safeParse(url).success) usage(`--url: got "${url}", expected a URL such as mqtt://127.0.0.1:1883`);
+    const checked = brokerUrlSchema.safeParse(url);
+    if (!checked.success) usage(`--url: got "${redactUrl(url)}", expected ${checked.error.issues.map((i) => i.message).join('; ')}`);
     const sim = startSimulator({
       ...simulateDefaults,
       url,

@@ -1,6 +1,7 @@
 // Config: takes the path of one YAML file; gives the validated, frozen config built from every
 // stage's own options schema, or an EdgeError (EDGE_ERR_CONFIG, exit 78) listing every problem with
-// its key path, the bad value and what was expected. Relative paths are taken from the file's folder.
+// its key path, the bad value and what was expected (secrets redacted). Relative paths, secret files
+// included, are taken from the file's folder.
 
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -14,7 +15,8 @@ import { logOptionsSchema } from './log.js';
 import { mqttOptionsSchema } from './mqtt.js';
 import { publishOptionsSchema } from './publish.js';
 import { storeOptionsSchema } from './store.js';
-import { formatZodIssues } from './zod-format.js';
+import { resolveSecret, SecretRef, type Resolved } from './secret.js';
+import { formatPath, formatZodIssues } from './zod-format.js';
 
 export const configSchema = z.strictObject({
   mqtt: mqttOptionsSchema,
@@ -36,7 +38,7 @@ export const configSchema = z.strictObject({
   log: logOptionsSchema,
 });
 
-export type Config = z.infer<typeof configSchema>;
+export type Config = Resolved<z.infer<typeof configSchema>>;
 
 type DeepReadonly<T> = T extends (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 export type FrozenConfig = DeepReadonly<Config>;
@@ -64,26 +66,31 @@ function configError(where: string, details: string[]): EdgeError {
 }
 
 /**
- * A secret `{ file: PATH }` (see secret.ts) is read while validating, so a relative PATH is made
- * relative to the config file's folder here, wherever in the config the secret stands.
+ * Replaces every SecretRef the schema left (only where a secret stands: see secret.ts) with its
+ * value, in place; gives the problems, each naming the key path.
  */
-function resolveSecretFiles(node: unknown, baseDir: string): void {
+function resolveSecrets(node: unknown, baseDir: string, path: PropertyKey[], problems: string[]): void {
   if (node === null || typeof node !== 'object') return;
-  const keys = Object.keys(node);
-  const file = (node as { file?: unknown }).file;
-  if (keys.length === 1 && typeof file === 'string' && !isAbsolute(file)) {
-    (node as { file: string }).file = resolve(baseDir, file);
-    return;
+  for (const [key, child] of Object.entries(node)) {
+    const at = Array.isArray(node) ? [...path, Number(key)] : [...path, key];
+    if (child instanceof SecretRef) {
+      const r = resolveSecret(child, baseDir);
+      if ('value' in r) (node as Record<string, unknown>)[key] = r.value;
+      else problems.push(`${formatPath(at)}: ${r.problem}`);
+    } else {
+      resolveSecrets(child, baseDir, at, problems);
+    }
   }
-  for (const child of Object.values(node)) resolveSecretFiles(child, baseDir);
 }
 
 /** Validates an already-parsed config object (what the YAML file holds). */
 export function configFromObject(raw: unknown, where: string, baseDir: string): FrozenConfig {
-  resolveSecretFiles(raw, baseDir);
   const result = configSchema.safeParse(raw);
   if (!result.success) throw configError(where, formatZodIssues(result.error.issues, raw));
-  const c = result.data;
+  const secretProblems: string[] = [];
+  resolveSecrets(result.data, baseDir, [], secretProblems);
+  if (secretProblems.length) throw configError(where, secretProblems);
+  const c = result.data as unknown as Config;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   c.model.dir = abs(c.model.dir);
   c.store.path = abs(c.store.path);

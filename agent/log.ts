@@ -1,8 +1,10 @@
 // Logging: pino JSON lines to stdout (journald keeps them). Takes a level, gives a logger.
-// Messages are constant strings; what varies goes in structured fields.
+// Messages are constant strings; what varies goes in structured fields. Fields named for a secret
+// (see redact.ts) are censored by pino: a second line of defence, no code logs a secret on purpose.
 
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
+import { REDACTED, secretLogPaths } from './redact.js';
 
 export const logOptionsSchema = z
   .strictObject({
@@ -15,7 +17,12 @@ export type { Logger };
 
 export function createLogger(options: LogOptions, destination?: NodeJS.WritableStream): Logger {
   return pino(
-    { level: options.level, base: { service: 'edge-agent' }, timestamp: pino.stdTimeFunctions.isoTime },
+    {
+      level: options.level,
+      base: { service: 'edge-agent' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: secretLogPaths(), censor: REDACTED },
+    },
     destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }

@@ -8,18 +8,44 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { z } from 'zod';
 import { EdgeError } from './errors.js';
 import type { Logger } from './log.js';
-import { secretSchema } from './secret.js';
+import { secretSchema, type Resolved } from './secret.js';
 
-/** mqtt:// or mqtts://host:port, shared with the CLI's `simulate --url`. */
-export const brokerUrlSchema = z.string().regex(/^mqtts?:\/\/[^/\s]+\/?$/, 'a URL such as mqtt://broker:1883 or mqtts://broker:8883');
+/**
+ * mqtt:// or mqtts://host:port, shared with the CLI's `simulate --url`. Credentials in a URL would be
+ * printed wherever the URL is (logs, `config check`): refused, they go in mqtt.username/password.
+ */
+export const brokerUrlSchema = z
+  .string()
+  .regex(/^mqtts?:\/\/[^/\s]+\/?$/, 'a URL such as mqtt://broker:1883 or mqtts://broker:8883')
+  .refine((u) => !/^[a-z]+:\/\/[^/]*@/i.test(u), 'a URL without credentials: give them as mqtt.username and mqtt.password (which can be a secret)');
+
+/** Addresses that only this PC can reach. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+export const embeddedBrokerOptionsSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(1883),
+  /** Clients allowed to connect. With any user listed, anonymous clients are refused. */
+  users: z
+    .array(z.strictObject({ username: z.string().min(1).max(256), password: secretSchema }))
+    .default([])
+    .refine((us) => new Set(us.map((u) => u.username)).size === us.length, 'each username once'),
+  /** A client sending a larger MQTT packet is disconnected before the packet is buffered. */
+  maxPacketBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(1024 * 1024),
+  /** For a closed cell network only: listen beyond loopback without users. Logged as a warning at every start. */
+  allowAnonymousOnNetwork: z.boolean().default(false),
+});
+
+export type EmbeddedBrokerOptions = Resolved<z.infer<typeof embeddedBrokerOptionsSchema>>;
 
 export const mqttOptionsSchema = z
   .strictObject({
     /** mqtt:// or mqtts:// URL of the plant broker. Absent: the agent starts its embedded broker. */
     url: brokerUrlSchema.optional(),
-    embedded: z
-      .strictObject({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(1883) })
-      .prefault({}),
+    /** The embedded broker (used when url is absent). */
+    embedded: embeddedBrokerOptionsSchema.prefault({}),
     clientId: z.string().min(1).max(128).default(`edge-agent-${hostname()}`),
     username: z.string().optional(),
     password: secretSchema.optional(),
@@ -45,9 +71,21 @@ export const mqttOptionsSchema = z
     reconnectMinMs: z.number().int().min(10).default(1000),
     reconnectMaxMs: z.number().int().min(10).default(30000),
   })
+  .superRefine((o, ctx) => {
+    const e = o.embedded;
+    if (o.url === undefined && !isLoopbackHost(e.host) && e.users.length === 0 && !e.allowAnonymousOnNetwork) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['embedded', 'host'],
+        message:
+          'a loopback address (127.0.0.1, ::1) while mqtt.embedded.users is empty: list users, or set ' +
+          'mqtt.embedded.allowAnonymousOnNetwork: true on a closed cell network',
+      });
+    }
+  })
   .prefault({});
 
-export type MqttOptions = z.infer<typeof mqttOptionsSchema>;
+export type MqttOptions = Resolved<z.infer<typeof mqttOptionsSchema>>;
 
 export interface Subscription { topic: string; qos: 0 | 1 | 2 }
 
@@ -61,7 +99,7 @@ function readTls(file: string | undefined, what: string): Buffer | undefined {
 }
 
 /** Creates the client (not yet connected: call `client.connect()` after installing handleMessage). */
-export function createMqttClient(url: string, o: MqttOptions, subscriptions: readonly Subscription[], log: Logger): MqttClient {
+export function createMqttClient(url: string, o: Omit<MqttOptions, 'embedded'>, subscriptions: readonly Subscription[], log: Logger): MqttClient {
   const options: IClientOptions = {
     clientId: o.clientId,
     clean: false,

@@ -56,9 +56,11 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     // 3. Features: payload -> asset + ordered feature row, or a reject reason.
     const decode = createDecoder(config.mapping, manifest, config.ingest.maxPayloadBytes);
     // 4. Broker: the plant's, or the embedded one on loopback.
-    if (!config.mqtt.url) parts.broker = await startEmbeddedBroker(config.mqtt.embedded.host, config.mqtt.embedded.port, log);
+    if (!config.mqtt.url) parts.broker = await startEmbeddedBroker(config.mqtt.embedded, { agentClientId: config.mqtt.clientId, resultTopicTemplate: config.publish.topic }, log);
     const brokerUrl = config.mqtt.url ?? (parts.broker as EmbeddedBroker).url;
-    const client = (parts.client = createMqttClient(brokerUrl, config.mqtt, config.ingest.subscriptions, log));
+    // With the embedded broker the agent logs in with the credentials made for this start.
+    const mqttOptions = parts.broker ? { ...config.mqtt, ...parts.broker.agentCredentials } : config.mqtt;
+    const client = (parts.client = createMqttClient(brokerUrl, mqttOptions, config.ingest.subscriptions, log));
     client.on('error', (err) => log.error({ err: err.message, code: (err as { code?: unknown }).code }, 'mqtt error'));
     client.on('offline', () => log.warn({ url: brokerUrl }, 'broker connection lost; reconnecting'));
     // Holds writes to the broker socket (PUBACKs, results) until released: see ingest.ts, group commit.

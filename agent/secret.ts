@@ -1,25 +1,47 @@
-// Config secrets: a value written inline, or read at load time from an environment variable
-// ({ env: NAME }) or a file ({ file: PATH }, e.g. a systemd credential), so it need not sit in the YAML.
+// Config secrets: a value written inline, or read from an environment variable ({ env: NAME }) or a
+// file ({ file: PATH }, e.g. a systemd credential), so it need not sit in the YAML. The schema only
+// recognises the form and gives a SecretRef; config.ts resolves every SecretRef (a relative file
+// against the config's folder) into its string before the config is frozen.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+
+/** Where a secret comes from; only config.ts turns it into the string (see resolveSecret). */
+export class SecretRef {
+  constructor(readonly source: { readonly env: string } | { readonly file: string }) {}
+}
 
 export const secretSchema = z
   .union([z.string(), z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })])
-  .transform((v, ctx): string => {
-    if (typeof v === 'string') return v;
-    if ('env' in v) {
-      const value = process.env[v.env];
-      if (value === undefined) {
-        ctx.addIssue({ code: 'custom', message: `environment variable ${v.env} is not set`, input: v });
-        return z.NEVER;
-      }
-      return value;
-    }
-    try {
-      return readFileSync(v.file, 'utf8').replace(/\r?\n$/, '');
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: `cannot read secret file ${v.file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, input: v });
-      return z.NEVER;
-    }
-  });
+  .transform((v): string | SecretRef => (typeof v === 'string' ? v : new SecretRef(v)));
+
+/** A config type as the stages see it: every secret already a string. */
+export type Resolved<T> = T extends SecretRef
+  ? string
+  : T extends readonly (infer U)[]
+    ? readonly Resolved<U>[]
+    : T extends object
+      ? { [K in keyof T]: Resolved<T[K]> }
+      : T;
+
+const MAX_SECRET_FILE_BYTES = 64 * 1024;
+
+/** Gives the secret's value, or a problem (naming the variable or file, never a value). */
+export function resolveSecret(ref: SecretRef, baseDir: string): { value: string } | { problem: string } {
+  const src = ref.source;
+  if ('env' in src) {
+    const value = process.env[src.env];
+    return value === undefined ? { problem: `environment variable ${src.env} is not set` } : { value };
+  }
+  const path = isAbsolute(src.file) ? src.file : resolve(baseDir, src.file);
+  try {
+    // A FIFO or a device would block or never end: only a small regular file is read.
+    const st = statSync(path);
+    if (!st.isFile()) return { problem: `secret file ${path} is not a regular file` };
+    if (st.size > MAX_SECRET_FILE_BYTES) return { problem: `secret file ${path} is larger than ${MAX_SECRET_FILE_BYTES} bytes` };
+    return { value: readFileSync(path, 'utf8').replace(/\r?\n$/, '') };
+  } catch (err) {
+    return { problem: `cannot read secret file ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})` };
+  }
+}

@@ -1,7 +1,9 @@
 // Config and manifest errors: turns zod issues into lines that name the key path, the bad value
-// and what was expected, e.g. `mqtt.keepaliveSec: got "ten" — expected number`.
+// and what was expected, e.g. `mqtt.keepaliveSec: got "ten" — expected number`. A value under a
+// secret key (see redact.ts) is printed as (redacted), and so is the user info of a URL.
 
 import type { z } from 'zod';
+import { isSecretKey, redactDeep, REDACTED } from './redact.js';
 
 export function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   let v: unknown = root;
@@ -12,9 +14,10 @@ export function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   return v;
 }
 
-function show(v: unknown): string {
+function show(v: unknown, path: readonly PropertyKey[]): string {
   if (v === undefined) return '(missing)';
-  const s = JSON.stringify(v);
+  if (path.some(isSecretKey)) return REDACTED;
+  const s = JSON.stringify(redactDeep(v));
   if (s === undefined) return String(v);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
@@ -32,7 +35,7 @@ export function formatZodIssues(issues: readonly z.core.$ZodIssue[], input: unkn
     if (issue.code === 'unrecognized_keys') {
       return `${path}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} — expected only the documented keys`;
     }
-    const got = show(valueAt(input, issue.path));
+    const got = show(valueAt(input, issue.path), issue.path);
     return `${path}: got ${got} — ${issue.message}`;
   });
 }
