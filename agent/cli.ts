@@ -111,7 +111,7 @@ async function cmdRun(configPath: string): Promise<void> {
 
 async function cmdConfigCheck(path: string): Promise<void> {
   const config = loadConfig(path);
-  const model = await loadModel(config.model.dir, config.inference);
+  const model = await loadModel(config.model.dir, config.inference, { maxModelBytes: config.model.maxModelBytes });
   try {
     const problems = mappingProblems(config.mapping, model.manifest);
     const topicProblem = config.publish.enabled ? modelTopicProblem(config.publish.topic, model.manifest.name, model.manifest.version) : null;

@@ -8,6 +8,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { EdgeError } from './errors.js';
+import { maxModelBytesSchema } from '../models/load.js';
 import { mappingOptionsSchema } from './features.js';
 import { inferenceOptionsSchema } from './infer.js';
 import { ingestOptionsSchema } from './ingest.js';
@@ -25,6 +26,8 @@ export const configSchema = z.strictObject({
   model: z.strictObject({
     /** A model version folder holding model.onnx and manifest.json. */
     dir: z.string().min(1),
+    /** The largest model.onnx the agent reads (checked before reading). */
+    maxModelBytes: maxModelBytesSchema,
   }),
   inference: inferenceOptionsSchema,
   store: storeOptionsSchema,

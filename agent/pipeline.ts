@@ -46,7 +46,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     const store = (parts.store = openStore(config.store));
     if (store.exposure) log.warn({ path: store.path, problem: store.exposure }, 'store folder is readable by other users');
     // 2. Model: manifest, sha256, ONNX session in its worker, contract and golden vectors checked.
-    const model = (parts.model = await loadModel(config.model.dir, config.inference));
+    const model = (parts.model = await loadModel(config.model.dir, config.inference, { maxModelBytes: config.model.maxModelBytes }));
     const { manifest, inference } = model;
     const problems = mappingProblems(config.mapping, manifest);
     const topicProblem = config.publish.enabled ? modelTopicProblem(config.publish.topic, manifest.name, manifest.version) : null;

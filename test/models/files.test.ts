@@ -111,6 +111,14 @@ test('a model file above the size cap is refused before it is read', { timeout: 
   await refusedByBoth(config, 'EDGE_ERR_MODEL_FILE', new RegExp(`model\\.onnx: is ${DEFAULT_MAX_MODEL_BYTES + 1} bytes — the limit is ${DEFAULT_MAX_MODEL_BYTES} bytes`));
 });
 
+test('model.maxModelBytes in the config sets the cap', { timeout: 60_000 }, async (t) => {
+  const config = modelFolder(t, () => undefined);
+  const size = readFileSync(join(demoModelDir, 'model.onnx')).length;
+  const yaml = readFileSync(config, 'utf8').replace(/^model:\n/m, `model:\n  maxModelBytes: ${size - 1}\n`);
+  writeFileSync(config, yaml);
+  await refusedByBoth(config, 'EDGE_ERR_MODEL_FILE', new RegExp(`model\\.onnx: is ${size} bytes — the limit is ${size - 1} bytes`));
+});
+
 test('a manifest with a million features is refused fast, naming the byte limit', { timeout: 60_000 }, async (t) => {
   const config = modelFolder(t, (m) => {
     m.features = Array.from({ length: 1_000_000 }, (_, i) => ({ name: `f${i}`, unit: "g", min: 0, max: 1 }));
