@@ -4,8 +4,9 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import { chunks } from '../models/chunks.js';
 
-export interface WorkerInit { model: Uint8Array; intraOpThreads: number }
+export interface WorkerInit { model: Uint8Array; intraOpThreads: number; fixedBatch: number | null; fetch: string[] }
 export interface TensorInfo { name: string; type: string; shape: (number | string)[] }
 export type WorkerRequest = { id: number; inputName: string; data: Float32Array; rows: number; cols: number };
 export type WorkerReply =
@@ -45,22 +46,40 @@ async function main(p: NonNullable<typeof parentPort>): Promise<void> {
   p.on('message', (req: WorkerRequest) => {
     if (exitAfter > 0 && ++runs > exitAfter) process.exit(1);
     const t0 = performance.now();
-    session
-      .run({ [req.inputName]: new ort.Tensor('float32', req.data, [req.rows, req.cols]) })
-      .then((out) => {
-        const outputs: Record<string, { data: Float32Array; dims: number[] }> = {};
-        const transfer: ArrayBuffer[] = [];
-        for (const [name, t] of Object.entries(out)) {
-          // Copy: ORT's output may be a view into a buffer it owns, which must not be transferred.
-          const data = Float32Array.from(t.data as ArrayLike<number>);
-          outputs[name] = { data, dims: [...t.dims] };
-          transfer.push(data.buffer as ArrayBuffer);
-        }
+    run(session, req)
+      .then((outputs) => {
         const reply: WorkerReply = { kind: 'result', id: req.id, ms: performance.now() - t0, outputs };
-        p.postMessage(reply, transfer);
+        p.postMessage(reply, Object.values(outputs).map((o) => o.data.buffer as ArrayBuffer));
       })
       .catch((err: unknown) => p.postMessage({ kind: 'error', id: req.id, message: (err as Error).message } satisfies WorkerReply));
   });
+}
+
+/**
+ * One batch: only the outputs the agent reads are computed (other outputs, e.g. int64 labels, are never
+ * fetched); a fixed-batch model gets its rows in chunks of its batch, padding dropped from the outputs.
+ */
+async function run(session: ort.InferenceSession, req: WorkerRequest): Promise<Record<string, { data: Float32Array; dims: number[] }>> {
+  const parts: Record<string, Float32Array[]> = {};
+  const widths: Record<string, number> = {};
+  for (const c of chunks(req.data, req.rows, req.cols, init.fixedBatch)) {
+    const out = await session.run({ [req.inputName]: new ort.Tensor('float32', c.data, [c.batch, req.cols]) }, init.fetch);
+    for (const name of init.fetch) {
+      const t = out[name] as ort.Tensor;
+      const width = t.dims.slice(1).reduce((a, b) => a * b, 1);
+      widths[name] = width;
+      // A copy of the real rows: ORT's output may be a view into a buffer it owns, which must not be transferred.
+      (parts[name] ??= []).push(Float32Array.from((t.data as Float32Array).subarray(0, c.real * width)));
+    }
+  }
+  const outputs: Record<string, { data: Float32Array; dims: number[] }> = {};
+  for (const name of init.fetch) {
+    const list = parts[name] ?? [];
+    const data = list.length === 1 ? (list[0] as Float32Array) : new Float32Array(req.rows * (widths[name] ?? 1));
+    if (list.length > 1) list.reduce((at, part) => (data.set(part, at), at + part.length), 0);
+    outputs[name] = { data, dims: [req.rows, widths[name] ?? 1] };
+  }
+  return outputs;
 }
 
 void main(port);

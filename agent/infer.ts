@@ -42,12 +42,15 @@ export interface Inference {
   close(): Promise<void>;
 }
 
-/** The model: its verified bytes (moved to the worker, not copied) and a label for messages (its path). */
-export interface ModelSource { bytes: Uint8Array; label: string }
+/**
+ * The model: its verified bytes (moved to the worker, not copied), a label for messages (its path), the
+ * batch it is fixed at (null: symbolic) and the outputs to compute (the ones the agent reads).
+ */
+export interface ModelSource { bytes: Uint8Array; label: string; fixedBatch: number | null; fetch: string[] }
 
 export async function startInference(model: ModelSource, options: InferenceOptions): Promise<Inference> {
   const modelPath = model.label;
-  const init: WorkerInit = { model: model.bytes, intraOpThreads: options.intraOpThreads };
+  const init: WorkerInit = { model: model.bytes, intraOpThreads: options.intraOpThreads, fixedBatch: model.fixedBatch, fetch: model.fetch };
   const worker = new Worker(new URL('./infer-worker.js', import.meta.url), {
     workerData: init,
     transferList: [model.bytes.buffer as ArrayBuffer],

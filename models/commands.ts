@@ -6,8 +6,12 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
 import { readVersionFile } from './read.js';
+import { DEFAULT_MAX_MODEL_BYTES } from './load.js';
+import { packModel, type FeatureSpec, type OutputChoice } from './pack.js';
 import { releaseSchema, type Release } from './release.js';
 import { generateKeyPair, parsePrivateKey, signBytes } from './sign.js';
 
@@ -15,8 +19,33 @@ const USAGE = {
   model: `Usage: edge-agent model COMMAND [options]   (edge-agent model COMMAND --help for each)
 
 Commands:
+  pack MODEL.onnx [options]          a version folder with a manifest built from the model itself
   keygen --out DIR [--name NAME]     an ed25519 key pair for signing releases
   sign DIR --key FILE [options]      seal a version folder: list its files in manifest.json, sign it`,
+  pack: `Usage: edge-agent model pack MODEL.onnx --name NAME --version VERSION [options]
+
+Writes OUT/NAME/VERSION/ with a copy of MODEL.onnx and a manifest.json built from the model's real
+input and outputs (names, types, shapes, a fixed or symbolic batch), its sha256, golden vectors
+computed by running it, its measured latency, and, given training rows, the baseline for drift checks.
+A model that cannot be served as exported is refused with how to export it instead.
+
+Options:
+  --out DIR                   where NAME/VERSION/ goes (default: .)
+  --features FILE             YAML or JSON list of { name, unit, min, max, description? }, in input order
+  --feature NAME:UNIT:MIN:MAX one feature (repeat, in input order); instead of --features
+  --labels A,B,C              a classifier: one probability per label, in output order
+  --score T:ABOVE:BELOW       one score per row: the label ABOVE when >= T, else BELOW
+  --regression UNIT           one value per row, in UNIT
+  --tensor NAME               the output to read (default: the first float32 [batch, k] output)
+  --train CSV                 training rows with a header naming the features: baseline, golden vectors,
+                              and (without --features) the features and their ranges
+  --latency-budget-ms N       the budget per batch (default: ten times the measured p99, at least 5)
+  --description TEXT
+
+Examples:
+  edge-agent model pack bearing.onnx --name bearing-health --version 1.1.0 --out build \\
+    --features features.yaml --labels healthy,wear,fault --train train.csv
+  edge-agent model pack rul.onnx --name spindle-rul --version 0.3.0 --regression h --train rows.csv`,
   keygen: `Usage: edge-agent model keygen --out DIR [--name NAME]
 
 Writes DIR/NAME.key (the private key, mode 0600: keep it off the line PCs) and DIR/NAME.pub (the public
@@ -45,12 +74,12 @@ function usage(message: string, command: keyof typeof USAGE): never {
   throw new EdgeError('EDGE_ERR_CLI_USAGE', `${message}\n\n${USAGE[command]}`);
 }
 
-type Options = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+type Options = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
 
-function parse(command: keyof typeof USAGE, args: string[], options: Options): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+function parse(command: keyof typeof USAGE, args: string[], options: Options): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
   try {
     const r = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
-    return { values: r.values as Record<string, string | boolean | undefined>, positionals: r.positionals };
+    return { values: r.values as Record<string, string | boolean | string[] | undefined>, positionals: r.positionals };
   } catch (err) {
     usage((err as Error).message, command);
   }
@@ -59,6 +88,71 @@ function parse(command: keyof typeof USAGE, args: string[], options: Options): {
 /** Reads a regular file of at most `max` bytes (no link, FIFO or device: see read.ts). */
 function readRegular(path: string, max: number): Buffer {
   return Buffer.from(readVersionFile(dirname(path), basename(path), max, 'EDGE_ERR_CLI_USAGE'));
+}
+
+const featureListSchema = z
+  .array(z.strictObject({ name: z.string(), unit: z.string(), min: z.number(), max: z.number(), description: z.string().optional() }))
+  .min(1);
+
+function featureFlag(v: string): FeatureSpec {
+  const m = /^([^:]+):([^:]*):([^:]+):([^:]+)$/.exec(v);
+  const min = Number(m?.[3]);
+  const max = Number(m?.[4]);
+  if (!m || !Number.isFinite(min) || !Number.isFinite(max)) usage(`--feature: got "${v}", expected NAME:UNIT:MIN:MAX such as rms_g:g:0:50`, 'pack');
+  return { name: m[1] as string, unit: m[2] as string, min, max };
+}
+
+function outputFlags(o: Record<string, string | boolean | string[] | undefined>): OutputChoice {
+  const given = ['labels', 'score', 'regression'].filter((k) => typeof o[k] === 'string');
+  if (given.length !== 1) usage('say how to read the output: exactly one of --labels, --score, --regression', 'pack');
+  if (typeof o.labels === 'string') return { kind: 'classification', labels: o.labels.split(',').map((l) => l.trim()) };
+  if (typeof o.regression === 'string') return { kind: 'regression', unit: o.regression };
+  const m = /^([^:]+):([^:]+):([^:]+)$/.exec(String(o.score));
+  const threshold = Number(m?.[1]);
+  if (!m || !Number.isFinite(threshold)) usage(`--score: got "${String(o.score)}", expected THRESHOLD:ABOVE:BELOW such as 0.5:anomaly:normal`, 'pack');
+  return { kind: 'score', threshold, above: m[2] as string, below: m[3] as string };
+}
+
+async function pack(args: string[], out: (s: string) => void): Promise<void> {
+  const { values: o, positionals } = parse('pack', args, {
+    name: { type: 'string' }, version: { type: 'string' }, out: { type: 'string' }, features: { type: 'string' },
+    feature: { type: 'string', multiple: true }, labels: { type: 'string' }, score: { type: 'string' }, regression: { type: 'string' },
+    tensor: { type: 'string' }, train: { type: 'string' }, 'latency-budget-ms': { type: 'string' }, description: { type: 'string' },
+  });
+  if (o.help) return out(`${USAGE.pack}\n`);
+  const model = positionals[0];
+  if (!model || positionals.length > 1) usage('give one MODEL.onnx', 'pack');
+  if (typeof o.name !== 'string' || typeof o.version !== 'string') usage('--name and --version are required', 'pack');
+  const output = outputFlags(o);
+  let features: FeatureSpec[] | undefined;
+  if (typeof o.features === 'string' && Array.isArray(o.feature)) usage('give --features FILE or --feature flags, not both', 'pack');
+  if (typeof o.features === 'string') {
+    let parsed;
+    try {
+      parsed = featureListSchema.safeParse(parseYaml(readRegular(o.features, 1 << 20).toString('utf8')));
+    } catch (err) {
+      throw new EdgeError('EDGE_ERR_CLI_USAGE', `--features: cannot read ${o.features} (${(err as Error).message})`);
+    }
+    if (!parsed.success) throw new EdgeError('EDGE_ERR_CLI_USAGE', `--features ${o.features}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ')}`);
+    features = parsed.data.map((f) => ({ ...f }));
+  } else if (Array.isArray(o.feature)) {
+    features = o.feature.map((f) => featureFlag(String(f)));
+  }
+  const budget = o['latency-budget-ms'];
+  const latencyBudgetMs = typeof budget === 'string' ? Number(budget) : undefined;
+  if (latencyBudgetMs !== undefined && !(latencyBudgetMs > 0)) usage(`--latency-budget-ms: got "${String(budget)}", expected a number above 0`, 'pack');
+  const packed = await packModel({
+    modelPath: model, name: o.name, version: o.version, outDir: typeof o.out === 'string' ? o.out : '.', output,
+    ...(features ? { features } : {}),
+    ...(typeof o.tensor === 'string' ? { tensor: o.tensor } : {}),
+    ...(typeof o.train === 'string' ? { trainCsv: o.train } : {}),
+    ...(latencyBudgetMs !== undefined ? { latencyBudgetMs } : {}),
+    ...(typeof o.description === 'string' ? { description: o.description } : {}),
+    maxModelBytes: DEFAULT_MAX_MODEL_BYTES,
+  });
+  const m = packed.manifest;
+  out(`packed ${m.name} ${m.version} into ${packed.dir}\n  input ${m.input.name} [${m.input.shape.join(', ')}], reads ${m.output.tensor} as ${m.output.kind}, ${m.golden.length} golden vectors\n` +
+    packed.report.map((r) => `  ${r}\n`).join('') + `next: check the manifest, then 'edge-agent model sign ${packed.dir} --key KEY'\n`);
 }
 
 function keygen(args: string[], out: (s: string) => void): void {
@@ -143,9 +237,10 @@ function sign(args: string[], out: (s: string) => void): void {
 }
 
 /** Runs `edge-agent model …`; writes its report through `out`. */
-export function runModelCommand(argv: string[], out: (s: string) => void): void {
+export function runModelCommand(argv: string[], out: (s: string) => void): void | Promise<void> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') return out(`${USAGE.model}\n`);
+  if (command === 'pack') return pack(rest, out);
   if (command === 'keygen') return keygen(rest, out);
   if (command === 'sign') return sign(rest, out);
   usage(`unknown model command "${basename(command)}"`, 'model');

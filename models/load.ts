@@ -8,7 +8,8 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
 import { startInference, type Inference, type InferenceOptions, type TensorInfo } from '../agent/infer.js';
-import { outputWidth, readManifest, type Manifest } from './manifest.js';
+import { servable } from './exporters.js';
+import { fixedBatchOf, outputWidth, readManifest, type Manifest } from './manifest.js';
 import { readVersionFile } from './read.js';
 
 /** The largest model file the agent reads (checked before reading): 256 MiB. */
@@ -32,6 +33,8 @@ function showShape(shape: readonly (number | string)[]): string {
 }
 
 const batchDim = (d: number | string | undefined) => typeof d === 'string' || d === -1;
+/** The model's batch dimension is what the manifest says: symbolic, or fixed at the same size. */
+const batchOk = (m: Manifest, d: number | string | undefined) => (fixedBatchOf(m) === null ? batchDim(d) : d === fixedBatchOf(m));
 
 /** Compares what the session really has with what the manifest says. Gives one line per mismatch. */
 export function contractProblems(m: Manifest, inputs: readonly TensorInfo[], outputs: readonly TensorInfo[]): string[] {
@@ -43,7 +46,7 @@ export function contractProblems(m: Manifest, inputs: readonly TensorInfo[], out
   }
   if (!input) {
     problems.push(`manifest input: ${want}; the ONNX model has no input of that name (it has ${inputs.map((i) => `"${i.name}" ${i.type} ${showShape(i.shape)}`).join(', ')})`);
-  } else if (input.type !== 'float32' || input.shape.length !== 2 || !batchDim(input.shape[0]) || input.shape[1] !== m.input.shape[1]) {
+  } else if (input.type !== 'float32' || input.shape.length !== 2 || !batchOk(m, input.shape[0]) || input.shape[1] !== m.input.shape[1]) {
     problems.push(`manifest input: ${want}; the ONNX model's input: "${input.name}" ${input.type} ${showShape(input.shape)}`);
   }
   for (const o of m.outputs) {
@@ -98,8 +101,13 @@ export async function loadModel(dir: string, options: InferenceOptions, limits: 
   if (actual !== manifest.file.sha256) {
     throw new EdgeError('EDGE_ERR_MODEL_FILE', `${modelPath}: sha256 is ${actual}, the manifest says ${manifest.file.sha256}`);
   }
-  const inference = await startInference({ bytes, label: modelPath }, options);
+  // Fetch only the output read: a model's other outputs (an int64 label next to the probabilities) cost nothing.
+  const inference = await startInference({ bytes, label: modelPath, fixedBatch: fixedBatchOf(manifest), fetch: [manifest.output.tensor] }, options);
   try {
+    const s = servable(inference.inputs, inference.outputs);
+    if ('problems' in s) {
+      throw new EdgeError('EDGE_ERR_MODEL_CONTRACT', `${abs}: the model cannot be served as it is exported\n  ${s.problems.join('\n  ')}`, { details: s.problems });
+    }
     const contract = contractProblems(manifest, inference.inputs, inference.outputs);
     if (contract.length) {
       throw new EdgeError('EDGE_ERR_MODEL_CONTRACT', `${abs}: the model does not match its manifest\n  ${contract.join('\n  ')}`, { details: contract });

@@ -6,20 +6,21 @@ import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
 
-export type ElemType = 'float32' | 'int64';
+export type ElemType = 'float32' | 'float64' | 'int64';
 export type Dim = number | string;
 /** An attribute value: an integer, a float (written as { f }), a list of integers, or a tensor. */
 export type AttrValue = number | { f: number } | number[] | string | onnxProto.onnx.ITensorProto;
 
 const DT = onnx.TensorProto.DataType;
-const elem = (t: ElemType): number => (t === 'int64' ? DT.INT64 : DT.FLOAT);
+const elem = (t: ElemType): number => (t === 'int64' ? DT.INT64 : t === 'float64' ? DT.DOUBLE : DT.FLOAT);
 
-/** A tensor with its values as little-endian raw data (float32, or int64 from integral numbers). */
+/** A tensor with its values as little-endian raw data (float32, float64, or int64 from integral numbers). */
 export function tensor(name: string, dims: number[], values: readonly number[], type: ElemType = 'float32'): onnxProto.onnx.ITensorProto {
-  const size = type === 'int64' ? 8 : 4;
+  const size = type === 'float32' ? 4 : 8;
   const bytes = new Uint8Array(values.length * size);
   const view = new DataView(bytes.buffer);
-  values.forEach((v, i) => (type === 'int64' ? view.setBigInt64(i * 8, BigInt(v), true) : view.setFloat32(i * 4, v, true)));
+  const write = { int64: (i: number, v: number) => view.setBigInt64(i * 8, BigInt(v), true), float64: (i: number, v: number) => view.setFloat64(i * 8, v, true), float32: (i: number, v: number) => view.setFloat32(i * 4, v, true) }[type];
+  values.forEach((v, i) => write(i, v));
   return onnx.TensorProto.create({ name, dims, dataType: elem(type), rawData: bytes });
 }
 
