@@ -39,8 +39,10 @@ async function runRounds(ctx: ScenarioContext, spec: Rounds): Promise<Outcome> {
   const notes: string[] = [];
   const lag: number[] = [];
   for (let r = 0; r < spec.rounds; r++) {
+    const t0 = Date.now();
     const agent = spawnAgent(t, store.config, spec.env?.(r) ?? {});
     await startedOrExited(agent);
+    const t1 = Date.now();
     const publishing = gateway.publish(r * spec.perRound, (r + 1) * spec.perRound, { qos });
     const note = await spec.inject(agent, r, { broker, gateway, store, from: r * spec.perRound, to: (r + 1) * spec.perRound });
     if (note) notes.push(note);
@@ -49,7 +51,7 @@ async function runRounds(ctx: ScenarioContext, spec: Rounds): Promise<Outcome> {
     const got = exit.signal ?? exit.code;
     if (got !== spec.expectExit) failures.push(`round ${r + 1}: exit ${got}, expected ${spec.expectExit} (stderr: ${agent.stderr().slice(-200)})`);
     await publishing.done;
-    ctx.log(`  round ${r + 1}/${spec.rounds}: exit ${got}, gateway acked ${gateway.acked.size}`);
+    ctx.log(`  round ${r + 1}/${spec.rounds}: exit ${got}, gateway acked ${gateway.acked.size}; started in ${t1 - t0} ms, round took ${Date.now() - t0} ms`);
   }
   const { exit } = await drain(t, store, gateway);
   const outcome = tally(store, gateway, spec.rounds, spec.lossWhose);
@@ -68,7 +70,7 @@ async function randomPoint(ctx: ScenarioContext, round: Round): Promise<void> {
 
 export const killRandom: Scenario = {
   name: 'kill -9 under QoS 1 load, random points',
-  budgetSec: 240,
+  budgetSec: 480,
   quick: true,
   run: (ctx) =>
     runRounds(ctx, {
@@ -86,7 +88,7 @@ export const killRandom: Scenario = {
 
 export const killAfterInbox: Scenario = {
   name: 'kill -9 between inbox commit and PUBACK',
-  budgetSec: 180,
+  budgetSec: 360,
   quick: true,
   run: async (ctx) => {
     const points: number[] = [];
@@ -106,7 +108,7 @@ export const killAfterInbox: Scenario = {
 
 export const sigtermUnderLoad: Scenario = {
   name: 'SIGTERM under QoS 1 load',
-  budgetSec: 150,
+  budgetSec: 300,
   quick: true,
   run: (ctx) =>
     runRounds(ctx, {
@@ -123,7 +125,7 @@ export const sigtermUnderLoad: Scenario = {
 
 export const workerCrash: Scenario = {
   name: 'inference worker crash',
-  budgetSec: 120,
+  budgetSec: 240,
   quick: true,
   run: (ctx) =>
     runRounds(ctx, {
@@ -139,7 +141,7 @@ export const workerCrash: Scenario = {
 
 export const sigstop: Scenario = {
   name: 'agent stopped (SIGSTOP) past the keepalive, then SIGCONT',
-  budgetSec: 120,
+  budgetSec: 240,
   quick: false,
   run: (ctx) =>
     runRounds(ctx, {
@@ -172,7 +174,7 @@ const count = (text: string, re: RegExp) => (text.match(re) ?? []).length;
 
 export const killQos0: Scenario = {
   name: 'kill -9 under QoS 0 load',
-  budgetSec: 120,
+  budgetSec: 240,
   quick: false,
   run: (ctx) =>
     runRounds(ctx, {

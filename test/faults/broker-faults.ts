@@ -60,14 +60,14 @@ async function brokerScenario(ctx: ScenarioContext, spec: BrokerFault): Promise<
 
 export const brokerRestartPersistent: Scenario = {
   name: 'broker restart (SIGTERM) with persistence',
-  budgetSec: 150,
+  budgetSec: 300,
   quick: true,
   run: (ctx) => brokerScenario(ctx, { name: 'broker-persist', persistence: true, signal: 'SIGTERM' }),
 };
 
 export const brokerRestartVolatile: Scenario = {
   name: 'broker restart (SIGTERM) without persistence',
-  budgetSec: 150,
+  budgetSec: 300,
   quick: false,
   run: (ctx) =>
     brokerScenario(ctx, {
@@ -78,7 +78,7 @@ export const brokerRestartVolatile: Scenario = {
 
 export const brokerKill: Scenario = {
   name: 'broker kill -9 (persistence on)',
-  budgetSec: 150,
+  budgetSec: 300,
   quick: false,
   run: (ctx) =>
     brokerScenario(ctx, {

@@ -61,14 +61,14 @@ function stepMinutes(dbPath: string): number {
 
 export const clockBack: Scenario = {
   name: 'clock steps back 1 h, kill -9 after an inbox commit, restart',
-  budgetSec: 90,
+  budgetSec: 180,
   quick: true,
   run: (ctx) => clockScenario(ctx, 'clock-back', '-1h'),
 };
 
 export const clockForward: Scenario = {
   name: 'clock steps forward 1 h, kill -9 after an inbox commit, restart',
-  budgetSec: 90,
+  budgetSec: 180,
   quick: false,
   run: (ctx) => clockScenario(ctx, 'clock-fwd', '+1h'),
 };

@@ -13,7 +13,7 @@ const MARKER = 'plant/zz-marker/bearing';
 
 export const fuzz: Scenario = {
   name: 'hostile payloads (seeded corpus + hand-picked), good readings between',
-  budgetSec: 300,
+  budgetSec: 450,
   quick: true,
   run: async (ctx) => {
     const { t, random } = ctx;
@@ -52,7 +52,7 @@ export const fuzz: Scenario = {
     const failures: string[] = [];
     const rowsOf = () => rowsByTopic(store.dbPath);
     // The marker comes last on the session: once it is stored, everything was delivered.
-    await waitFor('the marker row', () => (rowsOf().get(MARKER) ?? 0) > 0, 120000, 200).catch((err: Error) => failures.push(`the marker was not stored: ${err.message}`));
+    await waitFor('the marker row', () => (rowsOf().all.get(MARKER) ?? 0) > 0, 120000, 200).catch((err: Error) => failures.push(`the marker was not stored: ${err.message}`));
     const goodTopics = topics.filter((x) => x.good).map((x) => x.topic);
     await waitFor('a result for every good reading', () => goodTopics.every((tp) => results.has(tp)), 20000, 100).catch(() => undefined);
     const alive = agent.proc.exitCode === null && agent.proc.signalCode === null;
@@ -64,10 +64,11 @@ export const fuzz: Scenario = {
     if (alive && exit.code !== 0) failures.push(`the clean stop exited ${exit.code ?? exit.signal}, expected 0`);
 
     const rows = rowsOf();
+    const all = rows.all;
     const outcome: Outcome = { injected: hostileCount, sent: topics.length, storedOnce: 0, lost: 0, doubled: 0, expectedLoss: 0, failures, notes: [] };
     let goodAsDead = 0;
     for (const x of topics) {
-      const n = rows.get(x.topic) ?? 0;
+      const n = all.get(x.topic) ?? 0;
       if (n === 1) outcome.storedOnce++;
       else if (n === 0) outcome.lost++;
       else outcome.doubled++;
@@ -77,7 +78,7 @@ export const fuzz: Scenario = {
     if (goodAsDead) failures.push(`${goodAsDead} good readings became dead letters`);
     const noResult = goodTopics.filter((tp) => !results.has(tp)).length;
     if (noResult) failures.push(`${noResult} of ${goodTopics.length} good readings got no result on the result topic`);
-    const hostilePredictions = topics.filter((x) => !x.good).length - dead.hostile;
+    const hostilePredictions = [...rows.predictions.keys()].filter((tp) => tp.startsWith('plant/h')).length;
     outcome.notes.push(
       `${hostileCount} hostile: ${dead.hostile} dead letters (${[...dead.reasons].sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r.replace('REJECT_', '')} ${n}`).join(', ')}), ${hostilePredictions} predictions`,
       `${goodTopics.length - noResult} of ${goodTopics.length} good readings got a result`,
@@ -87,14 +88,19 @@ export const fuzz: Scenario = {
   },
 };
 
-function rowsByTopic(dbPath: string): Map<string, number> {
+/** Rows per topic: predictions, and predictions and dead letters together. */
+function rowsByTopic(dbPath: string): { predictions: Map<string, number>; all: Map<string, number> } {
   const db = openDb(dbPath);
   try {
-    const m = new Map<string, number>();
+    const predictions = new Map<string, number>();
+    const all = new Map<string, number>();
     for (const table of ['predictions', 'dead_letters']) {
-      for (const r of db.prepare(`SELECT topic, count(*) AS n FROM ${table} GROUP BY topic`).all() as { topic: string; n: number }[]) m.set(r.topic, (m.get(r.topic) ?? 0) + r.n);
+      for (const r of db.prepare(`SELECT topic, count(*) AS n FROM ${table} GROUP BY topic`).all() as { topic: string; n: number }[]) {
+        all.set(r.topic, (all.get(r.topic) ?? 0) + r.n);
+        if (table === 'predictions') predictions.set(r.topic, r.n);
+      }
     }
-    return m;
+    return { predictions, all };
   } finally {
     db.close();
   }

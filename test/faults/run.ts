@@ -1,4 +1,4 @@
-// Fault suite (`npm run faults [-- --quick] [--out FILE.md] [--json FILE.json] [--only TEXT] [--seed N]`):
+// Fault suite (`npm run faults [-- --quick] [--out FILE.md] [--json FILE.json] [--only TEXT] [--seed N] [--budget-scale X]`):
 // runs each scenario against real parts, one after the other, each within its time budget and with
 // its own teardown; prints the table (scenario, times injected, readings sent, stored once, lost,
 // doubled, expected loss) and exits 1 when a reading was lost or doubled where the agent guarantees it must not.
@@ -21,7 +21,7 @@ const SCENARIOS: Scenario[] = [
 interface Row extends Outcome { scenario: string; seconds: number; pass: boolean }
 
 function args(argv: string[]) {
-  const o = { quick: false, out: '', json: '', only: '', seed: 20260101 };
+  const o = { quick: false, out: '', json: '', only: '', seed: 20260101, budgetScale: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -34,29 +34,43 @@ function args(argv: string[]) {
     else if (a === '--json') o.json = next();
     else if (a === '--only') o.only = next();
     else if (a === '--seed') o.seed = Number(next());
-    else throw new Error(`unknown option ${a} (known: --quick, --out FILE.md, --json FILE.json, --only TEXT, --seed N)`);
+    else if (a === '--budget-scale') o.budgetScale = Number(next());
+    else throw new Error(`unknown option ${a} (known: --quick, --out FILE.md, --json FILE.json, --only TEXT, --seed N, --budget-scale X)`);
   }
   return o;
 }
 
-async function runOne(s: Scenario, quick: boolean, seed: number): Promise<Row> {
+/** A scenario's teardown: cleanups run last-registered first; one registered after the close runs at once. */
+function teardownContext() {
   const cleanups: (() => unknown)[] = [];
-  const t: Teardown = { after: (fn) => void cleanups.push(fn as () => unknown) };
-  const t0 = Date.now();
-  let outcome: Outcome;
-  try {
-    outcome = await bounded(s.run({ t, quick, random: mulberry32(seed), log: (l) => console.error(l) }), s.budgetSec * 1000, `scenario "${s.name}"`);
-  } catch (err) {
-    outcome = { injected: 0, sent: 0, storedOnce: 0, lost: 0, doubled: 0, expectedLoss: 0, failures: [`did not complete: ${(err as Error).message}`], notes: [] };
-  } finally {
-    // Everything the scenario started is stopped, last started first, even after an overrun.
-    for (const fn of cleanups.reverse()) {
+  let closed = false;
+  const runAll = async () => {
+    closed = true;
+    while (cleanups.length) {
       try {
-        await bounded(Promise.resolve(fn()), 20000, 'a cleanup');
+        await bounded(Promise.resolve((cleanups.pop() as () => unknown)()), 20000, 'a cleanup');
       } catch (err) {
         console.error(`cleanup failed: ${(err as Error).message}`);
       }
     }
+  };
+  // An overrun scenario goes on in the background: what it starts after the close is stopped at once.
+  const t: Teardown = { after: (fn) => void (closed ? Promise.resolve().then(fn as () => unknown).catch(() => undefined) : cleanups.push(fn as () => unknown)) };
+  return { t, close: runAll };
+}
+
+async function runOne(s: Scenario, quick: boolean, seed: number, budgetScale: number, onInterrupt: (close: () => Promise<void>) => void): Promise<Row> {
+  const { t, close } = teardownContext();
+  onInterrupt(close);
+  const t0 = Date.now();
+  let outcome: Outcome;
+  try {
+    outcome = await bounded(s.run({ t, quick, random: mulberry32(seed), log: (l) => console.error(l) }), s.budgetSec * budgetScale * 1000, `scenario "${s.name}"`);
+  } catch (err) {
+    outcome = { injected: 0, sent: 0, storedOnce: 0, lost: 0, doubled: 0, expectedLoss: 0, failures: [`did not complete: ${(err as Error).message}`], notes: [] };
+  } finally {
+    // Everything the scenario started is stopped, even after an overrun or a failure.
+    await close();
   }
   const seconds = Math.round((Date.now() - t0) / 100) / 10;
   return { scenario: s.name, seconds, ...outcome, pass: outcome.lost === 0 && outcome.doubled === 0 && outcome.failures.length === 0 };
@@ -91,9 +105,12 @@ async function main(): Promise<void> {
   const started = new Date();
   const t0 = Date.now();
   const rows: Row[] = [];
+  let current: () => Promise<void> = async () => undefined;
+  // Ctrl-C stops what the running scenario started before leaving.
+  process.once('SIGINT', () => void current().finally(() => process.exit(130)));
   for (const [i, s] of chosen.entries()) {
-    console.error(`[${i + 1}/${chosen.length}] ${s.name} (budget ${s.budgetSec} s)`);
-    const row = await runOne(s, o.quick, o.seed ^ nameHash(s.name));
+    console.error(`[${i + 1}/${chosen.length}] ${s.name} (budget ${Math.round(s.budgetSec * o.budgetScale)} s)`);
+    const row = await runOne(s, o.quick, o.seed ^ nameHash(s.name), o.budgetScale, (close) => (current = close));
     console.error(`  ${row.pass ? 'pass' : 'FAIL'} in ${row.seconds} s${row.failures.length ? `: ${row.failures.join('; ')}` : ''}`);
     rows.push(row);
   }

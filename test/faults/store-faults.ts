@@ -12,7 +12,7 @@ import {
 
 export const diskFull: Scenario = {
   name: 'disk full (1 MB tmpfs), store moved, restart',
-  budgetSec: 150,
+  budgetSec: 300,
   quick: true,
   run: async ({ t }) => {
     const small = join(tempDir(t, 'edge-agent-fault-disk-'), 'small');
@@ -42,7 +42,7 @@ export const diskFull: Scenario = {
 
 export const secondAgent: Scenario = {
   name: 'second agent started on the same store',
-  budgetSec: 120,
+  budgetSec: 240,
   quick: true,
   run: async ({ t }) => {
     const broker = await startMosquitto(t);
