@@ -38,9 +38,11 @@ async function runRounds(ctx: ScenarioContext, spec: Rounds): Promise<Outcome> {
   const failures: string[] = [];
   const notes: string[] = [];
   const lag: number[] = [];
+  const agents: AgentProcess[] = [];
   for (let r = 0; r < spec.rounds; r++) {
     const t0 = Date.now();
     const agent = spawnAgent(t, store.config, spec.env?.(r) ?? {});
+    agents.push(agent);
     await startedOrExited(agent);
     const t1 = Date.now();
     const publishing = gateway.publish(r * spec.perRound, (r + 1) * spec.perRound, { qos });
@@ -53,8 +55,12 @@ async function runRounds(ctx: ScenarioContext, spec: Rounds): Promise<Outcome> {
     await publishing.done;
     ctx.log(`  round ${r + 1}/${spec.rounds}: exit ${got}, gateway acked ${gateway.acked.size}; started in ${t1 - t0} ms, round took ${Date.now() - t0} ms`);
   }
-  const { exit } = await drain(t, store, gateway);
+  const { exit, agent: last } = await drain(t, store, gateway);
+  agents.push(last);
   const outcome = tally(store, gateway, spec.rounds, spec.lossWhose);
+  const logged = (msg: string) => agents.flatMap((a) => a.logs).filter((l) => l.msg === msg);
+  const replayed = logged('replaying inbox rows left by an unclean stop').reduce((sum, l) => sum + Number(l.rows ?? 0), 0);
+  if (qos === 1) notes.push(`${replayed} inbox rows replayed at restarts, ${logged('redelivered message already stored; acknowledged again').length} redeliveries recognised`);
   expectCleanExit(outcome, exit);
   outcome.failures.unshift(...failures);
   outcome.notes.push(...notes);
@@ -183,7 +189,7 @@ export const killQos0: Scenario = {
       perRound: 1000,
       qos: 0,
       expectExit: 'SIGKILL',
-      lossWhose: 'QoS 0 (at most once by contract: readings in the broker queue or the agent memory at the kill)',
+      lossWhose: "QoS 0's: at most once by contract; readings in the broker's queue or the agent's memory at the kill",
       async inject(agent, _r, round) {
         await randomPoint(ctx, round);
         agent.proc.kill('SIGKILL');
