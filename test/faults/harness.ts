@@ -40,16 +40,8 @@ export interface Scenario {
   run(ctx: ScenarioContext): Promise<Outcome>;
 }
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The demo generator's seeded PRNG, shared. */
+export { mulberry32 } from '../../models/demo/bearing.js';
 
 export const READINGS_TOPIC = 'plant/line-1/bearing';
 const MARKER_TOPIC = 'plant/marker/bearing';
