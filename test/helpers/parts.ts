@@ -291,11 +291,14 @@ export function storedSeqs(dbPath: string): number[] {
   }
 }
 
-/** Publishes seqPayload(0..n-1) at QoS 1 in chunks, pausing between chunks; `progress.published` counts. */
-export function publishSequence(client: MqttClient, topic: string, n: number, chunk = 50, pauseMs = 5) {
+/**
+ * Publishes seqPayload(from..n-1) at QoS 1 in chunks, pausing between chunks; `progress.published` counts.
+ * `done` resolves when the broker has acknowledged every one.
+ */
+export function publishSequence(client: MqttClient, topic: string, n: number, chunk = 50, pauseMs = 5, from = 0) {
   const progress = { published: 0, done: Promise.resolve() };
   progress.done = (async () => {
-    for (let seq = 0; seq < n; seq += chunk) {
+    for (let seq = from; seq < n; seq += chunk) {
       const size = Math.min(chunk, n - seq);
       await Promise.all(Array.from({ length: size }, (_, k) => client.publishAsync(topic, seqPayload(seq + k), { qos: 1 })));
       progress.published += size;
