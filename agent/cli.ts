@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // CLI entry (bin `edge-agent`): takes argv; runs the agent, checks a config, runs the simulated
 // gateway or the demo. The only place that calls process.exit. Exit codes: 0 ok, 64 usage,
-// 78 invalid config or model, 69 broker, 70 internal/timeout, 74 store.
+// 78 invalid config or model, 69 broker, 70 internal/timeout, 74 store, 130 second signal.
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -37,7 +37,8 @@ Options:
   -h, --help             this text
   -v, --version          the agent's version
 
-Exit codes: 0 ok, 64 bad command line, 78 invalid config or model, 69 broker, 70 internal, 74 store.
+Exit codes: 0 ok, 64 bad command line, 78 invalid config or model, 69 broker, 70 internal, 74 store,
+130 stopped by a second signal.
 Docs: README.md (config reference, payload mapping, manifest format, error codes).`;
 
 function usage(message: string): never {

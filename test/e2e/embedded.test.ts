@@ -2,9 +2,10 @@
 // client (mosquitto_pub) pointed at it gets predictions back. Also `npm run demo`'s command end to end.
 
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { join } from 'node:path';
-import { agentConfig, cliPath, countRows, freePort, runCli, spawnAgent, spawnChild, readingPayload, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
+import { agentConfig, cliPath, countRows, freePort, runCli, spawnAgent, spawnChild, readingPayload, teardown, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
 
 test('no broker URL: the embedded broker serves mosquitto_pub and mosquitto_sub', { timeout: 60000 }, async (t) => {
   const dir = tempDir(t);
@@ -32,6 +33,21 @@ test('no broker URL: the embedded broker serves mosquitto_pub and mosquitto_sub'
   for (const r of results) assert.ok(['healthy', 'wear', 'fault'].includes(r.label));
   agent.proc.kill('SIGTERM');
   assert.equal((await agent.exited).code, 0);
+});
+
+test('the embedded broker\'s port is taken: exit 69 with EDGE_ERR_BROKER naming the port', { timeout: 60000 }, async (t) => {
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  teardown(t, () => new Promise((resolve) => taken.close(resolve)));
+  const port = (taken.address() as AddressInfo).port;
+  const dir = tempDir(t);
+  const config = agentConfig({ dbPath: join(dir, 'agent.db') });
+  (config.mqtt as Record<string, unknown>).embedded = { host: '127.0.0.1', port };
+  const agent = spawnAgent(t, writeConfig(dir, config));
+  assert.deepEqual(await agent.exited, { code: 69, signal: null });
+  assert.match(agent.stderr(), new RegExp(`EDGE_ERR_BROKER: embedded broker cannot listen on 127\\.0\\.0\\.1:${port}`));
+  const line = agent.logs.find((l) => l.msg === 'agent could not start');
+  assert.equal(line?.code, 'EDGE_ERR_BROKER');
 });
 
 test('the demo runs, classifies four presses and stops cleanly', { timeout: 60000 }, async () => {
