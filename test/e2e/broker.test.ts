@@ -13,7 +13,7 @@ import {
 
 /** A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
 function makePki(dir: string) {
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe', timeout: 60000 });
   run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=edge-agent test CA');
   run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.crt', '-days', '2', '-subj', '/CN=127.0.0.1',
     '-CA', 'ca.crt', '-CAkey', 'ca.key', '-addext', 'subjectAltName=IP:127.0.0.1');
@@ -27,7 +27,7 @@ test('mqtts with CA, client certificate and a password from a file; wrong passwo
   const pki = makePki(dir);
   const passwd = join(dir, 'passwd');
   writeFileSync(passwd, '');
-  execFileSync('mosquitto_passwd', ['-b', passwd, 'line3', 'right-password']);
+  execFileSync('mosquitto_passwd', ['-b', passwd, 'line3', 'right-password'], { timeout: 30000 });
   const broker = await startMosquitto(t, [
     `cafile ${pki.ca}`, `certfile ${pki.serverCert}`, `keyfile ${pki.serverKey}`, 'require_certificate true',
     'allow_anonymous false', `password_file ${passwd}`,

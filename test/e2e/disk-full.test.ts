@@ -14,7 +14,7 @@ const N = 20000;
 
 function mountTmpfs(dir: string, size: string): boolean {
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe', timeout: 30000 });
     return true;
   } catch {
     return false;
@@ -29,7 +29,7 @@ test('disk full: exit 74, nothing acknowledged is lost, nothing stored twice aft
     t.skip('needs root to mount a tmpfs');
     return;
   }
-  teardown(t, () => execFileSync('umount', ['-l', small]));
+  teardown(t, () => execFileSync('umount', ['-l', small], { timeout: 30000 }));
   const broker = await startMosquitto(t);
   const clientId = 'edge-agent-disk-full-test';
   const mqtt = { url: broker.url, clientId, reconnectMinMs: 100 };
