@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // CLI entry (bin `edge-agent`): takes argv; runs the agent, checks a config, runs the simulated
 // gateway or the demo. The only place that calls process.exit. Exit codes: 0 ok, 64 usage,
-// 78 invalid config or model, 69 broker, 70 internal/timeout, 74 store.
+// 78 invalid config or model, 69 broker, 70 internal/timeout, 74 store, 130 second signal.
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -41,7 +41,8 @@ Options:
   -h, --help             this text
   -v, --version          the agent's version
 
-Exit codes: 0 ok, 64 bad command line, 78 invalid config or model, 69 broker, 70 internal, 74 store.
+Exit codes: 0 ok, 64 bad command line, 78 invalid config or model, 69 broker, 70 internal, 74 store,
+130 stopped by a second signal.
 Docs: README.md (config reference, payload mapping, manifest format, error codes).`;
 
 function usage(message: string): never {
@@ -71,19 +72,24 @@ async function cmdRun(configPath: string): Promise<void> {
   let agent: Agent | null = null;
   let stopping = false;
   let exitCode = 0;
+  let fatalLogged = false;
   const stop = (reason: string, code: number, err?: Error) => {
-    if (err) log.fatal({ err: err.message, reason }, 'fatal error');
+    // Once a fatal error has stopped the agent, the failures that follow from it (a store that refuses
+    // writes after a failed commit) are not news: the first is logged, the rest only at debug.
+    if (err && !fatalLogged) log.fatal({ err: err.message, reason }, 'fatal error');
+    else if (err) log.debug({ err: err.message, reason }, 'further error while stopping');
+    if (err) fatalLogged = true;
     // A fatal error while already stopping still decides the exit code.
     exitCode = Math.max(exitCode, code);
     if (stopping) {
       if (reason !== 'SIGINT' && reason !== 'SIGTERM') return;
-      log.warn({ signal: reason }, 'second signal: stopping now');
+      log.warn({ signal: reason, code: exitCode || 130, closingStep: agent?.closingStep ?? null }, 'second signal: stopping now');
       process.exit(exitCode || 130);
     }
     stopping = true;
     log.info({ reason }, 'stopping');
     const deadline = setTimeout(() => {
-      log.error({ deadlineMs: config.shutdown.deadlineMs, code: 'EDGE_ERR_SHUTDOWN_TIMEOUT' }, 'shutdown deadline passed; force-closing');
+      log.error({ deadlineMs: config.shutdown.deadlineMs, code: 'EDGE_ERR_SHUTDOWN_TIMEOUT', hung: agent?.closingStep ?? null }, 'shutdown deadline passed; force-closing');
       // Backstop: a worker stuck in native code or a broker socket that will not close must not keep us alive.
       setTimeout(() => process.exit(70), 2000).unref();
       void agent?.destroy(new EdgeError('EDGE_ERR_SHUTDOWN_TIMEOUT', 'shutdown deadline passed')).finally(() => process.exit(70));

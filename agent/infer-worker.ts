@@ -42,9 +42,12 @@ async function main(p: NonNullable<typeof parentPort>): Promise<void> {
   // Test-only fault injection: EDGE_AGENT_TEST_WORKER_EXIT_AFTER=N ends this thread at its N+1th batch,
   // as a crash in native code would. Unset in production.
   const exitAfter = Number(process.env.EDGE_AGENT_TEST_WORKER_EXIT_AFTER ?? 0);
+  // Test-only: EDGE_AGENT_TEST_WORKER_DELAY_MS=N holds each batch N ms, a slow model for backpressure tests.
+  const delayMs = Number(process.env.EDGE_AGENT_TEST_WORKER_DELAY_MS ?? 0);
   let runs = 0;
   p.on('message', (req: WorkerRequest) => {
     if (exitAfter > 0 && ++runs > exitAfter) process.exit(1);
+    if (delayMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, delayMs); // this thread's own sleep
     const t0 = performance.now();
     run(session, req)
       .then((outputs) => {

@@ -27,6 +27,8 @@ export interface Agent {
   readonly model: { name: string; version: string };
   /** Graceful stop; the caller bounds it with config.shutdown.deadlineMs. Idempotent. */
   close(): Promise<void>;
+  /** The step of close() now running (null before close() and after it finished): what hung at a deadline. */
+  readonly closingStep: string | null;
   /** Abort: force-close everything now. Idempotent. */
   destroy(err?: Error): Promise<void>;
 }
@@ -93,6 +95,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     stats.gauges.resultsSkipped = () => publisher.skipped;
     stats.gauges.resultsInvalid = () => publisher.invalid;
     const rejectLog = createRateLimitedLog(10_000);
+    const duplicateLog = createRateLimitedLog(10_000);
     const cols = manifest.features.length;
     const width = outputWidth(manifest.output);
 
@@ -196,7 +199,8 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       drained: () => batcher.drained(),
       onDuplicate: (topic) => {
         stats.counters.duplicates++;
-        log.info({ topic }, 'redelivered message already stored; acknowledged again');
+        // A reconnect after a stall redelivers a whole window at once: one line per 10 s, not one per message.
+        duplicateLog('duplicate', Date.now(), (suppressed) => log.info({ topic, suppressedSinceLast: suppressed, duplicates: stats.counters.duplicates }, 'redelivered message already stored; acknowledged again'));
       },
       onRefused: () => void stats.counters.refusedWhileStopping++,
       cork: corkBroker,
@@ -215,21 +219,33 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     client.connect();
     log.info({ url: brokerUrl, subscriptions: config.ingest.subscriptions }, 'agent started');
 
+    // Stop in reverse, one named step at a time, so a deadline can say which step hung.
+    const closeSteps: { name: string; run: () => unknown }[] = [
+      { name: 'stop taking messages', run: () => ingest.pause() },
+      { name: 'finish batches in flight', run: () => batcher.flush() },
+      { name: 'wait for result acknowledgements', run: () => publisher.settled() },
+      { name: 'disconnect from broker', run: () => new Promise<void>((resolve) => client.end(false, {}, () => resolve())) },
+      { name: 'finish batches taken while disconnecting', run: () => batcher.flush() },
+      { name: 'close model', run: () => inference.close() },
+      { name: 'close store', run: () => store.close() },
+      { name: 'close embedded broker', run: () => parts.broker?.close() },
+    ];
+    let closingStep: string | null = null;
     let closing: Promise<void> | null = null;
     const agent: Agent = {
       brokerUrl,
       stats,
       model: { name: manifest.name, version: manifest.version },
+      get closingStep() {
+        return closingStep;
+      },
       close() {
         closing ??= (async () => {
-          ingest.pause();
-          await batcher.flush();
-          await publisher.settled();
-          await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
-          await batcher.flush();
-          await inference.close();
-          store.close();
-          await parts.broker?.close();
+          for (const step of closeSteps) {
+            closingStep = step.name;
+            await step.run();
+          }
+          closingStep = null;
           log.info({ ...stats.snapshot(), rejects: undefined }, 'agent stopped');
         })();
         return closing;

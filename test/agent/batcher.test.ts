@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createBatcher } from '../../agent/batcher.js';
 
-test('batches cut at maxBatchRows, committed in order, flush leaves nothing', async () => {
+test('batches cut at maxBatchRows, committed in order, flush leaves nothing', { timeout: 30000 }, async () => {
   const committed: number[][] = [];
   let slow = true;
   const b = createBatcher<number, number>(
@@ -21,7 +21,7 @@ test('batches cut at maxBatchRows, committed in order, flush leaves nothing', as
   assert.equal(b.queued, 0);
 });
 
-test('a partial batch goes out after maxWaitMs without a flush', async () => {
+test('a partial batch goes out after maxWaitMs without a flush', { timeout: 30000 }, async () => {
   const committed: number[][] = [];
   let done!: () => void;
   const seen = new Promise<void>((r) => (done = r));
@@ -35,7 +35,7 @@ test('a partial batch goes out after maxWaitMs without a flush', async () => {
   assert.deepEqual(committed, [[1, 2]]);
 });
 
-test('push reports a full queue and drained() resolves once there is room', async () => {
+test('push reports a full queue and drained() resolves once there is room', { timeout: 30000 }, async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const b = createBatcher<number, void>({ maxBatchRows: 2, maxWaitMs: 1, maxQueuedRows: 6 }, () => gate, () => undefined, (err) => assert.fail(String(err)));
@@ -51,7 +51,7 @@ test('push reports a full queue and drained() resolves once there is room', asyn
   await b.flush();
 });
 
-test('a commit that throws is reported, and later batches still commit', async () => {
+test('a commit that throws is reported, and later batches still commit', { timeout: 30000 }, async () => {
   const errors: unknown[] = [];
   const committed: number[][] = [];
   const b = createBatcher<number, void>({ maxBatchRows: 1, maxWaitMs: 1, maxQueuedRows: 10 }, async () => undefined, (batch) => {
@@ -64,7 +64,7 @@ test('a commit that throws is reported, and later batches still commit', async (
   assert.equal((errors[0] as Error).message, 'disk full');
 });
 
-test('maxWaitMs 0: a batch leaves at the end of the turn, and rows queued while both slots are busy leave together', async () => {
+test('maxWaitMs 0: a batch leaves at the end of the turn, and rows queued while both slots are busy leave together', { timeout: 30000 }, async () => {
   const gates: (() => void)[] = [];
   const committed: number[][] = [];
   const b = createBatcher<number, void>(

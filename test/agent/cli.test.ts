@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { agentConfig, repoRoot, runCli, tempDir, writeConfig } from '../helpers/parts.js';
 
-test('--help lists every command and option', async () => {
+test('--help lists every command and option', { timeout: 60000 }, async () => {
   const r = await runCli(['--help']);
   assert.equal(r.code, 0);
   for (const s of ['run --config FILE', 'config check FILE', 'simulate', 'demo', '--url', '--machines', '--rate', '--drifting', '--qos', '--count', '--duration', '--version']) {
@@ -15,7 +15,7 @@ test('--help lists every command and option', async () => {
   }
 });
 
-test('bad usage exits 64 and says what is wrong', async () => {
+test('bad usage exits 64 and says what is wrong', { timeout: 60000 }, async () => {
   assert.deepEqual(await runCli([]).then((r) => [r.code, /no command/.test(r.stderr)]), [64, true]);
   assert.deepEqual(await runCli(['launch']).then((r) => [r.code, /unknown command "launch"/.test(r.stderr)]), [64, true]);
   assert.deepEqual(await runCli(['run']).then((r) => [r.code, /needs --config/.test(r.stderr)]), [64, true]);
@@ -26,7 +26,7 @@ test('bad usage exits 64 and says what is wrong', async () => {
   assert.match((await runCli(['launch'])).stderr, /EDGE_ERR_CLI_USAGE/);
 });
 
-test('config check accepts a good config and checks its model', async (t) => {
+test('config check accepts a good config and checks its model', { timeout: 60000 }, async (t) => {
   const dir = tempDir(t);
   const r = await runCli(['config', 'check', writeConfig(dir, agentConfig({ url: 'mqtt://127.0.0.1:1883', dbPath: join(dir, 'a.db') }))]);
   assert.equal(r.code, 0, r.stderr);
@@ -35,7 +35,7 @@ test('config check accepts a good config and checks its model', async (t) => {
   assert.match(r.stdout, /synchronous=NORMAL/);
 });
 
-test('an invalid config: exit 78 and every problem named with path, value and expectation', async (t) => {
+test('an invalid config: exit 78 and every problem named with path, value and expectation', { timeout: 60000 }, async (t) => {
   const dir = tempDir(t);
   const yaml = `
 mqtt:
@@ -70,7 +70,7 @@ publish:
   for (const e of expectations) assert.match(r.stderr, e);
 });
 
-test('config errors for YAML syntax, a missing file, and a secret from an unset environment variable', async (t) => {
+test('config errors for YAML syntax, a missing file, and a secret from an unset environment variable', { timeout: 60000 }, async (t) => {
   const dir = tempDir(t);
   const broken = await runCli(['config', 'check', writeConfig(dir, 'mqtt: [unclosed\n', 'broken.yaml')]);
   assert.equal(broken.code, 78);
@@ -100,7 +100,7 @@ test('config errors for YAML syntax, a missing file, and a secret from an unset 
   assert.match(noFile.stderr, /mqtt\.password: .*cannot read secret file .*nope \(ENOENT\)/);
 });
 
-test('a mapping for a feature the model does not have is a startup error', async (t) => {
+test('a mapping for a feature the model does not have is a startup error', { timeout: 60000 }, async (t) => {
   const dir = tempDir(t);
   const cfg = agentConfig({ url: 'mqtt://127.0.0.1:1883', dbPath: join(dir, 'a.db'), mapping: { features: { vibration_rms: 'vib.rms' } } });
   const r = await runCli(['config', 'check', writeConfig(dir, cfg)]);
@@ -109,7 +109,7 @@ test('a mapping for a feature the model does not have is a startup error', async
   assert.match(r.stderr, /mapping\.features\.vibration_rms: .*expected one of the model's features: rms_g, peak_g/);
 });
 
-test('the example configs in agent/examples are valid', async () => {
+test('the example configs in agent/examples are valid', { timeout: 60000 }, async () => {
   const demo = await runCli(['config', 'check', join(repoRoot, 'agent', 'examples', 'demo.yaml')]);
   assert.equal(demo.code, 0, demo.stderr);
   // line.yaml names files that only exist on a line PC: the CA file is its only problem here.

@@ -11,12 +11,12 @@ const manifest = readManifest(demoModelDir);
 const values = { rms_g: 0.5, peak_g: 1.6, kurtosis: 3.1, crest_factor: 3.2, temperature_c: 44, speed_rpm: 1480 };
 const buf = (v: unknown) => Buffer.from(JSON.stringify(v));
 
-test('unmapped features are read from top-level fields of the same name, in manifest order', () => {
+test('unmapped features are read from top-level fields of the same name, in manifest order', { timeout: 30000 }, () => {
   const decode = createDecoder(mappingOptionsSchema.parse({}), manifest, 65536);
   assert.deepEqual(decode('plant/press-9/bearing', buf(values)), { ok: true, asset: 'press-9', values: [0.5, 1.6, 3.1, 3.2, 44, 1480] });
 });
 
-test('dot paths reach into objects and arrays; the asset can come from a payload field', () => {
+test('dot paths reach into objects and arrays; the asset can come from a payload field', { timeout: 30000 }, () => {
   const mapping = mappingOptionsSchema.parse({
     asset: { field: 'meta.machine' },
     features: { rms_g: 'axes.0.rms', peak_g: 'axes.0.peak', kurtosis: 'axes.1.k', crest_factor: 'axes.1.crest', temperature_c: 'env.t' },
@@ -31,7 +31,7 @@ test('dot paths reach into objects and arrays; the asset can come from a payload
   assert.deepEqual([(slash as { code: string }).code, (slash as { detail: string }).detail], ['REJECT_BAD_ASSET', 'asset id "a/b" holds / + or #, which would change the topic it goes into']);
 });
 
-test('every kind of bad payload has its own reason', () => {
+test('every kind of bad payload has its own reason', { timeout: 30000 }, () => {
   const decode = createDecoder(mappingOptionsSchema.parse({ asset: { topicLevel: 3 } }), manifest, 200);
   const cases: [string, Buffer, string][] = [
     ['plant/a/b/m1', Buffer.alloc(201, 32), 'REJECT_PAYLOAD_TOO_LARGE'],
@@ -54,7 +54,7 @@ test('every kind of bad payload has its own reason', () => {
   assert.equal(decode('plant/a/b/m1', buf(values)).ok, true);
 });
 
-test('a mapping naming a feature the model lacks is reported', () => {
+test('a mapping naming a feature the model lacks is reported', { timeout: 30000 }, () => {
   const problems = mappingProblems(mappingOptionsSchema.parse({ features: { rms: 'x' } }), manifest);
   assert.equal(problems.length, 1);
   assert.match(problems[0]!, /mapping\.features\.rms/);

@@ -11,12 +11,12 @@ const result = (id: number): Result => ({
   verdict: { kind: 'classification', label: 'healthy', probabilities: { healthy: 1 } }, latencyMs: 0.1,
 });
 
-test('the topic template fills {asset}, {model} and {version}', () => {
+test('the topic template fills {asset}, {model} and {version}', { timeout: 30000 }, () => {
   assert.equal(resultTopic('plant/{asset}/predictions/{model}/{version}', { asset: 'p1', model: 'm', version: '2' }), 'plant/p1/predictions/m/2');
   assert.equal(publishOptionsSchema.safeParse({ topic: 'a/{machine}' }).success, false);
 });
 
-test('every result is delivered once; past maxPendingResults the oldest are skipped and counted', async (t) => {
+test('every result is delivered once; past maxPendingResults the oldest are skipped and counted', { timeout: 30000 }, async (t) => {
   const broker = await startMosquitto(t);
   const got: number[] = [];
   const watcher = await mqttClient(t, broker.url);

@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { MIGRATIONS, openStore, storeOptionsSchema } from '../../agent/store.js';
 import { teardown, tempDir } from '../helpers/parts.js';
 
-test('default durability is WAL + synchronous=NORMAL; FULL when configured', (t) => {
+test('default durability is WAL + synchronous=NORMAL; FULL when configured', { timeout: 30000 }, (t) => {
   const dir = tempDir(t);
   assert.equal(storeOptionsSchema.parse({}).synchronous, 'NORMAL');
   const normal = openStore(storeOptionsSchema.parse({ path: join(dir, 'sub', 'n.db') }));
@@ -24,7 +24,7 @@ test('default durability is WAL + synchronous=NORMAL; FULL when configured', (t)
   db.close();
 });
 
-test('commitBatch stores predictions and dead letters and deletes their inbox rows in one transaction', (t) => {
+test('commitBatch stores predictions and dead letters and deletes their inbox rows in one transaction', { timeout: 30000 }, (t) => {
   const dir = tempDir(t);
   const s = openStore(storeOptionsSchema.parse({ path: join(dir, 'a.db') }));
   teardown(t, () => s.close());
@@ -47,7 +47,7 @@ test('commitBatch stores predictions and dead letters and deletes their inbox ro
   assert.deepEqual(s.counts(), { predictions: 1, deadLetters: 1, inbox: 1 });
 });
 
-test('commitBatch deletes exactly the inbox rows it names, contiguous or not', (t) => {
+test('commitBatch deletes exactly the inbox rows it names, contiguous or not', { timeout: 30000 }, (t) => {
   const dir = tempDir(t);
   const s = openStore(storeOptionsSchema.parse({ path: join(dir, 'a.db') }));
   teardown(t, () => s.close());
@@ -58,7 +58,7 @@ test('commitBatch deletes exactly the inbox rows it names, contiguous or not', (
   assert.deepEqual(s.pendingInbox().map((r) => r.id), [ids[1]]);
 });
 
-test('a database from a newer agent is refused with EDGE_ERR_STORE', (t) => {
+test('a database from a newer agent is refused with EDGE_ERR_STORE', { timeout: 30000 }, (t) => {
   const dir = tempDir(t);
   const path = join(dir, 'new.db');
   const db = new Database(path);

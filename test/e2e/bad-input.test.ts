@@ -27,7 +27,7 @@ const bad: { name: string; payload: string | Buffer; reason: string; detail: Reg
   { name: 'oversized', payload: JSON.stringify({ ...reading, pad: 'x'.repeat(5000) }), reason: 'REJECT_PAYLOAD_TOO_LARGE', detail: /limit is 4096/ },
 ];
 
-test('bad payloads become dead letters with their reason; good readings around them are served', async (t) => {
+test('bad payloads become dead letters with their reason; good readings around them are served', { timeout: 120000 }, async (t) => {
   const broker = await startMosquitto(t);
   const dir = tempDir(t);
   const dbPath = join(dir, 'agent.db');

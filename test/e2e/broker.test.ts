@@ -3,17 +3,17 @@
 // restarts without the session the agent reconnects and subscribes again.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  agentConfig, countRows, freePort, mqttClient, readingPayload, spawnAgent, startMosquitto, stopProcess, tempDir, waitFor, writeConfig,
+  agentConfig, countRows, freePort, mqttClient, readingPayload, spawnAgent, spawnChild, startMosquitto, stopChild, tempDir, waitFor, writeConfig,
 } from '../helpers/parts.js';
 
 /** A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
 function makePki(dir: string) {
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe', timeout: 60000 });
   run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=edge-agent test CA');
   run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.crt', '-days', '2', '-subj', '/CN=127.0.0.1',
     '-CA', 'ca.crt', '-CAkey', 'ca.key', '-addext', 'subjectAltName=IP:127.0.0.1');
@@ -22,12 +22,12 @@ function makePki(dir: string) {
   return { ca: join(dir, 'ca.crt'), cert: join(dir, 'client.crt'), key: join(dir, 'client.key'), serverCert: join(dir, 'server.crt'), serverKey: join(dir, 'server.key') };
 }
 
-test('mqtts with CA, client certificate and a password from a file; wrong password is retried, not fatal', async (t) => {
+test('mqtts with CA, client certificate and a password from a file; wrong password is retried, not fatal', { timeout: 90000 }, async (t) => {
   const dir = tempDir(t);
   const pki = makePki(dir);
   const passwd = join(dir, 'passwd');
   writeFileSync(passwd, '');
-  execFileSync('mosquitto_passwd', ['-b', passwd, 'line3', 'right-password']);
+  execFileSync('mosquitto_passwd', ['-b', passwd, 'line3', 'right-password'], { timeout: 30000 });
   const broker = await startMosquitto(t, [
     `cafile ${pki.ca}`, `certfile ${pki.serverCert}`, `keyfile ${pki.serverKey}`, 'require_certificate true',
     'allow_anonymous false', `password_file ${passwd}`,
@@ -39,9 +39,9 @@ test('mqtts with CA, client certificate and a password from a file; wrong passwo
   const dbPath = join(dir, 'agent.db');
   const good = spawnAgent(t, writeConfig(dir, agentConfig({ url, dbPath, mqtt: { url, username: 'line3', password: { file: join(dir, 'mqtt-password') }, tls } }), 'good.yaml'));
   await good.waitForLog('subscribed');
-  const pub = spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(broker.port), '--cafile', pki.ca, '--cert', pki.cert, '--key', pki.key,
+  const pub = spawnChild(t, 'mosquitto_pub', ['-h', '127.0.0.1', '-p', String(broker.port), '--cafile', pki.ca, '--cert', pki.cert, '--key', pki.key,
     '-u', 'line3', '-P', 'right-password', '-t', 'plant/tls-1/bearing', '-q', '1', '-m', readingPayload(1)]);
-  assert.equal(await new Promise((r) => pub.once('exit', r)), 0);
+  assert.equal((await pub.exited).code, 0, pub.stderr());
   await waitFor('a prediction over TLS', () => countRows(dbPath).predictions === 1);
   good.proc.kill('SIGTERM');
   assert.equal((await good.exited).code, 0);
@@ -55,14 +55,14 @@ test('mqtts with CA, client certificate and a password from a file; wrong passwo
   assert.equal((await bad.exited).code, 0);
 });
 
-test('broker restarts and loses the session: the agent reconnects and subscribes again', async (t) => {
+test('broker restarts and loses the session: the agent reconnects and subscribes again', { timeout: 90000 }, async (t) => {
   const port = await freePort();
   const first = await startMosquitto(t, [], port);
   const dir = tempDir(t);
   const dbPath = join(dir, 'agent.db');
   const agent = spawnAgent(t, writeConfig(dir, agentConfig({ url: first.url, dbPath, mqtt: { url: first.url, reconnectMinMs: 100, reconnectMaxMs: 400 } })));
   await agent.waitForLog('subscribed');
-  await stopProcess(first.proc, 'SIGKILL');
+  await stopChild(first, 'SIGKILL');
   await waitFor('the agent to notice', () => agent.logs.some((l) => l.msg === 'broker connection lost; reconnecting'));
 
   const second = await startMosquitto(t, [], port); // persistence false: the session is gone

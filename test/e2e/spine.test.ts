@@ -2,16 +2,15 @@
 // prediction row and one published result per reading, and the golden inputs give the manifest's outputs.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { join } from 'node:path';
 import { readManifest } from '../../models/manifest.js';
 import {
-  agentConfig, countRows, demoModelDir, mqttClient, openDb, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig,
+  agentConfig, countRows, demoModelDir, mqttClient, openDb, readingPayload, spawnAgent, spawnChild, startMosquitto, tempDir, waitFor, writeConfig,
   teardown,
 } from '../helpers/parts.js';
 
-test('N readings give N prediction rows and N results; golden inputs give the manifest outputs', async (t) => {
+test('N readings give N prediction rows and N results; golden inputs give the manifest outputs', { timeout: 90000 }, async (t) => {
   const broker = await startMosquitto(t);
   const dir = tempDir(t);
   const dbPath = join(dir, 'agent.db');
@@ -19,9 +18,13 @@ test('N readings give N prediction rows and N results; golden inputs give the ma
   await agent.waitForLog('subscribed');
 
   const results: { topic: string; body: Record<string, unknown> }[] = [];
+  let marker = false;
   const watcher = await mqttClient(t, broker.url);
-  watcher.on('message', (topic, payload) => results.push({ topic, body: JSON.parse(payload.toString()) as Record<string, unknown> }));
-  await watcher.subscribeAsync('plant/+/predictions/#', { qos: 1 });
+  watcher.on('message', (topic, payload) => {
+    if (topic === 'test/marker') marker = true;
+    else results.push({ topic, body: JSON.parse(payload.toString()) as Record<string, unknown> });
+  });
+  await watcher.subscribeAsync(['plant/+/predictions/#', 'test/marker'], { qos: 1 });
 
   const manifest = readManifest(demoModelDir);
   const gateway = await mqttClient(t, broker.url);
@@ -33,13 +36,20 @@ test('N readings give N prediction rows and N results; golden inputs give the ma
 
   // mosquitto_pub, a real third-party client: one message per stdin line.
   const M = 50;
-  const pub = spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(broker.port), '-t', 'plant/line-pc-7/bearing', '-q', '1', '-l']);
-  pub.stdin.end(Array.from({ length: M }, (_, i) => readingPayload(1000 + i)).join('\n') + '\n');
-  const pubCode = await new Promise<number | null>((resolve) => pub.once('exit', resolve));
-  assert.equal(pubCode, 0, 'mosquitto_pub exits 0');
+  const pub = spawnChild(t, 'mosquitto_pub', ['-h', '127.0.0.1', '-p', String(broker.port), '-t', 'plant/line-pc-7/bearing', '-q', '1', '-l'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  pub.proc.stdin?.end(Array.from({ length: M }, (_, i) => readingPayload(1000 + i)).join('\n') + '\n');
+  assert.equal((await pub.exited).code, 0, `mosquitto_pub exits 0 (${pub.stderr()})`);
 
   const total = manifest.golden.length + N + M;
-  await waitFor(`${total} results`, () => results.length >= total);
+  await waitFor(`${total} rows`, () => countRows(dbPath).predictions >= total);
+  // A clean stop waits for the broker's PUBACK of every result, so the broker holds them all by now.
+  agent.proc.kill('SIGTERM');
+  assert.deepEqual(await agent.exited, { code: 0, signal: null });
+  // mosquitto delivers one client's queue in order: the watcher's own marker, published after the
+  // agent stopped, arrives after every result. Then the count is exact, not "at least".
+  await watcher.publishAsync('test/marker', 'end', { qos: 1 });
+  await waitFor('the marker', () => marker);
+  assert.equal(results.length, total, 'one result per reading, none twice');
 
   for (const [i, g] of manifest.golden.entries()) {
     const r = results.find((x) => x.topic === `plant/golden-${i}/predictions/bearing-health`);
@@ -55,9 +65,6 @@ test('N readings give N prediction rows and N results; golden inputs give the ma
   }
   assert.equal(results.filter((r) => r.topic === 'plant/line-pc-7/predictions/bearing-health').length, M, 'every mosquitto_pub reading has its result');
 
-  const stop = agent.exited;
-  agent.proc.kill('SIGTERM');
-  assert.deepEqual(await stop, { code: 0, signal: null });
   assert.deepEqual(countRows(dbPath), { predictions: total, deadLetters: 0, inbox: 0 });
 
   const db = openDb(dbPath);
@@ -73,4 +80,8 @@ test('N readings give N prediction rows and N results; golden inputs give the ma
   // The result a PLC sees carries the row id it was stored under.
   const published = results.find((x) => x.topic === 'plant/golden-0/predictions/bearing-health');
   assert.equal(published?.body.id, row.id);
+  // Every row has exactly one result, and every result names a row.
+  const rowIds = (db.prepare('SELECT id FROM predictions ORDER BY id').all() as { id: number }[]).map((r) => r.id);
+  const resultIds = results.map((r) => r.body.id as number).sort((a, b) => a - b);
+  assert.deepEqual(resultIds, rowIds);
 });

@@ -11,7 +11,7 @@ import {
 
 const N = 3000;
 
-test('worker crash: exit 70, queued QoS 1 readings kept in the inbox, all stored once after restart', async (t) => {
+test('worker crash: exit 70, queued QoS 1 readings kept in the inbox, all stored once after restart', { timeout: 120000 }, async (t) => {
   const broker = await startMosquitto(t);
   const dir = tempDir(t);
   const dbPath = join(dir, 'agent.db');

@@ -2,7 +2,7 @@
 // or an agent running. Takes a node:test context; gives a mosquitto on a free loopback port, temp
 // folders, the agent as a child process, MQTT clients, and read-only views of the SQLite store.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -70,7 +70,7 @@ async function portOpen(port: number): Promise<boolean> {
   });
 }
 
-export interface Mosquitto { port: number; url: string; proc: ChildProcess; log: () => string }
+export interface Mosquitto { port: number; url: string; proc: ChildProcess; exited: Promise<Exit>; log: () => string }
 
 /** A real mosquitto on a free loopback port, with queue limits high enough that it never drops QoS 1. */
 export async function startMosquitto(t: Teardown, extra: string[] = [], fixedPort?: number): Promise<Mosquitto> {
@@ -95,25 +95,76 @@ export async function startMosquitto(t: Teardown, extra: string[] = [], fixedPor
       '',
     ].join('\n'),
   );
-  const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  proc.stderr?.on('data', (d: Buffer) => (log += d.toString()));
-  teardown(t, () => stopProcess(proc));
-  await waitFor(`mosquitto on port ${port} (log: ${log})`, () => {
-    if (proc.exitCode !== null) throw new Error(`mosquitto exited with ${proc.exitCode}: ${log}`);
+  const child = spawnChild(t, 'mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'], stopSignal: 'SIGTERM' });
+  const { proc } = child;
+  await waitFor(`mosquitto on port ${port} (log: ${child.stderr()})`, () => {
+    if (proc.exitCode !== null) throw new Error(`mosquitto exited with ${proc.exitCode}: ${child.stderr()}`);
     return portOpen(port);
   }, 10000);
-  return { port, url: `mqtt://127.0.0.1:${port}`, proc, log: () => log };
+  return { port, url: `mqtt://127.0.0.1:${port}`, proc, exited: child.exited, log: child.stderr };
 }
 
+export interface Exit { code: number | null; signal: NodeJS.Signals | null }
+
+export interface Child {
+  proc: ChildProcess;
+  /** Created at spawn, before any event can fire: a child that exits at once is never missed. */
+  exited: Promise<Exit>;
+  stdout: () => string;
+  stderr: () => string;
+}
+
+/**
+ * Spawns a child process and creates its exit promise in the same turn (so a fast exit is never
+ * missed), collects its piped output, and registers its stop for teardown: `stopSignal`, then SIGKILL
+ * after 15 s (a stopped process gets SIGCONT first). With `t` null the caller waits for `exited`
+ * itself; `killAfterMs` bounds that wait either way.
+ */
+export function spawnChild(
+  t: Teardown | null,
+  command: string,
+  args: readonly string[],
+  options: SpawnOptions & { stopSignal?: NodeJS.Signals; killAfterMs?: number } = {},
+): Child {
+  const { stopSignal = 'SIGKILL', killAfterMs, ...spawnOptions } = options;
+  const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
+  let out = '';
+  let errOut = '';
+  const exited = new Promise<Exit>((resolve) => {
+    proc.once('exit', (code, signal) => resolve({ code, signal }));
+    // A command that cannot start (ENOENT) emits 'error' and no 'exit'.
+    proc.once('error', (err) => {
+      errOut += `spawn ${command}: ${err.message}\n`;
+      resolve({ code: null, signal: null });
+    });
+  });
+  proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => (errOut += d.toString()));
+  if (killAfterMs !== undefined) {
+    const timer = setTimeout(() => proc.kill('SIGKILL'), killAfterMs);
+    void exited.then(() => clearTimeout(timer));
+  }
+  if (t) teardown(t, () => stopChild({ proc, exited }, stopSignal));
+  return { proc, exited, stdout: () => out, stderr: () => errOut };
+}
+
+/** Stops a child (signal, then SIGKILL after 15 s) and gives its exit code. */
+export async function stopChild(child: Pick<Child, 'proc' | 'exited'>, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  const { proc } = child;
+  if (proc.exitCode === null && proc.signalCode === null) {
+    proc.kill('SIGCONT'); // a test may have stopped it (SIGSTOP)
+    proc.kill(signal);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 15000);
+    await child.exited;
+    clearTimeout(timer);
+  }
+  return (await child.exited).code;
+}
+
+/** stopChild for a process spawned elsewhere (its exit is read from the process itself). */
 export async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
   if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  proc.kill(signal);
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 15000);
-  const code = await exited;
-  clearTimeout(timer);
-  return code;
+  return stopChild({ proc, exited: new Promise<Exit>((resolve) => proc.once('exit', (code, sig) => resolve({ code, signal: sig }))) }, signal);
 }
 
 export function agentConfig(overrides: { url?: string; dbPath: string; [k: string]: unknown }): Record<string, unknown> {
@@ -144,15 +195,15 @@ export interface AgentProcess {
   /** Parsed JSON log lines so far. */
   logs: Record<string, unknown>[];
   stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<Exit>;
   waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
 /** The agent as a real child process (`edge-agent run --config FILE`). */
 export function spawnAgent(t: Teardown, configPath: string, env: NodeJS.ProcessEnv = {}): AgentProcess {
-  const proc = spawn(process.execPath, [cliPath, 'run', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const child = spawnChild(t, process.execPath, [cliPath, 'run', '--config', configPath], { env: { ...process.env, ...env } });
+  const { proc } = child;
   const logs: Record<string, unknown>[] = [];
-  let err = '';
   let buf = '';
   proc.stdout?.on('data', (d: Buffer) => {
     buf += d.toString();
@@ -167,22 +218,18 @@ export function spawnAgent(t: Teardown, configPath: string, env: NodeJS.ProcessE
       }
     }
   });
-  proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  teardown(t, () => stopProcess(proc, 'SIGKILL'));
   return {
     proc,
     logs,
-    stderr: () => err,
-    exited,
+    stderr: child.stderr,
+    exited: child.exited,
     async waitForLog(msg, timeoutMs = 30000) {
       let found: Record<string, unknown> | undefined;
-      await waitFor(`agent log "${msg}" (stderr: ${err.slice(-500)})`, () => {
-        if (proc.exitCode !== null) throw new Error(`agent exited with ${proc.exitCode} before logging "${msg}": ${err}`);
+      await waitFor(`agent log "${msg}" (stderr: ${child.stderr().slice(-500)})`, () => {
         found = logs.find((l) => l.msg === msg);
-        return found !== undefined;
+        if (found) return true;
+        if (proc.exitCode !== null) throw new Error(`agent exited with ${proc.exitCode} before logging "${msg}": ${child.stderr()}`);
+        return false;
       }, timeoutMs);
       return found as Record<string, unknown>;
     },
@@ -191,13 +238,9 @@ export function spawnAgent(t: Teardown, configPath: string, env: NodeJS.ProcessE
 
 /** Runs the CLI to completion; gives its exit code and output. */
 export async function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const code = await new Promise<number | null>((resolve) => proc.once('exit', (c) => resolve(c)));
-  return { code, stdout, stderr };
+  const child = spawnChild(null, process.execPath, [cliPath, ...args], { env, killAfterMs: 60000 });
+  const { code } = await child.exited;
+  return { code, stdout: child.stdout(), stderr: child.stderr() };
 }
 
 export async function mqttClient(t: Teardown, url: string, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
@@ -248,11 +291,14 @@ export function storedSeqs(dbPath: string): number[] {
   }
 }
 
-/** Publishes seqPayload(0..n-1) at QoS 1 in chunks, pausing between chunks; `progress.published` counts. */
-export function publishSequence(client: MqttClient, topic: string, n: number, chunk = 50, pauseMs = 5) {
+/**
+ * Publishes seqPayload(from..n-1) at QoS 1 in chunks, pausing between chunks; `progress.published` counts.
+ * `done` resolves when the broker has acknowledged every one.
+ */
+export function publishSequence(client: MqttClient, topic: string, n: number, chunk = 50, pauseMs = 5, from = 0) {
   const progress = { published: 0, done: Promise.resolve() };
   progress.done = (async () => {
-    for (let seq = 0; seq < n; seq += chunk) {
+    for (let seq = from; seq < n; seq += chunk) {
       const size = Math.min(chunk, n - seq);
       await Promise.all(Array.from({ length: size }, (_, k) => client.publishAsync(topic, seqPayload(seq + k), { qos: 1 })));
       progress.published += size;
