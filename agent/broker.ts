@@ -105,7 +105,7 @@ function authHooks(options: EmbeddedBrokerOptions, access: BrokerAccess, agent: 
   const results = resultTopicPattern(access.resultTopicTemplate);
   const limited = createRateLimitedLog(10000);
   const refused = (key: string, fields: Record<string, unknown>, msg: string) =>
-    limited(key, performance.now(), (suppressed) => log.warn({ ...fields, suppressed }, msg));
+    limited(key, (suppressed) => log.warn({ ...fields, suppressed }, msg));
   const badLogin = Object.assign(new Error('bad username or password'), { returnCode: 4 as const });
 
   const authenticate: NonNullable<AedesOptions['authenticate']> = (client, username, password, done) => {
@@ -155,7 +155,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions, access
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
     guardSocket(s, maxPacketBytes, (reason) =>
-      limited(reason, performance.now(), (suppressed) =>
+      limited(reason, (suppressed) =>
         log.warn({ reason, maxPacketBytes, remote: s.remoteAddress ?? null, suppressed }, 'embedded broker closed a connection: packet over mqtt.embedded.maxPacketBytes'),
       ),
     );

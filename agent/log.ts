@@ -27,10 +27,15 @@ export function createLogger(options: LogOptions, destination?: NodeJS.WritableS
   );
 }
 
-/** Logs at most once per `intervalMs` per key, and says how many were suppressed in between. */
-export function createRateLimitedLog(intervalMs: number) {
+/**
+ * Logs at most once per `intervalMs` per key, and says how many were suppressed in between. Timed by
+ * the monotonic clock: a wall clock stepped back (NTP, a dead RTC battery) would silence it for the
+ * length of the step.
+ */
+export function createRateLimitedLog(intervalMs: number, clock: () => number = () => performance.now()) {
   const last = new Map<string, { at: number; suppressed: number }>();
-  return (key: string, now: number, emit: (suppressed: number) => void): void => {
+  return (key: string, emit: (suppressed: number) => void): void => {
+    const now = clock();
     const entry = last.get(key);
     if (entry && now - entry.at < intervalMs) {
       entry.suppressed++;

@@ -86,8 +86,8 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       client,
       () => corkBroker(),
       (err) => log.warn({ err: err.message }, 'result publish failed'),
-      (r) => skipLog('skip', Date.now(), (suppressed) => log.warn({ id: r.id, asset: r.asset, skippedSinceLast: suppressed, maxPendingResults: config.publish.maxPendingResults }, 'result not published: too many pending (the prediction is stored)')),
-      (r, topic, problem) => skipLog('invalid', Date.now(), (suppressed) => log.error({ id: r.id, topic, problem, skippedSinceLast: suppressed }, 'result not published: a broker would reject its topic (the prediction is stored)')),
+      (r) => skipLog('skip', (suppressed) => log.warn({ id: r.id, asset: r.asset, skippedSinceLast: suppressed, maxPendingResults: config.publish.maxPendingResults }, 'result not published: too many pending (the prediction is stored)')),
+      (r, topic, problem) => skipLog('invalid', (suppressed) => log.error({ id: r.id, topic, problem, skippedSinceLast: suppressed }, 'result not published: a broker would reject its topic (the prediction is stored)')),
     );
 
     stats.gauges.resultsPending = () => publisher.pending;
@@ -175,7 +175,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       }
       for (const d of dead) {
         stats.reject(d.reasonCode as RejectReason);
-        rejectLog(d.reasonCode, Date.now(), (suppressed) =>
+        rejectLog(d.reasonCode, (suppressed) =>
           log.warn({ topic: d.topic, reason: d.reasonCode, detail: d.reason, suppressedSinceLast: suppressed }, 'message rejected'),
         );
       }
@@ -200,7 +200,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       onDuplicate: (topic) => {
         stats.counters.duplicates++;
         // A reconnect after a stall redelivers a whole window at once: one line per 10 s, not one per message.
-        duplicateLog('duplicate', Date.now(), (suppressed) => log.info({ topic, suppressedSinceLast: suppressed, duplicates: stats.counters.duplicates }, 'redelivered message already stored; acknowledged again'));
+        duplicateLog('duplicate', (suppressed) => log.info({ topic, suppressedSinceLast: suppressed, duplicates: stats.counters.duplicates }, 'redelivered message already stored; acknowledged again'));
       },
       onRefused: () => void stats.counters.refusedWhileStopping++,
       cork: corkBroker,
