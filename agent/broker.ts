@@ -7,7 +7,6 @@
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { Aedes, type AedesOptions, type Client } from 'aedes';
 import { EdgeError } from './errors.js';
 import { createRateLimitedLog, type Logger } from './log.js';
