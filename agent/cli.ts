@@ -88,15 +88,23 @@ async function cmdRun(configPath: string): Promise<void> {
     }
     stopping = true;
     log.info({ reason }, 'stopping');
-    const deadline = setTimeout(() => {
-      log.error({ deadlineMs: config.shutdown.deadlineMs, code: 'EDGE_ERR_SHUTDOWN_TIMEOUT', hung: agent?.closingStep ?? null }, 'shutdown deadline passed; force-closing');
-      // Backstop: a worker stuck in native code or a broker socket that will not close must not keep us alive.
+    const deadlineMs = config.shutdown.deadlineMs;
+    // The lifecycle closes every part within the deadline, force-closing what overruns. This is the
+    // backstop for what even that cannot end (a worker stuck in native code): exit 70 regardless.
+    const backstop = setTimeout(() => {
+      log.error({ deadlineMs, code: 'EDGE_ERR_SHUTDOWN_TIMEOUT', hung: agent?.closingStep ?? null }, 'shutdown deadline passed; force-closing');
       setTimeout(() => process.exit(70), 2000).unref();
       void agent?.destroy(new EdgeError('EDGE_ERR_SHUTDOWN_TIMEOUT', 'shutdown deadline passed')).finally(() => process.exit(70));
-    }, config.shutdown.deadlineMs);
-    void (agent?.close() ?? Promise.resolve()).then(
-      () => {
-        clearTimeout(deadline);
+    }, deadlineMs + 1000);
+    void (agent?.close(deadlineMs) ?? Promise.resolve(null)).then(
+      (report) => {
+        clearTimeout(backstop);
+        // A part whose overrun loses nothing (results unacknowledged, but in the store) still makes a clean
+        // stop; any other one is a stop that did not finish: exit 70 naming it.
+        if (report && !report.safe) {
+          log.error({ deadlineMs, code: 'EDGE_ERR_SHUTDOWN_TIMEOUT', hung: report.hung, forced: report.forced }, 'shutdown deadline passed; force-closing');
+          process.exit(Math.max(exitCode, 70));
+        }
         process.exit(exitCode);
       },
       (e: unknown) => {

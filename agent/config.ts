@@ -3,7 +3,7 @@
 // its key path, the bad value and what was expected (secrets redacted). Relative paths, secret files
 // included, are taken from the file's folder.
 
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -95,9 +95,15 @@ export function configFromObject(raw: unknown, where: string, baseDir: string): 
   if (secretProblems.length) throw configError(where, secretProblems);
   const c = result.data as unknown as Config;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const modelDir = c.model.dir;
   c.model.dir = abs(c.model.dir);
   c.store.path = abs(c.store.path);
   const missing: string[] = [];
+  try {
+    if (!statSync(c.model.dir).isDirectory()) missing.push(`model.dir: got "${modelDir}" — a folder holding model.onnx and manifest.json (it is a file)`);
+  } catch (err) {
+    missing.push(`model.dir: got "${modelDir}" — a folder holding model.onnx and manifest.json (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
   if (c.mqtt.tls) {
     for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
       const v = c.mqtt.tls[k];

@@ -70,7 +70,7 @@ export async function runDemo(options: { durationSec: number }): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   await new Promise<void>((resolve) => watcher.end(false, {}, () => resolve()));
-  await agent.close();
+  await agent.close(10_000);
   const s = agent.stats.snapshot();
   out.write(
     `stopped: ${sim.sent} readings sent, ${s.predictions} predictions, ${s.deadLetters} dead letters ` +

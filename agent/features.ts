@@ -93,9 +93,10 @@ export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPa
     return raw as string;
   }
 
-  return function decode(topic: string, payload: Buffer): Decoded {
-    if (payload.length > maxPayloadBytes) {
-      return { ok: false, code: 'REJECT_PAYLOAD_TOO_LARGE', detail: `payload is ${payload.length} bytes, the limit is ${maxPayloadBytes}` };
+  /** `bytes`: the payload's size as received, when `payload` holds only its first bytes. */
+  return function decode(topic: string, payload: Buffer, bytes = payload.length): Decoded {
+    if (bytes > maxPayloadBytes) {
+      return { ok: false, code: 'REJECT_PAYLOAD_TOO_LARGE', detail: `payload is ${bytes} bytes, the limit is ${maxPayloadBytes}` };
     }
     if (!isUtf8(payload)) return { ok: false, code: 'REJECT_NOT_UTF8', detail: 'payload is not valid UTF-8' };
     let json: unknown;

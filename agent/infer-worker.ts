@@ -44,9 +44,14 @@ async function main(p: NonNullable<typeof parentPort>): Promise<void> {
   const exitAfter = Number(process.env.EDGE_AGENT_TEST_WORKER_EXIT_AFTER ?? 0);
   // Test-only: EDGE_AGENT_TEST_WORKER_DELAY_MS=N holds each batch N ms, a slow model for backpressure tests.
   const delayMs = Number(process.env.EDGE_AGENT_TEST_WORKER_DELAY_MS ?? 0);
+  // Test-only: EDGE_AGENT_TEST_WORKER_STUCK_AFTER=N blocks this thread for ten minutes at its N+1th batch,
+  // as a model stuck in native code would (the golden check at load is the first).
+  const stuckAfter = Number(process.env.EDGE_AGENT_TEST_WORKER_STUCK_AFTER ?? 0);
   let runs = 0;
   p.on('message', (req: WorkerRequest) => {
-    if (exitAfter > 0 && ++runs > exitAfter) process.exit(1);
+    runs++;
+    if (exitAfter > 0 && runs > exitAfter) process.exit(1);
+    if (stuckAfter > 0 && runs > stuckAfter) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600_000);
     if (delayMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, delayMs); // this thread's own sleep
     const t0 = performance.now();
     run(session, req)

@@ -1,5 +1,6 @@
-// Ingest: takes MQTT PUBLISH packets from mqtt.js (as its handleMessage hook); gives each message,
-// decoded, to the batcher. For QoS 1 and 2 the raw message is first written to the SQLite inbox, so by
+// Ingest: takes MQTT PUBLISH packets from mqtt.js (as its handleMessage hook); gives each message to
+// the batcher (it is decoded when its batch is dispatched, against the model that serves it; see
+// predict.ts). For QoS 1 and 2 the raw message is first written to the SQLite inbox, so by
 // the time mqtt.js sends the PUBACK (when the hook calls back) the message is durable.
 //
 // Group commit: the inbox rows of the messages handled in one event-loop turn share one transaction,
@@ -14,7 +15,6 @@
 import { createHash } from 'node:crypto';
 import type { IPublishPacket } from 'mqtt';
 import { z } from 'zod';
-import type { Decoded } from './features.js';
 import type { Store } from './store.js';
 
 export const ingestOptionsSchema = z.strictObject({
@@ -51,15 +51,15 @@ export interface Message {
   topic: string;
   /** The payload as received, cut to maxPayloadBytes when it was larger. */
   payload: Buffer;
+  /** The payload's size as received (before any cut). */
+  bytes: number;
   receivedAt: number;
   /** performance.now() at receipt, for in-agent latency. */
   t0: number;
-  decoded: Decoded;
 }
 
 export interface IngestDeps {
   store: Store;
-  decode: (topic: string, payload: Buffer) => Decoded;
   /** Takes the message; gives false when the batcher is full and the caller should wait for `drained`. */
   accept: (m: Message) => boolean;
   drained: () => Promise<void>;
@@ -139,8 +139,7 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
   function toMessage(inboxId: number | null, dedupKey: string | null, topic: string, payload: Buffer, receivedAt: number): Message {
     // A copy, not a view: a view would keep the whole oversize packet in memory until its dead letter is stored.
     const cut = payload.length > options.maxPayloadBytes ? Buffer.from(payload.subarray(0, options.maxPayloadBytes)) : payload;
-    const decoded = deps.decode(topic, payload);
-    return { inboxId, dedupKey, topic, payload: cut, receivedAt, t0: performance.now(), decoded };
+    return { inboxId, dedupKey, topic, payload: cut, bytes: payload.length, receivedAt, t0: performance.now() };
   }
 
   return {

@@ -99,7 +99,14 @@ function readTls(file: string | undefined, what: string): Buffer | undefined {
 }
 
 /** Creates the client (not yet connected: call `client.connect()` after installing handleMessage). */
-export function createMqttClient(url: string, o: Omit<MqttOptions, 'embedded'>, subscriptions: readonly Subscription[], log: Logger): MqttClient {
+/** `onSubscribed`: the broker acknowledged the subscriptions (with `refused` topics it would not grant). */
+export function createMqttClient(
+  url: string,
+  o: Omit<MqttOptions, 'embedded'>,
+  subscriptions: readonly Subscription[],
+  log: Logger,
+  onSubscribed: (refused: string[]) => void = () => undefined,
+): MqttClient {
   const options: IClientOptions = {
     clientId: o.clientId,
     clean: false,
@@ -153,10 +160,14 @@ export function createMqttClient(url: string, o: Omit<MqttOptions, 'embedded'>, 
         log.error({ err }, 'subscribe failed');
         return;
       }
+      const refused: string[] = [];
       for (const g of granted ?? []) {
-        if (g.qos === 128) log.error({ topic: g.topic }, 'broker refused subscription');
-        else log.info({ topic: g.topic, qos: g.qos }, 'subscribed');
+        if (g.qos === 128) {
+          refused.push(g.topic);
+          log.error({ topic: g.topic }, 'broker refused subscription');
+        } else log.info({ topic: g.topic, qos: g.qos }, 'subscribed');
       }
+      onSubscribed(refused);
     });
   });
   return client;

@@ -112,8 +112,8 @@ test('a mapping for a feature the model does not have is a startup error', { tim
 test('the example configs in agent/examples are valid', { timeout: 60000 }, async () => {
   const demo = await runCli(['config', 'check', join(repoRoot, 'agent', 'examples', 'demo.yaml')]);
   assert.equal(demo.code, 0, demo.stderr);
-  // line.yaml names files that only exist on a line PC: the CA file is its only problem here.
+  // line.yaml names files that only exist on a line PC: the model folder and the CA file are its only problems here.
   const line = await runCli(['config', 'check', join(repoRoot, 'agent', 'examples', 'line.yaml')], { ...process.env, EDGE_AGENT_MQTT_PASSWORD: 'x' });
   assert.equal(line.code, 78);
-  assert.match(line.stderr, /1 problem\n {2}mqtt\.tls\.caFile: got "\/etc\/edge-agent\/plant-ca\.pem" — a readable file \(ENOENT\)/);
+  assert.match(line.stderr, /2 problems\n {2}model\.dir: got "\/var\/lib\/edge-agent\/models\/bearing-health\/1\.0\.0" — a folder holding model\.onnx and manifest\.json \(ENOENT\)\n {2}mqtt\.tls\.caFile: got "\/etc\/edge-agent\/plant-ca\.pem" — a readable file \(ENOENT\)/);
 });
