@@ -25,7 +25,8 @@ Usage:
   edge-agent config check FILE        validate a config file and the model it names, then exit
   edge-agent simulate [options]       a simulated PLC gateway publishing bearing readings
   edge-agent demo [--duration SEC]    embedded broker + simulated gateway + agent, with a live status line
-  edge-agent model pack | keygen | sign   the engineer's release tools ('edge-agent model --help')
+  edge-agent model pack | keygen | sign | install | rollback | list
+                                      release tools and the model lifecycle ('edge-agent model --help')
   edge-agent --help | --version
 
 Options:

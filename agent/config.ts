@@ -4,11 +4,12 @@
 // included, are taken from the file's folder.
 
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { EdgeError } from './errors.js';
 import { maxModelBytesSchema } from '../models/load.js';
+import { parsePublicKey } from '../models/sign.js';
 import { mappingOptionsSchema } from './features.js';
 import { inferenceOptionsSchema } from './infer.js';
 import { ingestOptionsSchema } from './ingest.js';
@@ -28,6 +29,22 @@ export const configSchema = z.strictObject({
     dir: z.string().min(1),
     /** The largest model.onnx the agent reads (checked before reading). */
     maxModelBytes: maxModelBytesSchema,
+    /** Where installed versions live, with the one that serves. Default: models/ beside the store file. */
+    versionsDir: z.string().min(1).optional(),
+    /** Installed versions kept per model (the active and the previous one are always kept). */
+    keepVersions: z.number().int().min(2).max(100).default(3),
+    /** How long verifying a candidate (in a child process) may take. */
+    verifyDeadlineMs: z.number().int().min(1000).max(600000).default(60000),
+    trust: z
+      .strictObject({
+        /** Public keys (PEM files from `edge-agent model keygen`) whose signatures are trusted. */
+        keyFiles: z.array(z.string().min(1)).default([]),
+        /** Accept releases without a signature (the model.dir seed is always accepted). */
+        allowUnsigned: z.boolean().default(false),
+        /** How far this PC's clock may be off when a release's expiry is checked. */
+        clockSlackMs: z.number().int().nonnegative().default(300000),
+      })
+      .prefault({}),
   }),
   inference: inferenceOptionsSchema,
   store: storeOptionsSchema,
@@ -116,6 +133,17 @@ export function configFromObject(raw: unknown, where: string, baseDir: string): 
       }
     }
   }
+  c.model.versionsDir = c.model.versionsDir ? abs(c.model.versionsDir) : join(dirname(c.store.path), 'models');
+  c.model.trust.keyFiles = c.model.trust.keyFiles.map((f, i) => {
+    const path = abs(f);
+    try {
+      const key = parsePublicKey(readFileSync(path, 'utf8'));
+      if ('problem' in key) missing.push(`model.trust.keyFiles[${i}]: got "${f}" — ${key.problem}`);
+    } catch (err) {
+      missing.push(`model.trust.keyFiles[${i}]: got "${f}" — a readable public key file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    return path;
+  });
   if (missing.length) throw configError(where, missing);
   return deepFreeze(c);
 }

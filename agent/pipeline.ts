@@ -7,8 +7,12 @@
 // the session, close the model and the store.
 
 import type { MqttClient } from 'mqtt';
+import { createModelManager } from '../models/activate.js';
+import { installPolicy, seedVersion } from '../models/install.js';
 import { loadModel } from '../models/load.js';
+import { openModelVersions } from '../models/versions.js';
 import { createBatcher } from './batcher.js';
+import { controlSocketPath, startControl } from './control.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
 import type { FrozenConfig } from './config.js';
 import { EdgeError } from './errors.js';
@@ -70,8 +74,14 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     life.add({ name: 'close store', close: () => store.close() });
     if (store.exposure) log.warn({ path: store.path, problem: store.exposure }, 'store folder is readable by other users');
 
-    // 2. Model: manifest, sha256, ONNX session in its worker, contract and golden vectors checked; into the slot.
-    const first = await serve(config, config.model.dir);
+    // 2. Model: the versions on disk (the config's model.dir is the first version, installed once); the
+    //    active one loaded in its worker (manifest, sha256, contract, golden vectors) and put in the slot.
+    const versions = openModelVersions(config.model.versionsDir as string);
+    for (const r of versions.recovered) log.warn({ model: r.model, removedIncoming: r.removedIncoming, problem: r.problem }, 'model versions recovered after an unclean stop');
+    const policy = installPolicy(config);
+    const seed = await seedVersion(versions, config, (e) => store.recordModelEvent(e));
+    const active = versions.state(seed).active as string;
+    const first = await serve(config, versions.versionDir(seed, active));
     const slot = createModelSlot(first);
     life.add({ name: 'close model', close: () => slot.current.inference.close() });
     const { manifest } = first;
@@ -155,6 +165,17 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       afterCommit: killHook(process.env.EDGE_AGENT_TEST_KILL_AFTER_INBOX),
     });
 
+    // 8. The model lifecycle: installs and rollbacks asked for on the control socket (edge-agent model …).
+    const manager = createModelManager({
+      versions, slot, load: (dir) => serve(config, dir), retired: (m) => predictor.retired(m),
+      record: (e) => store.recordModelEvent(e), log, keepVersions: config.model.keepVersions, policy,
+    });
+    const control = await startControl(controlSocketPath(config.store.path), {
+      'model.install': async (a) => manager.install(String(a.path)),
+      'model.rollback': async (a) => manager.rollback(typeof a.reason === 'string' ? a.reason : 'rolled back by hand'),
+      'model.list': async () => ({ ...manager.list(), events: store.modelEvents(20) }),
+    }, log);
+
     // The stop, in reverse of the data flow (the lifecycle closes the last added first).
     life.add({ name: 'finish batches taken while disconnecting', close: () => batcher.flush() });
     life.add({
@@ -172,6 +193,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     });
     life.add({ name: 'finish batches in flight', onOverrun: 'batches not committed keep their inbox rows: replayed at restart', close: () => batcher.flush() });
     life.add({ name: 'stop taking messages', close: () => ingest.pause() });
+    life.add({ name: 'close control socket', close: () => control.close() });
 
     const replayed = await ingest.replay();
     stats.counters.replayed = replayed;

@@ -74,10 +74,15 @@ export interface PredictDeps {
 export function createPredictor(deps: PredictDeps) {
   const { store, publisher, stats, log } = deps;
   const rejectLog = createRateLimitedLog(10_000);
+  // Batches dispatched and not yet committed, per model: a swapped-out model closes when it has none.
+  const inFlight = new Map<ServingModel, { batches: number; idle: (() => void)[] }>();
 
   /** At dispatch: capture the model, decode against it, run the valid rows through its worker. */
   async function run(batch: Message[]): Promise<BatchOutcome> {
     const model = deps.slot.current;
+    const entry = inFlight.get(model) ?? { batches: 0, idle: [] };
+    entry.batches++;
+    inFlight.set(model, entry);
     const decoded = new Array<Decoded>(batch.length);
     const cols = model.manifest.features.length;
     let ok = 0;
@@ -97,8 +102,23 @@ export function createPredictor(deps: PredictDeps) {
     }
   }
 
+  function settle(model: ServingModel): void {
+    const entry = inFlight.get(model);
+    if (!entry || --entry.batches > 0) return;
+    inFlight.delete(model);
+    for (const f of entry.idle) f();
+  }
+
   /** In dispatch order: one transaction for the batch, then the results, then the counters. */
   function commit(batch: Message[], outcome: BatchOutcome): void {
+    try {
+      commitBatch(batch, outcome);
+    } finally {
+      settle(outcome.model);
+    }
+  }
+
+  function commitBatch(batch: Message[], outcome: BatchOutcome): void {
     deps.commitInbox();
     const { model, decoded } = outcome;
     const { manifest, inference } = model;
@@ -172,5 +192,11 @@ export function createPredictor(deps: PredictDeps) {
     deps.onCommitted?.({ model, predictions, deadLetters: dead, modelMs });
   }
 
-  return { run, commit };
+  /** Resolves when no batch that captured `model` is still in flight (it can then be closed). */
+  function retired(model: ServingModel): Promise<void> {
+    const entry = inFlight.get(model);
+    return entry ? new Promise((resolve) => entry.idle.push(resolve)) : Promise.resolve();
+  }
+
+  return { run, commit, retired };
 }

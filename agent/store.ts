@@ -120,6 +120,16 @@ export const MIGRATIONS: readonly string[] = [
      coalesce((SELECT max(id) FROM inbox), 0),
      coalesce((SELECT max(inbox_id) FROM predictions), 0),
      coalesce((SELECT max(inbox_id) FROM dead_letters), 0));`,
+  // The model lifecycle's audit trail: every install, activation, refusal and rollback, with its reason.
+  `CREATE TABLE model_events (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     at INTEGER NOT NULL,
+     model TEXT NOT NULL,
+     version TEXT,
+     event TEXT NOT NULL,
+     reason TEXT NOT NULL,
+     synced_at INTEGER
+   );`,
 ];
 
 export interface Store {
@@ -135,6 +145,9 @@ export interface Store {
   pendingInbox(): InboxRow[];
   recentDedupKeys(limit: number): string[];
   counts(): { predictions: number; deadLetters: number; inbox: number };
+  /** One lifecycle event of a model (installed, activated, refused, rolled back...), kept for audit and sync. */
+  recordModelEvent(e: { model: string; version: string | null; event: string; reason: string }): void;
+  modelEvents(limit: number): { at: number; model: string; version: string | null; event: string; reason: string }[];
   /** Folder modes that let other users read the store (the inbox holds raw payloads), for a warning. */
   readonly exposure: string | null;
   /** What the connection really runs with (asserted in tests, shown by `config check`). */
@@ -238,11 +251,19 @@ export function openStore(options: StoreOptions): Store {
     },
   );
 
+  const insertEvent = db.prepare('INSERT INTO model_events (at, model, version, event, reason) VALUES (?, ?, ?, ?, ?)');
+  const selectEvents = db.prepare('SELECT at, model, version, event, reason FROM model_events ORDER BY id DESC LIMIT ?');
   let closed = false;
   let failed: EdgeError | null = null;
   return {
     path: options.path,
     exposure,
+    recordModelEvent: (e) => {
+      if (failed) throw failed;
+      // Inside an open inbox group it is committed with that group (the one write path is issue 7's).
+      insertEvent.run(Date.now(), e.model, e.version, e.event, e.reason);
+    },
+    modelEvents: (limit) => selectEvents.all(limit) as { at: number; model: string; version: string | null; event: string; reason: string }[],
     appendInbox: (m) => Number(insertInbox.run(m.receivedAt, m.topic, m.qos, m.dedupKey, m.payload).lastInsertRowid),
     beginGroup: () => {
       if (failed) throw failed;

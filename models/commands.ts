@@ -4,13 +4,19 @@
 
 import { createHash, type KeyObject } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
 import { readVersionFile } from './read.js';
+import { loadConfig } from '../agent/config.js';
+import { callControl, controlSocketPath } from '../agent/control.js';
+import { openStore } from '../agent/store.js';
+import { installPolicy, installVersion, seedVersion } from './install.js';
 import { DEFAULT_MAX_MODEL_BYTES } from './load.js';
+import { compareVersions } from './semver.js';
+import { openModelVersions } from './versions.js';
 import { packModel, type FeatureSpec, type OutputChoice } from './pack.js';
 import { releaseSchema, type Release } from './release.js';
 import { generateKeyPair, parsePrivateKey, signBytes } from './sign.js';
@@ -20,8 +26,32 @@ const USAGE = {
 
 Commands:
   pack MODEL.onnx [options]          a version folder with a manifest built from the model itself
+  install DIR --config FILE          verify a version folder and make it serve (hot swap in a running agent)
+  rollback --config FILE             serve the previous version again
+  list --config FILE                 installed versions, the active and previous one, recent events
   keygen --out DIR [--name NAME]     an ed25519 key pair for signing releases
   sign DIR --key FILE [options]      seal a version folder: list its files in manifest.json, sign it`,
+  install: `Usage: edge-agent model install DIR --config FILE
+
+Verifies the version folder DIR (a release sealed with 'model sign', or any version folder when the
+config's model.trust.allowUnsigned is true) in a separate process: files, sizes, hashes, signature, the
+version order, the model's contract, golden vectors and latency budget. Then it is installed beside the
+other versions and activated: a running agent (reached on its control socket beside the store) loads
+and warms it and swaps it in without dropping a reading; with no agent running it serves from the next
+start. A refused release leaves the active version serving and is recorded with its reason.
+
+Example (a release on a USB stick):
+  edge-agent model install /media/usb/bearing-health/1.1.0 --config /etc/edge-agent/agent.yaml`,
+  rollback: `Usage: edge-agent model rollback --config FILE [--reason TEXT]
+
+Makes the previous version serve again (the current one becomes the previous), in the running agent or,
+with none running, from its next start.
+
+Example:
+  edge-agent model rollback --config /etc/edge-agent/agent.yaml --reason "false alarms on press 4"`,
+  list: `Usage: edge-agent model list --config FILE
+
+The model's installed versions, the active and the previous one, and its recent lifecycle events.`,
   pack: `Usage: edge-agent model pack MODEL.onnx --name NAME --version VERSION [options]
 
 Writes OUT/NAME/VERSION/ with a copy of MODEL.onnx and a manifest.json built from the model's real
@@ -155,6 +185,53 @@ async function pack(args: string[], out: (s: string) => void): Promise<void> {
     packed.report.map((r) => `  ${r}\n`).join('') + `next: check the manifest, then 'edge-agent model sign ${packed.dir} --key KEY'\n`);
 }
 
+/** install / rollback / list: asks the running agent on its control socket, or works on the store itself. */
+async function lifecycleCommand(command: 'install' | 'rollback' | 'list', args: string[], out: (s: string) => void): Promise<void> {
+  const { values: o, positionals } = parse(command, args, { config: { type: 'string', short: 'c' }, reason: { type: 'string' } });
+  if (o.help) return out(`${USAGE[command]}\n`);
+  if (typeof o.config !== 'string') usage('--config FILE is required', command);
+  const dir = positionals[0];
+  if (command === 'install' ? !dir || positionals.length > 1 : positionals.length > 0) usage(command === 'install' ? 'give one version folder DIR' : `unexpected "${positionals[0]}"`, command);
+  const config = loadConfig(o.config);
+  const reason = typeof o.reason === 'string' ? o.reason : 'rolled back by hand';
+  const cmd = `model.${command}`;
+  const args_: Record<string, unknown> = command === 'install' ? { path: resolvePath(dir as string) } : command === 'rollback' ? { reason } : {};
+  const answer = await callControl(controlSocketPath(config.store.path), cmd, args_, config.model.verifyDeadlineMs + 30_000);
+  if (answer) return report(command, answer.result, true, out);
+  // No agent running: work on the store itself, holding its lock as an agent would.
+  const store = openStore(config.store);
+  try {
+    const versions = openModelVersions(config.model.versionsDir as string);
+    // As an agent's start would: the config's first version is installed (and active when nothing is).
+    const name = await seedVersion(versions, config, (e) => store.recordModelEvent(e));
+    if (command === 'list') return report(command, { name, state: versions.state(name), versions: versions.versions(name), events: store.modelEvents(20) }, false, out);
+    if (command === 'rollback') {
+      const state = versions.rollback(name, reason);
+      store.recordModelEvent({ model: name, version: state.active, event: 'rolled back', reason });
+      return report(command, { name, version: state.active, state }, false, out);
+    }
+    const installed = await installVersion(versions, dir as string, installPolicy(config), name).catch((err: unknown) => {
+      store.recordModelEvent({ model: name, version: null, event: 'refused', reason: (err as Error).message });
+      throw err;
+    });
+    if (!installed.already) store.recordModelEvent({ model: name, version: installed.version, event: 'installed', reason: `from ${dir}` });
+    const state = versions.activate(name, installed.version, `installed from ${dir}`);
+    store.recordModelEvent({ model: name, version: installed.version, event: 'activated', reason: `installed from ${dir} (agent not running)` });
+    return report(command, { name, version: installed.version, state }, false, out);
+  } finally {
+    store.close();
+  }
+}
+
+function report(command: string, result: unknown, live: boolean, out: (s: string) => void): void {
+  const r = result as { name: string; version?: string; state: { active: string | null; previous: string | null }; versions?: string[]; events?: { at: number; version: string | null; event: string; reason: string }[] };
+  const where = live ? 'in the running agent' : 'from the next start of the agent';
+  if (command === 'install') return out(`${r.name} ${r.version} installed and active ${where} (previous: ${r.state.previous ?? 'none'})\n`);
+  if (command === 'rollback') return out(`${r.name} rolled back to ${r.version} ${where} (previous: ${r.state.previous ?? 'none'})\n`);
+  out(`${r.name}: active ${r.state.active ?? 'none'}, previous ${r.state.previous ?? 'none'}; installed: ${(r.versions ?? []).sort(compareVersions).join(', ')}\n` +
+    (r.events ?? []).map((e) => `  ${new Date(e.at).toISOString()} ${e.event} ${e.version ?? ''}: ${e.reason}\n`).join(''));
+}
+
 function keygen(args: string[], out: (s: string) => void): void {
   const { values: o, positionals } = parse('keygen', args, { out: { type: 'string' }, name: { type: 'string' } });
   if (o.help) return out(`${USAGE.keygen}\n`);
@@ -241,6 +318,7 @@ export function runModelCommand(argv: string[], out: (s: string) => void): void 
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') return out(`${USAGE.model}\n`);
   if (command === 'pack') return pack(rest, out);
+  if (command === 'install' || command === 'rollback' || command === 'list') return lifecycleCommand(command, rest, out);
   if (command === 'keygen') return keygen(rest, out);
   if (command === 'sign') return sign(rest, out);
   usage(`unknown model command "${basename(command)}"`, 'model');

@@ -3,7 +3,7 @@
 // state at boot wherever a crash hit.
 //
 //   <root>/<model>/versions/<version>/   complete, verified version folders
-//   <root>/<model>/incoming/<random>/    a version being downloaded or verified: removed at boot
+//   <root>/.incoming/<random>/           a version being copied, downloaded or verified: removed at boot
 //   <root>/<model>/state.json            { active, previous, highestTrusted, ... }
 //
 // state.json is replaced, never edited: write a temp file, fsync it, rename it over the old one, fsync
@@ -74,8 +74,8 @@ export interface ModelVersions {
   state(model: string): ModelState;
   versions(model: string): string[];
   versionDir(model: string, version: string): string;
-  /** A fresh, empty folder to install a version into; `commit` moves it into place. */
-  incoming(model: string): string;
+  /** A fresh, empty folder to stage a version in; `commit` moves it into place (same file system). */
+  incoming(): string;
   /** Makes an incoming folder durable and moves it to versions/<version>. Gives its final path. */
   commit(model: string, version: string, incomingDir: string): string;
   /** `version` serves; the one that served before becomes `previous`. */
@@ -112,10 +112,12 @@ export function openModelVersions(root: string): ModelVersions {
 
   // Boot: whatever a crash interrupted is removed, and the state is made to name only what exists.
   const recovered: Recovery[] = [];
-  for (const model of readdirSync(root, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name)) {
-    const incomingRoot = join(modelDir(model), 'incoming');
-    const removedIncoming = existsSync(incomingRoot) ? readdirSync(incomingRoot) : [];
-    rmSync(incomingRoot, { recursive: true, force: true });
+  const incomingRoot = join(root, '.incoming');
+  const removedIncoming = existsSync(incomingRoot) ? readdirSync(incomingRoot) : [];
+  rmSync(incomingRoot, { recursive: true, force: true });
+  if (removedIncoming.length) recovered.push({ model: '(staging)', removedIncoming, problem: null });
+  const modelNames = () => readdirSync(root, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
+  for (const model of modelNames()) {
     for (const f of readdirSync(modelDir(model)).filter((f) => f.startsWith('state.json.tmp-'))) rmSync(join(modelDir(model), f), { force: true });
     const state = readState(model);
     const have = new Set(versionsOf(model));
@@ -128,18 +130,18 @@ export function openModelVersions(root: string): ModelVersions {
       problem = `state.json names previous version ${state.previous}, whose folder is gone; no rollback target`;
       writeState(model, { ...state, previous: null, reason: problem });
     }
-    if (removedIncoming.length || problem) recovered.push({ model, removedIncoming, problem });
+    if (problem) recovered.push({ model, removedIncoming: [], problem });
   }
 
   return {
     root,
     recovered,
-    models: () => readdirSync(root, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name),
+    models: modelNames,
     state: readState,
     versions: versionsOf,
     versionDir: (model, version) => join(modelDir(model), 'versions', version),
-    incoming(model) {
-      const dir = join(modelDir(model), 'incoming', randomBytes(6).toString('hex'));
+    incoming() {
+      const dir = join(incomingRoot, randomBytes(6).toString('hex'));
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       return dir;
     },

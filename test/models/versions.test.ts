@@ -10,7 +10,7 @@ import { openModelVersions } from '../../models/versions.js';
 import { tempDir } from '../helpers/parts.js';
 
 function install(store: ReturnType<typeof openModelVersions>, model: string, version: string): string {
-  const dir = store.incoming(model);
+  const dir = store.incoming();
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ name: model, version }));
   writeFileSync(join(dir, 'model.onnx'), Buffer.alloc(16, 1));
   return store.commit(model, version, dir);
@@ -44,11 +44,11 @@ test('at boot, interrupted installs are removed and a state naming a missing fol
   store.activate('bearing', '1.0.0', 'first');
   store.activate('bearing', '1.1.0', 'push');
   // A crash mid-download leaves an incoming folder and a temp state file.
-  const half = store.incoming('bearing');
+  const half = store.incoming();
   writeFileSync(join(half, 'model.onnx'), Buffer.alloc(3));
   writeFileSync(join(root, 'bearing', 'state.json.tmp-deadbeef'), '{"active":');
   const again = openModelVersions(root);
-  assert.deepEqual(again.recovered.map((r) => [r.model, r.removedIncoming.length, r.problem]), [['bearing', 1, null]]);
+  assert.deepEqual(again.recovered.map((r) => [r.model, r.removedIncoming.length, r.problem]), [['(staging)', 1, null]]);
   assert.equal(existsSync(half), false);
   assert.deepEqual(readdirSync(join(root, 'bearing')).sort(), ['state.json', 'versions']);
   // A version folder removed by hand: the state falls back to the previous version.

@@ -1,0 +1,97 @@
+// Activation: takes installed versions (versions.ts) and the slot the agent serves from; gives atomic
+// activation and rollback. The new version is loaded and warmed (its golden vectors run in its own
+// worker) before anything changes; then the pointer on disk is replaced (write, fsync, rename, fsync),
+// then the slot, so the next batch uses it; the old version's worker closes after its last batch. No
+// message waits on any of this. Every step is recorded as a lifecycle event with its reason.
+
+import type { Logger } from '../agent/log.js';
+import type { ModelSlot, ServingModel } from '../agent/predict.js';
+import { installVersion, type InstallPolicy } from './install.js';
+import { readManifest } from './manifest.js';
+import type { ModelState, ModelVersions } from './versions.js';
+
+export interface ModelEvent { model: string; version: string | null; event: string; reason: string }
+
+export interface ManagerDeps {
+  versions: ModelVersions;
+  slot: ModelSlot;
+  /** Loads a version folder into a worker, checks it against the config, runs its golden vectors. */
+  load(dir: string): Promise<ServingModel>;
+  /** Resolves when no batch that captured `model` is in flight. */
+  retired(model: ServingModel): Promise<void>;
+  record(e: ModelEvent): void;
+  log: Logger;
+  keepVersions: number;
+  policy: InstallPolicy;
+}
+
+export interface ModelManager {
+  install(candidate: string): Promise<{ name: string; version: string; state: ModelState }>;
+  rollback(reason: string): Promise<{ name: string; version: string; state: ModelState }>;
+  list(): { name: string; state: ModelState; versions: string[] };
+}
+
+/** The version a candidate claims, for the record of its refusal (null when its manifest is unreadable). */
+function versionOf(candidate: string): string | null {
+  try {
+    return readManifest(candidate).version;
+  } catch {
+    return null;
+  }
+}
+
+export function createModelManager(deps: ManagerDeps): ModelManager {
+  const name = () => deps.slot.current.manifest.name;
+  // One lifecycle operation at a time: a second install waits for the first.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const next = queue.then(fn, fn);
+    queue = next.catch(() => undefined);
+    return next;
+  };
+
+  async function swapTo(version: string, event: string, reason: string, onDisk: () => ModelState) {
+    const model = name();
+    let next: ServingModel;
+    try {
+      next = await deps.load(deps.versions.versionDir(model, version));
+    } catch (err) {
+      deps.record({ model, version, event: 'refused', reason: (err as Error).message });
+      throw err;
+    }
+    const state = onDisk();
+    const old = deps.slot.swap(next);
+    deps.record({ model, version, event, reason });
+    deps.log.info({ model, version, previous: old.manifest.version, event, reason }, 'model version activated');
+    void deps.retired(old).then(() => old.inference.close());
+    const removed = deps.versions.prune(model, deps.keepVersions);
+    if (removed.length) deps.log.info({ model, removed }, 'old model versions removed');
+    return { name: model, version, state };
+  }
+
+  return {
+    install: (candidate) =>
+      serial(async () => {
+        const model = name();
+        let installed;
+        try {
+          installed = await installVersion(deps.versions, candidate, deps.policy, model);
+        } catch (err) {
+          deps.record({ model, version: versionOf(candidate), event: 'refused', reason: (err as Error).message });
+          deps.log.warn({ model, candidate, err: (err as Error).message }, 'model version refused');
+          throw err;
+        }
+        if (!installed.already) deps.record({ model, version: installed.version, event: 'installed', reason: `from ${candidate}${installed.signedBy ? `, signed by ${installed.signedBy}` : ', unsigned'}` });
+        if (deps.versions.state(model).active === installed.version) return { name: model, version: installed.version, state: deps.versions.state(model) };
+        return swapTo(installed.version, 'activated', `installed from ${candidate}`, () => deps.versions.activate(model, installed.version, `installed from ${candidate}`));
+      }),
+    rollback: (reason) =>
+      serial(async () => {
+        const model = name();
+        const previous = deps.versions.state(model).previous;
+        if (!previous) throw new Error(`${model} has no previous version to roll back to`);
+        return swapTo(previous, 'rolled back', reason, () => deps.versions.rollback(model, reason));
+      }),
+    list: () => ({ name: name(), state: deps.versions.state(name()), versions: deps.versions.versions(name()) }),
+  };
+}

@@ -1,0 +1,96 @@
+// Install: takes a candidate version folder (a signed release, or the seed folder the config names)
+// and the model versions on disk; gives the installed version's folder under versions/. The candidate's
+// files are first copied into a staging folder (regular files only, capped), the copy is verified in a
+// child process, and only then moved into place: what was verified is exactly what serves.
+
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FrozenConfig } from '../agent/config.js';
+import { EdgeError } from '../agent/errors.js';
+import { readManifest } from './manifest.js';
+import { compareVersions } from './semver.js';
+import { readVersionFile } from './read.js';
+import { verifyInChild, type Verified } from './verify.js';
+import type { ModelVersions } from './versions.js';
+
+
+export interface InstallPolicy {
+  keys: Record<string, string>;
+  allowUnsigned: boolean;
+  clockSlackMs: number;
+  maxModelBytes: number;
+  batchRows: number;
+  verifyDeadlineMs: number;
+}
+
+/** What a candidate version must pass, from the config. */
+export function installPolicy(config: FrozenConfig): InstallPolicy {
+  return {
+    keys: Object.fromEntries(config.model.trust.keyFiles.map((f) => [f, readFileSync(f, 'utf8')])),
+    allowUnsigned: config.model.trust.allowUnsigned,
+    clockSlackMs: config.model.trust.clockSlackMs,
+    maxModelBytes: config.model.maxModelBytes,
+    batchRows: config.inference.maxBatchRows,
+    verifyDeadlineMs: config.model.verifyDeadlineMs,
+  };
+}
+
+export interface Installed extends Verified {
+  dir: string;
+  /** The version was installed before: nothing was copied. */
+  already: boolean;
+}
+
+/**
+ * `expectName`: the model this agent serves (null: any); a release for another model is refused.
+ * `verify: false` is for the seed folder the config names: the agent loads it at once in its own worker,
+ * which runs the same contract and golden checks, as it always has.
+ */
+export async function installVersion(versions: ModelVersions, candidate: string, policy: InstallPolicy, expectName: string | null, verify = true): Promise<Installed> {
+  const manifest = readManifest(candidate);
+  if (expectName !== null && manifest.name !== expectName) {
+    throw new EdgeError('EDGE_ERR_RELEASE_FILES', `${candidate} is a release of ${manifest.name}; this agent serves ${expectName}`);
+  }
+  const target = versions.versionDir(manifest.name, manifest.version);
+  const state = versions.state(manifest.name);
+  // The seed, installed before: nothing to copy. A candidate is verified even when its version is
+  // installed already: what it claims to be is only known once it passed.
+  if (!verify && existsSync(target)) return { name: manifest.name, version: manifest.version, signedBy: null, latencyP99Ms: 0, files: [], dir: target, already: true };
+  const files = ['manifest.json', ...(existsSync(join(candidate, 'signature.json')) ? ['signature.json'] : []), ...new Set([manifest.file.name, ...(manifest.release?.files ?? []).map((f) => f.name)])];
+  const staging = versions.incoming();
+  try {
+    for (const f of files) writeFileSync(join(staging, f), readVersionFile(candidate, f, policy.maxModelBytes, 'EDGE_ERR_RELEASE_FILES'));
+    const verified = verify
+      ? await verifyInChild(
+          { dir: staging, keys: policy.keys, allowUnsigned: policy.allowUnsigned, highestTrusted: state.highestTrusted, clockSlackMs: policy.clockSlackMs, maxModelBytes: policy.maxModelBytes, batchRows: policy.batchRows },
+          policy.verifyDeadlineMs,
+        ).catch((err: unknown) => {
+          // Name the folder the engineer gave, not the staging copy that was checked.
+          if (err instanceof Error) err.message = err.message.split(staging).join(candidate);
+          throw err;
+        })
+      : { name: manifest.name, version: manifest.version, signedBy: null, latencyP99Ms: 0, files };
+    if (existsSync(target)) return { ...verified, dir: target, already: true };
+    const dir = versions.commit(manifest.name, manifest.version, staging);
+    if (!state.highestTrusted || compareVersions(manifest.version, state.highestTrusted) > 0) versions.setHighestTrusted(manifest.name, manifest.version);
+    return { ...verified, dir, already: false };
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The config's model.dir is the version a fresh agent starts with: installed when missing, activated
+ * only when no version is active yet. Later versions come with `edge-agent model install` (or pushes).
+ * Gives the model's name.
+ */
+export async function seedVersion(versions: ModelVersions, config: FrozenConfig, record: (e: { model: string; version: string | null; event: string; reason: string }) => void): Promise<string> {
+  const seed = await installVersion(versions, config.model.dir, installPolicy(config), null, false);
+  if (versions.state(seed.name).active === null) {
+    const reason = `model.dir in the config: ${config.model.dir}`;
+    versions.activate(seed.name, seed.version, reason);
+    record({ model: seed.name, version: seed.version, event: 'activated', reason });
+  }
+  return seed.name;
+}
+
