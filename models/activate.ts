@@ -6,8 +6,7 @@
 
 import type { Logger } from '../agent/log.js';
 import type { ModelSlot, ServingModel } from '../agent/predict.js';
-import { installVersion, type InstallPolicy } from './install.js';
-import { readManifest } from './manifest.js';
+import { candidateVersion, installVersion, testKillPoint, type InstallPolicy } from './install.js';
 import type { ModelState, ModelVersions } from './versions.js';
 
 export interface ModelEvent { model: string; version: string | null; event: string; reason: string }
@@ -31,15 +30,6 @@ export interface ModelManager {
   list(): { name: string; state: ModelState; versions: string[] };
 }
 
-/** The version a candidate claims, for the record of its refusal (null when its manifest is unreadable). */
-function versionOf(candidate: string): string | null {
-  try {
-    return readManifest(candidate).version;
-  } catch {
-    return null;
-  }
-}
-
 export function createModelManager(deps: ManagerDeps): ModelManager {
   const name = () => deps.slot.current.manifest.name;
   // One lifecycle operation at a time: a second install waits for the first.
@@ -60,6 +50,7 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
       throw err;
     }
     const state = onDisk();
+    testKillPoint('pointer');
     const old = deps.slot.swap(next);
     deps.record({ model, version, event, reason });
     deps.log.info({ model, version, previous: old.manifest.version, event, reason }, 'model version activated');
@@ -77,7 +68,7 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
         try {
           installed = await installVersion(deps.versions, candidate, deps.policy, model);
         } catch (err) {
-          deps.record({ model, version: versionOf(candidate), event: 'refused', reason: (err as Error).message });
+          deps.record({ model, version: candidateVersion(candidate), event: 'refused', reason: (err as Error).message });
           deps.log.warn({ model, candidate, err: (err as Error).message }, 'model version refused');
           throw err;
         }

@@ -13,7 +13,7 @@ import { readVersionFile } from './read.js';
 import { loadConfig } from '../agent/config.js';
 import { callControl, controlSocketPath } from '../agent/control.js';
 import { openStore } from '../agent/store.js';
-import { installPolicy, installVersion, seedVersion } from './install.js';
+import { candidateVersion, installPolicy, installVersion, seedVersion } from './install.js';
 import { DEFAULT_MAX_MODEL_BYTES } from './load.js';
 import { compareVersions } from './semver.js';
 import { openModelVersions } from './versions.js';
@@ -211,7 +211,7 @@ async function lifecycleCommand(command: 'install' | 'rollback' | 'list', args: 
       return report(command, { name, version: state.active, state }, false, out);
     }
     const installed = await installVersion(versions, dir as string, installPolicy(config), name).catch((err: unknown) => {
-      store.recordModelEvent({ model: name, version: null, event: 'refused', reason: (err as Error).message });
+      store.recordModelEvent({ model: name, version: candidateVersion(dir as string), event: 'refused', reason: (err as Error).message });
       throw err;
     });
     if (!installed.already) store.recordModelEvent({ model: name, version: installed.version, event: 'installed', reason: `from ${dir}` });

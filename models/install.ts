@@ -23,6 +23,14 @@ export interface InstallPolicy {
   verifyDeadlineMs: number;
 }
 
+/**
+ * Test-only fault injection: EDGE_AGENT_TEST_KILL_AT_INSTALL_STEP=staged|verified|committed|pointer kills
+ * the process with SIGKILL at that step of an install, as a power cut would. Unset in production.
+ */
+export function testKillPoint(step: 'staged' | 'verified' | 'committed' | 'pointer'): void {
+  if (process.env.EDGE_AGENT_TEST_KILL_AT_INSTALL_STEP === step) process.kill(process.pid, 'SIGKILL');
+}
+
 /** What a candidate version must pass, from the config. */
 export function installPolicy(config: FrozenConfig): InstallPolicy {
   return {
@@ -60,6 +68,7 @@ export async function installVersion(versions: ModelVersions, candidate: string,
   const staging = versions.incoming();
   try {
     for (const f of files) writeFileSync(join(staging, f), readVersionFile(candidate, f, policy.maxModelBytes, 'EDGE_ERR_RELEASE_FILES'));
+    if (verify) testKillPoint('staged');
     const verified = verify
       ? await verifyInChild(
           { dir: staging, keys: policy.keys, allowUnsigned: policy.allowUnsigned, highestTrusted: state.highestTrusted, clockSlackMs: policy.clockSlackMs, maxModelBytes: policy.maxModelBytes, batchRows: policy.batchRows },
@@ -70,8 +79,10 @@ export async function installVersion(versions: ModelVersions, candidate: string,
           throw err;
         })
       : { name: manifest.name, version: manifest.version, signedBy: null, latencyP99Ms: 0, files };
+    if (verify) testKillPoint('verified');
     if (existsSync(target)) return { ...verified, dir: target, already: true };
     const dir = versions.commit(manifest.name, manifest.version, staging);
+    if (verify) testKillPoint('committed');
     if (!state.highestTrusted || compareVersions(manifest.version, state.highestTrusted) > 0) versions.setHighestTrusted(manifest.name, manifest.version);
     return { ...verified, dir, already: false };
   } finally {
@@ -94,3 +105,11 @@ export async function seedVersion(versions: ModelVersions, config: FrozenConfig,
   return seed.name;
 }
 
+/** The version a candidate claims, for the record of its refusal (null when its manifest is unreadable). */
+export function candidateVersion(candidate: string): string | null {
+  try {
+    return readManifest(candidate).version;
+  } catch {
+    return null;
+  }
+}
