@@ -9,6 +9,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { EdgeError } from './errors.js';
 import { maxModelBytesSchema } from '../models/load.js';
+import { probationOptionsSchema } from '../models/probation.js';
 import { parsePublicKey } from '../models/sign.js';
 import { mappingOptionsSchema } from './features.js';
 import { inferenceOptionsSchema } from './infer.js';
@@ -33,6 +34,8 @@ export const configSchema = z.strictObject({
     versionsDir: z.string().min(1).optional(),
     /** Installed versions kept per model (the active and the previous one are always kept). */
     keepVersions: z.number().int().min(2).max(100).default(3),
+    /** After every install: watched for this many readings, rolled back by itself when it misbehaves. */
+    probation: probationOptionsSchema,
     /** How long verifying a candidate (in a child process) may take. */
     verifyDeadlineMs: z.number().int().min(1000).max(600000).default(60000),
     trust: z

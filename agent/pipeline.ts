@@ -137,7 +137,11 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     stats.gauges.resultsInvalid = () => publisher.invalid;
 
     // 6. Predict: a batch captures the slot's model at dispatch, is committed in order, then published.
-    const predictor = createPredictor({ slot, store, publisher, stats, log, commitInbox: () => ingest.commitGroup(), onFatal: hooks.onFatal });
+    const predictor = createPredictor({
+      slot, store, publisher, stats, log, commitInbox: () => ingest.commitGroup(), onFatal: hooks.onFatal,
+      // Observers of committed batches (off the per-message path): the model lifecycle's probation.
+      onCommitted: (b) => manager.observe(b),
+    });
     const batcher = createBatcher(config.inference, predictor.run, predictor.commit, (err) => {
       hooks.onFatal(err instanceof EdgeError ? err : new EdgeError('EDGE_ERR_STORE', `cannot commit a batch: ${(err as Error).message}`, { cause: err }));
     });
@@ -168,7 +172,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     // 8. The model lifecycle: installs and rollbacks asked for on the control socket (edge-agent model …).
     const manager = createModelManager({
       versions, slot, load: (dir) => serve(config, dir), retired: (m) => predictor.retired(m),
-      record: (e) => store.recordModelEvent(e), log, keepVersions: config.model.keepVersions, policy,
+      record: (e) => store.recordModelEvent(e), log, keepVersions: config.model.keepVersions, policy, probation: config.model.probation,
     });
     const control = await startControl(controlSocketPath(config.store.path), {
       'model.install': async (a) => manager.install(String(a.path)),

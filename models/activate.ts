@@ -5,7 +5,8 @@
 // message waits on any of this. Every step is recorded as a lifecycle event with its reason.
 
 import type { Logger } from '../agent/log.js';
-import type { ModelSlot, ServingModel } from '../agent/predict.js';
+import type { CommittedBatch, ModelSlot, ServingModel } from '../agent/predict.js';
+import { createProbation, type ProbationOptions } from './probation.js';
 import { candidateVersion, installVersion, testKillPoint, type InstallPolicy } from './install.js';
 import type { ModelState, ModelVersions } from './versions.js';
 
@@ -22,12 +23,15 @@ export interface ManagerDeps {
   log: Logger;
   keepVersions: number;
   policy: InstallPolicy;
+  probation: ProbationOptions;
 }
 
 export interface ModelManager {
   install(candidate: string): Promise<{ name: string; version: string; state: ModelState }>;
   rollback(reason: string): Promise<{ name: string; version: string; state: ModelState }>;
   list(): { name: string; state: ModelState; versions: string[] };
+  /** Every committed batch ("batch committed"): probation watches the version it put on trial. */
+  observe(batch: CommittedBatch): void;
 }
 
 export function createModelManager(deps: ManagerDeps): ModelManager {
@@ -40,7 +44,10 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
     return next;
   };
 
-  async function swapTo(version: string, event: string, reason: string, onDisk: () => ModelState) {
+  // The version on probation (after an install), with its watcher.
+  let trial: { model: ServingModel; watch: ReturnType<typeof createProbation> } | null = null;
+
+  async function swapTo(version: string, event: string, reason: string, onDisk: () => ModelState, probation: boolean) {
     const model = name();
     let next: ServingModel;
     try {
@@ -55,12 +62,16 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
     deps.record({ model, version, event, reason });
     deps.log.info({ model, version, previous: old.manifest.version, event, reason }, 'model version activated');
     void deps.retired(old).then(() => old.inference.close());
+    trial = probation && deps.probation.predictions > 0
+      ? { model: next, watch: createProbation(deps.probation, next.manifest.latencyBudgetMs, next.manifest.baseline?.predictions) }
+      : null;
+    if (trial) deps.record({ model, version, event: 'on probation', reason: `for ${deps.probation.predictions} readings or ${deps.probation.maxMinutes} min` });
     const removed = deps.versions.prune(model, deps.keepVersions);
     if (removed.length) deps.log.info({ model, removed }, 'old model versions removed');
     return { name: model, version, state };
   }
 
-  return {
+  const manager: ModelManager = {
     install: (candidate) =>
       serial(async () => {
         const model = name();
@@ -74,15 +85,34 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
         }
         if (!installed.already) deps.record({ model, version: installed.version, event: 'installed', reason: `from ${candidate}${installed.signedBy ? `, signed by ${installed.signedBy}` : ', unsigned'}` });
         if (deps.versions.state(model).active === installed.version) return { name: model, version: installed.version, state: deps.versions.state(model) };
-        return swapTo(installed.version, 'activated', `installed from ${candidate}`, () => deps.versions.activate(model, installed.version, `installed from ${candidate}`));
+        return swapTo(installed.version, 'activated', `installed from ${candidate}`, () => deps.versions.activate(model, installed.version, `installed from ${candidate}`), true);
       }),
     rollback: (reason) =>
       serial(async () => {
         const model = name();
         const previous = deps.versions.state(model).previous;
         if (!previous) throw new Error(`${model} has no previous version to roll back to`);
-        return swapTo(previous, 'rolled back', reason, () => deps.versions.rollback(model, reason));
+        return swapTo(previous, 'rolled back', reason, () => deps.versions.rollback(model, reason), false);
       }),
     list: () => ({ name: name(), state: deps.versions.state(name()), versions: deps.versions.versions(name()) }),
+    observe(batch) {
+      if (!trial || batch.model !== trial.model) return;
+      const verdict = trial.watch.observe(batch);
+      if (!verdict) return;
+      const { version } = trial.model.manifest;
+      trial = null;
+      const model = name();
+      if (verdict.ok) {
+        deps.record({ model, version, event: 'committed', reason: `probation passed: ${verdict.summary}` });
+        deps.log.info({ model, version, summary: verdict.summary }, 'model version committed after probation');
+        return;
+      }
+      deps.record({ model, version, event: 'probation failed', reason: verdict.reason });
+      deps.log.error({ model, version, reason: verdict.reason }, 'model version failed probation; rolling back');
+      manager.rollback(`probation of ${version} failed: ${verdict.reason}`).catch((err: unknown) =>
+        deps.log.error({ model, version, err: (err as Error).message }, 'automatic rollback failed; the version on probation keeps serving'),
+      );
+    },
   };
+  return manager;
 }
