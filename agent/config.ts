@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { EdgeError } from './errors.js';
 import { maxModelBytesSchema } from '../models/load.js';
 import { probationOptionsSchema } from '../models/probation.js';
+import { releasesOptionsSchema } from '../sync/push.js';
 import { parsePublicKey } from '../models/sign.js';
 import { mappingOptionsSchema } from './features.js';
 import { inferenceOptionsSchema } from './infer.js';
@@ -52,6 +53,7 @@ export const configSchema = z.strictObject({
   inference: inferenceOptionsSchema,
   store: storeOptionsSchema,
   publish: publishOptionsSchema,
+  releases: releasesOptionsSchema,
   shutdown: z
     .strictObject({
       /** Stop taking messages, finish the batch in flight, commit, disconnect: all within this. Keep it under systemd's TimeoutStopSec. */

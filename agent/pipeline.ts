@@ -11,6 +11,7 @@ import { createModelManager } from '../models/activate.js';
 import { installPolicy, seedVersion } from '../models/install.js';
 import { loadModel } from '../models/load.js';
 import { openModelVersions } from '../models/versions.js';
+import { createReleaseListener, releaseTopic } from '../sync/push.js';
 import { createBatcher } from './batcher.js';
 import { controlSocketPath, startControl } from './control.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
@@ -100,8 +101,14 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     let markReady: () => void = () => undefined;
     const ready = new Promise<void>((resolve) => (markReady = resolve));
     const mqttOptions = broker ? { ...config.mqtt, ...broker.agentCredentials } : config.mqtt;
-    const client: MqttClient = createMqttClient(brokerUrl, mqttOptions, config.ingest.subscriptions, log, (refused) => {
-      if (refused.length === config.ingest.subscriptions.length) return; // nothing to serve: not ready
+    const agentId = config.releases.agentId ?? config.mqtt.clientId;
+    if (config.releases.enabled && !/^[A-Za-z0-9._-]{1,128}$/.test(agentId)) {
+      throw new EdgeError('EDGE_ERR_CONFIG', `releases.agentId: the agent's id on the release topics defaults to mqtt.clientId "${agentId}", which cannot stand in a topic level: set releases.agentId (letters, digits, . _ -)`);
+    }
+    const releaseTopics = config.releases.enabled ? [releaseTopic(config.releases.topicPrefix, 'agents', agentId), ...config.releases.groups.map((g) => releaseTopic(config.releases.topicPrefix, 'groups', g))] : [];
+    const subscriptions = [...config.ingest.subscriptions, ...releaseTopics.map((topic) => ({ topic, qos: 1 as const }))];
+    const client: MqttClient = createMqttClient(brokerUrl, mqttOptions, subscriptions, log, (refused) => {
+      if (refused.length >= config.ingest.subscriptions.length) return; // nothing to serve: not ready
       markReady();
     });
     void ready.then(() => log.info({ url: brokerUrl, model: manifest.name, version: manifest.version }, 'agent ready'));
@@ -172,8 +179,17 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     // 8. The model lifecycle: installs and rollbacks asked for on the control socket (edge-agent model …).
     const manager = createModelManager({
       versions, slot, load: (dir) => serve(config, dir), retired: (m) => predictor.retired(m),
-      record: (e) => store.recordModelEvent(e), log, keepVersions: config.model.keepVersions, policy, probation: config.model.probation,
+      record: (e) => {
+        store.recordModelEvent(e);
+        releases?.onEvent(e);
+      },
+      log, keepVersions: config.model.keepVersions, policy, probation: config.model.probation,
     });
+    // 9. Releases pushed on the broker (retained, per agent and per group); this agent's status, retained.
+    const releases = config.releases.enabled
+      ? createReleaseListener(config.releases, { client, manager, versionsDir: config.model.versionsDir as string, agentId, log })
+      : null;
+    if (releases) void ready.then(() => releases.publishStatus());
     const control = await startControl(controlSocketPath(config.store.path), {
       'model.install': async (a) => manager.install(String(a.path)),
       'model.rollback': async (a) => manager.rollback(typeof a.reason === 'string' ? a.reason : 'rolled back by hand'),
@@ -202,7 +218,14 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     const replayed = await ingest.replay();
     stats.counters.replayed = replayed;
     if (replayed) log.info({ rows: replayed }, 'replaying inbox rows left by an unclean stop');
-    client.handleMessage = ingest.handleMessage;
+    // Release announcements are not readings: they go to the release listener, everything else to ingest.
+    client.handleMessage = releases
+      ? (packet, callback) => {
+          if (!releases.handles(packet.topic)) return ingest.handleMessage(packet, callback);
+          releases.receive(packet.topic, typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload);
+          callback();
+        }
+      : ingest.handleMessage;
     stats.resetEventLoop();
     client.connect();
     log.info({ url: brokerUrl, subscriptions: config.ingest.subscriptions }, 'agent started');

@@ -27,7 +27,8 @@ export interface ManagerDeps {
 }
 
 export interface ModelManager {
-  install(candidate: string): Promise<{ name: string; version: string; state: ModelState }>;
+  /** `from`: where the candidate came from, for the record (default: its folder). */
+  install(candidate: string, from?: string): Promise<{ name: string; version: string; state: ModelState }>;
   rollback(reason: string): Promise<{ name: string; version: string; state: ModelState }>;
   list(): { name: string; state: ModelState; versions: string[] };
   /** Every committed batch ("batch committed"): probation watches the version it put on trial. */
@@ -66,13 +67,14 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
       ? { model: next, watch: createProbation(deps.probation, next.manifest.latencyBudgetMs, next.manifest.baseline?.predictions) }
       : null;
     if (trial) deps.record({ model, version, event: 'on probation', reason: `for ${deps.probation.predictions} readings or ${deps.probation.maxMinutes} min` });
+    else if (probation) deps.record({ model, version, event: 'committed', reason: 'no probation configured (model.probation.predictions: 0)' });
     const removed = deps.versions.prune(model, deps.keepVersions);
     if (removed.length) deps.log.info({ model, removed }, 'old model versions removed');
     return { name: model, version, state };
   }
 
   const manager: ModelManager = {
-    install: (candidate) =>
+    install: (candidate, from = candidate) =>
       serial(async () => {
         const model = name();
         let installed;
@@ -83,9 +85,9 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
           deps.log.warn({ model, candidate, err: (err as Error).message }, 'model version refused');
           throw err;
         }
-        if (!installed.already) deps.record({ model, version: installed.version, event: 'installed', reason: `from ${candidate}${installed.signedBy ? `, signed by ${installed.signedBy}` : ', unsigned'}` });
+        if (!installed.already) deps.record({ model, version: installed.version, event: 'installed', reason: `from ${from}${installed.signedBy ? `, signed by ${installed.signedBy}` : ', unsigned'}` });
         if (deps.versions.state(model).active === installed.version) return { name: model, version: installed.version, state: deps.versions.state(model) };
-        return swapTo(installed.version, 'activated', `installed from ${candidate}`, () => deps.versions.activate(model, installed.version, `installed from ${candidate}`), true);
+        return swapTo(installed.version, 'activated', `installed from ${from}`, () => deps.versions.activate(model, installed.version, `installed from ${from}`), true);
       }),
     rollback: (reason) =>
       serial(async () => {

@@ -12,7 +12,9 @@ import { EdgeError } from '../agent/errors.js';
 import { readVersionFile } from './read.js';
 import { loadConfig } from '../agent/config.js';
 import { callControl, controlSocketPath } from '../agent/control.js';
+import { brokerUrlSchema } from '../agent/mqtt.js';
 import { openStore } from '../agent/store.js';
+import { pushRelease } from '../sync/push-command.js';
 import { candidateVersion, installPolicy, installVersion, seedVersion } from './install.js';
 import { DEFAULT_MAX_MODEL_BYTES } from './load.js';
 import { compareVersions } from './semver.js';
@@ -29,6 +31,7 @@ Commands:
   install DIR --config FILE          verify a version folder and make it serve (hot swap in a running agent)
   rollback --config FILE             serve the previous version again
   list --config FILE                 installed versions, the active and previous one, recent events
+  push DIR --broker URL --target T   publish a signed release to a group of agents and follow each one
   keygen --out DIR [--name NAME]     an ed25519 key pair for signing releases
   sign DIR --key FILE [options]      seal a version folder: list its files in manifest.json, sign it`,
   install: `Usage: edge-agent model install DIR --config FILE
@@ -49,6 +52,25 @@ with none running, from its next start.
 
 Example:
   edge-agent model rollback --config /etc/edge-agent/agent.yaml --reason "false alarms on press 4"`,
+  push: `Usage: edge-agent model push DIR --broker URL --target group:NAME|agent:ID [options]
+
+Publishes the signed release DIR, retained, on the target's release topic of the plant's broker (an
+agent that is off gets it when it comes back), then shows each target agent's progress live — from
+their retained status topics: downloading, verified, activated, on probation, committed, or refused /
+rolled back with the reason — until every one has finished or the timeout passes.
+Exit 0: every agent committed it; 65: one refused it or rolled it back; 75: the timeout passed.
+
+Options:
+  --broker URL          the plant's broker, mqtt:// or mqtts://
+  --target T            group:NAME (the agents' releases.groups) or agent:ID (releases.agentId)
+  --url BASE            the agents fetch the files from BASE/<file> (HTTP); without it they travel
+                        inline (up to 512 KiB)
+  --timeout SEC         how long to follow the agents (default 600)
+  --prefix PREFIX       the topic prefix the agents use (releases.topicPrefix, default edge-agent)
+  --username USER       broker login; the password comes from the environment variable EDGE_AGENT_MQTT_PASSWORD
+
+Example:
+  edge-agent model push build/bearing-health/1.1.0 --broker mqtts://broker.plant.local:8883 --target group:line3`,
   list: `Usage: edge-agent model list --config FILE
 
 The model's installed versions, the active and the previous one, and its recent lifecycle events.`,
@@ -232,6 +254,24 @@ function report(command: string, result: unknown, live: boolean, out: (s: string
     (r.events ?? []).map((e) => `  ${new Date(e.at).toISOString()} ${e.event} ${e.version ?? ''}: ${e.reason}\n`).join(''));
 }
 
+async function push(args: string[], out: (s: string) => void): Promise<void> {
+  const { values: o, positionals } = parse('push', args, {
+    broker: { type: 'string' }, target: { type: 'string' }, url: { type: 'string' }, timeout: { type: 'string' }, prefix: { type: 'string' }, username: { type: 'string' },
+  });
+  if (o.help) return out(`${USAGE.push}\n`);
+  const dir = positionals[0];
+  if (!dir || positionals.length > 1) usage('give one version folder DIR', 'push');
+  if (typeof o.broker !== 'string' || !brokerUrlSchema.safeParse(o.broker).success) usage('--broker URL is required: mqtt://host:port or mqtts://host:port, without credentials', 'push');
+  if (typeof o.target !== 'string') usage('--target group:NAME or agent:ID is required', 'push');
+  const timeoutSec = typeof o.timeout === 'string' ? Number(o.timeout) : 600;
+  if (!(timeoutSec > 0)) usage(`--timeout: got "${String(o.timeout)}", expected seconds above 0`, 'push');
+  await pushRelease({
+    dir, broker: o.broker, target: o.target, timeoutMs: timeoutSec * 1000, topicPrefix: typeof o.prefix === 'string' ? o.prefix : 'edge-agent',
+    ...(typeof o.url === 'string' ? { url: o.url } : {}),
+    ...(typeof o.username === 'string' ? { username: o.username, ...(process.env.EDGE_AGENT_MQTT_PASSWORD ? { password: process.env.EDGE_AGENT_MQTT_PASSWORD } : {}) } : {}),
+  }, out);
+}
+
 function keygen(args: string[], out: (s: string) => void): void {
   const { values: o, positionals } = parse('keygen', args, { out: { type: 'string' }, name: { type: 'string' } });
   if (o.help) return out(`${USAGE.keygen}\n`);
@@ -318,6 +358,7 @@ export function runModelCommand(argv: string[], out: (s: string) => void): void 
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') return out(`${USAGE.model}\n`);
   if (command === 'pack') return pack(rest, out);
+  if (command === 'push') return push(rest, out);
   if (command === 'install' || command === 'rollback' || command === 'list') return lifecycleCommand(command, rest, out);
   if (command === 'keygen') return keygen(rest, out);
   if (command === 'sign') return sign(rest, out);

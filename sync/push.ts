@@ -1,0 +1,137 @@
+// Releases pushed over the plant's broker: takes release announcements, retained, on this agent's own
+// topic and on its groups' topics (an agent that was off gets them when it comes back); downloads each,
+// hands it to the model lifecycle (verify, install, activate, probation), and publishes this agent's
+// state, retained, on its status topic at every step, which `edge-agent model push` follows live.
+// No server of our own: the plant's broker (one or a cluster) carries everything.
+
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { MqttClient } from 'mqtt';
+import { z } from 'zod';
+import type { Logger } from '../agent/log.js';
+import type { ModelEvent, ModelManager } from '../models/activate.js';
+import { writeFileAtomic } from '../models/versions.js';
+import { announcementSchema, downloadRelease, type Announcement } from './download.js';
+
+const ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+export const releasesOptionsSchema = z
+  .strictObject({
+    /** Listen for pushed releases on the broker. */
+    enabled: z.boolean().default(true),
+    /** This agent's name on the release and status topics. Default: mqtt.clientId. */
+    agentId: z.string().regex(ID, 'letters, digits, . _ - (it stands in a topic)').optional(),
+    /** Groups this agent belongs to, e.g. the line: a push to a group reaches all its agents. */
+    groups: z.array(z.string().regex(ID, 'letters, digits, . _ - (it stands in a topic)')).default([]),
+    topicPrefix: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'topic levels of letters, digits, . _ -').default('edge-agent'),
+    /** The largest release (all its files) the agent downloads. */
+    maxDownloadBytes: z.number().int().positive().default(256 * 1024 * 1024),
+    /** The whole download of one release must finish within this. */
+    downloadTimeoutMs: z.number().int().min(100).default(120_000),
+  })
+  .prefault({});
+
+export type ReleasesOptions = z.infer<typeof releasesOptionsSchema>;
+
+export const releaseTopic = (prefix: string, kind: 'agents' | 'groups', id: string) => `${prefix}/${kind}/${id}/releases`;
+export const statusTopic = (prefix: string, agentId: string) => `${prefix}/agents/${agentId}/status`;
+
+/** What an agent publishes on its status topic (retained). */
+export interface AgentStatus {
+  agentId: string;
+  groups: string[];
+  at: string;
+  model: string;
+  active: string | null;
+  previous: string | null;
+  release: { releaseId: string; version: string; state: string; reason: string; at: string } | null;
+}
+
+/** Lifecycle events and the state a push reports for them; the last three end a push. */
+const STATES: Record<string, string> = {
+  installed: 'verified', activated: 'activated', 'on probation': 'on probation', committed: 'committed',
+  refused: 'refused', 'probation failed': 'probation failed', 'rolled back': 'rolled back',
+};
+export const FINAL_STATES = new Set(['committed', 'refused', 'rolled back']);
+
+export interface ReleaseListenerDeps {
+  client: MqttClient;
+  manager: ModelManager;
+  /** Where downloads are staged (on the disk the versions live on) and pushes already handled are kept. */
+  versionsDir: string;
+  agentId: string;
+  log: Logger;
+}
+
+export function createReleaseListener(o: Readonly<Omit<ReleasesOptions, 'groups'>> & { readonly groups: readonly string[] }, deps: ReleaseListenerDeps) {
+  const { client, manager, log, agentId } = deps;
+  const topics = [releaseTopic(o.topicPrefix, 'agents', agentId), ...o.groups.map((g) => releaseTopic(o.topicPrefix, 'groups', g))];
+  const seenPath = join(deps.versionsDir, 'pushes-seen.json');
+  // Pushes already handled (retained announcements come again at every reconnect): never twice.
+  const seen: string[] = existsSync(seenPath) ? (JSON.parse(readFileSync(seenPath, 'utf8')) as string[]) : [];
+  let current: { releaseId: string; version: string } | null = null;
+  let release: AgentStatus['release'] = null;
+
+  function publishStatus(): void {
+    const { name, state } = manager.list();
+    const status: AgentStatus = { agentId, groups: [...o.groups], at: new Date().toISOString(), model: name, active: state.active, previous: state.previous, release };
+    client.publish(statusTopic(o.topicPrefix, agentId), JSON.stringify(status), { qos: 1, retain: true }, (err) => {
+      if (err) log.warn({ err: err.message }, 'status not published');
+    });
+  }
+
+  function report(state: string, reason: string): void {
+    if (!current) return;
+    release = { releaseId: current.releaseId, version: current.version, state, reason, at: new Date().toISOString() };
+    publishStatus();
+    if (FINAL_STATES.has(state)) current = null;
+  }
+
+  async function handle(a: Announcement): Promise<void> {
+    seen.push(a.releaseId);
+    writeFileAtomic(seenPath, JSON.stringify(seen.slice(-200)));
+    current = { releaseId: a.releaseId, version: a.version };
+    report('downloading', a.url ? `from ${a.url}` : 'inline');
+    const dir = join(deps.versionsDir, '.incoming', `push-${randomBytes(6).toString('hex')}`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      await downloadRelease(a, dir, { maxBytes: o.maxDownloadBytes, timeoutMs: o.downloadTimeoutMs });
+      report('downloaded', '');
+      await manager.install(dir, `push ${a.releaseId}`); // its events report verified, activated, on probation, committed
+    } catch (err) {
+      log.warn({ releaseId: a.releaseId, version: a.version, err: (err as Error).message }, 'pushed release refused');
+      report('refused', (err as Error).message);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  let queue: Promise<void> = Promise.resolve();
+  return {
+    topics,
+    handles: (topic: string) => topics.includes(topic),
+    /** One announcement; handled in order, never twice. Bad ones are logged, never thrown. */
+    receive(topic: string, payload: Buffer): void {
+      if (payload.length === 0) return; // a cleared retained message
+      let a: Announcement;
+      try {
+        a = announcementSchema.parse(JSON.parse(payload.toString('utf8')));
+      } catch (err) {
+        log.warn({ topic, err: (err as Error).message.slice(0, 300) }, 'release announcement ignored: not one');
+        return;
+      }
+      if (a.model !== manager.list().name) return void log.debug({ topic, model: a.model }, 'release for another model');
+      if (seen.includes(a.releaseId)) return;
+      queue = queue.then(() => handle(a));
+    },
+    /** Lifecycle events (the manager's record): the state of the push under way. */
+    onEvent(e: ModelEvent): void {
+      const state = STATES[e.event];
+      if (!state || !current) return;
+      // 'rolled back' names the version it went back to: it ends the push of the version that failed.
+      if (e.version === current.version || e.event === 'rolled back' || e.event === 'refused') report(state, e.reason);
+    },
+    publishStatus,
+  };
+}
