@@ -193,7 +193,8 @@ function watchForTakeovers(client: MqttClient, clientId: string, log: Logger): v
     connectedAt = performance.now();
     errored = false;
   });
-  client.on('error', () => void (errored = true));
+  // A keepalive timeout or a refused CONNACK is another story; a reset socket is how a takeover often looks.
+  client.on('error', (err) => void (errored ||= err.message === 'Keepalive timeout' || typeof (err as { code?: unknown }).code === 'number'));
   client.on('disconnect', (packet) => {
     if (packet.reasonCode === 0x8e) {
       errored = true; // reported here; not counted again below

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FrozenConfig } from '../agent/config.js';
 import { EdgeError } from '../agent/errors.js';
-import { readManifest } from './manifest.js';
+import { MANIFEST_LIMITS, readManifest } from './manifest.js';
 import { compareVersions } from './semver.js';
 import { readVersionFile } from './read.js';
 import { verifyInChild, type Verified } from './verify.js';
@@ -67,7 +67,13 @@ export async function installVersion(versions: ModelVersions, candidate: string,
   const files = ['manifest.json', ...(existsSync(join(candidate, 'signature.json')) ? ['signature.json'] : []), ...new Set([manifest.file.name, ...(manifest.release?.files ?? []).map((f) => f.name)])];
   const staging = versions.incoming();
   try {
-    for (const f of files) writeFileSync(join(staging, f), readVersionFile(candidate, f, policy.maxModelBytes, 'EDGE_ERR_RELEASE_FILES'));
+    for (const f of files) {
+      // The seed from the config is a model folder like any the agent loads: its errors are the model's.
+      const [cap, code] = f === 'manifest.json' ? [MANIFEST_LIMITS.bytes, 'EDGE_ERR_MANIFEST' as const]
+        : f === 'signature.json' ? [64 * 1024, 'EDGE_ERR_RELEASE_SIGNATURE' as const]
+          : [policy.maxModelBytes, verify ? 'EDGE_ERR_RELEASE_FILES' as const : 'EDGE_ERR_MODEL_FILE' as const];
+      writeFileSync(join(staging, f), readVersionFile(candidate, f, cap, code));
+    }
     if (verify) testKillPoint('staged');
     const verified = verify
       ? await verifyInChild(
