@@ -7,6 +7,7 @@
 
 import { join } from 'node:path';
 import mqtt from 'mqtt';
+import { lifecycleBench } from './lifecycle.js';
 import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 50000);
@@ -129,6 +130,12 @@ async function main(): Promise<void> {
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   const ms = (n: number) => n.toFixed(1);
   console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, ${new Date().toISOString()}`);
+  // BENCH_SECTIONS=lifecycle runs only the model lifecycle figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
+  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,lifecycle').split(',');
+  if (!sections.includes('throughput')) {
+    await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
+    return;
+  }
   const rows: string[] = [];
   const only = process.env.BENCH_QOS ? [Number(process.env.BENCH_QOS) as 0 | 1] : ([0, 1] as const);
   for (const qos of only) {
@@ -151,6 +158,7 @@ async function main(): Promise<void> {
       console.log(`| ${qos} | ${f(rate)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.max)} | ${ms(l.agentP50)} / ${ms(l.agentP99)} | ${ms(l.loopP99)} / ${ms(l.loopMax)} |`);
     }
   }
+  if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
 }
 
 main()
