@@ -15,8 +15,12 @@ export const probationOptionsSchema = z
     maxMinutes: z.number().positive().default(60),
     /** Share of readings the model failed on or gave a NaN/infinite output for, above which it fails. */
     maxBadShare: z.number().min(0).max(1).default(0.01),
-    /** PSI of the predicted labels against the baseline's shares above which it fails (classification). */
-    maxLabelPsi: z.number().positive().default(1),
+    /**
+     * PSI of the predicted labels against the training baseline's shares above which it fails. Off by
+     * default: a healthy line predicts "healthy" far more often than balanced training data did, and a
+     * good model must not be rolled back for that. Set it where the line's traffic resembles training.
+     */
+    maxLabelPsi: z.number().positive().nullable().default(null),
   })
   .prefault({});
 
@@ -60,7 +64,7 @@ export function createProbation(options: ProbationOptions, budgetMs: number, bas
     const p99 = sorted.length ? (sorted[Math.floor(0.99 * (sorted.length - 1))] as number) : 0;
     if (p99 > budgetMs) return { ok: false, reason: `batch time p99 ${p99.toFixed(2)} ms over the manifest's budget of ${budgetMs} ms` };
     const psi = baseline ? labelPsi(labels, baseline) : 0;
-    if (psi > options.maxLabelPsi) return { ok: false, reason: `predicted labels ${JSON.stringify(labels)} are far from the training baseline ${JSON.stringify(baseline)} (PSI ${psi.toFixed(2)}, limit ${options.maxLabelPsi})` };
+    if (options.maxLabelPsi !== null && psi > options.maxLabelPsi) return { ok: false, reason: `predicted labels ${JSON.stringify(labels)} are far from the training baseline ${JSON.stringify(baseline)} (PSI ${psi.toFixed(2)}, limit ${options.maxLabelPsi})` };
     return { ok: true, summary: `${seen} readings, ${bad} bad, batch p99 ${p99.toFixed(2)} ms, label PSI ${psi.toFixed(3)}` };
   }
 
