@@ -6,7 +6,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startMosquitto } from '../helpers/parts.js';
-import { bounded, drain, expectCleanExit, Gateway, makeStore, openDb, spawnAgent, tally, type Outcome, type Scenario, type ScenarioContext } from './harness.js';
+import { bounded, drain, expectCleanExit, Gateway, makeStore, openDb, redeliveries, spawnAgent, tally, type Outcome, type Scenario, type ScenarioContext } from './harness.js';
 
 /** Debian's faketime package puts the library under the multiarch folder (x86_64-linux-gnu, aarch64-linux-gnu...). */
 function libfaketime(): string | undefined {
@@ -43,7 +43,7 @@ async function clockScenario(ctx: ScenarioContext, name: string, offset: '-1h' |
   if (k.signal !== 'SIGKILL') outcome.failures.push(`the injected kill did not happen (exit ${k.code ?? k.signal})`);
   expectCleanExit(outcome, exit);
   const replayed = Number(agent.logs.find((l) => l.msg === 'replaying inbox rows left by an unclean stop')?.rows ?? 0);
-  const recognised = agent.logs.filter((l) => l.msg === 'redelivered message already stored; acknowledged again').length;
+  const recognised = redeliveries(agent);
   outcome.notes.push(`clock ${offset}: received_at after the step is ${stepMinutes(store.dbPath)} min from before it; dedupWindow ${DEDUP_WINDOW}; ${replayed} inbox rows replayed, ${recognised} redeliveries recognised`);
   return outcome;
 }

@@ -40,6 +40,16 @@ export interface Scenario {
   run(ctx: ScenarioContext): Promise<Outcome>;
 }
 
+/**
+ * Redeliveries an agent process recognised: the running count its (rate-limited) redelivery lines carry,
+ * or its `agent stopped` line's, whichever is larger (a killed agent has no `agent stopped` line).
+ */
+export function redeliveries(agent: { logs: Record<string, unknown>[] }): number {
+  return agent.logs
+    .filter((l) => l.msg === 'redelivered message already stored; acknowledged again' || l.msg === 'agent stopped')
+    .reduce((max, l) => Math.max(max, Number(l.duplicates ?? 0)), 0);
+}
+
 /** The demo generator's seeded PRNG, shared. */
 export { mulberry32 } from '../../models/demo/bearing.js';
 
