@@ -27,6 +27,7 @@ Usage:
   edge-agent demo [--duration SEC]    embedded broker + simulated gateway + agent, with a live status line
   edge-agent model pack | keygen | sign | install | rollback | list
                                       release tools and the model lifecycle ('edge-agent model --help')
+  edge-agent drill [MODEL] --config FILE  rehearse install, probation and rollback on the running agent
   edge-agent --help | --version
 
 Options:
@@ -146,6 +147,7 @@ async function cmdConfigCheck(path: string): Promise<void> {
 async function main(argv: string[]): Promise<void> {
   // The model commands have options of their own: they parse their own words.
   if (argv[0] === 'model') return runModelCommand(argv.slice(1), (s) => void process.stdout.write(s));
+  if (argv[0] === 'drill') return runModelCommand(argv, (s) => void process.stdout.write(s));
   let parsed;
   try {
     parsed = parseArgs({

@@ -19,6 +19,7 @@ export const ErrorCodes = {
   EDGE_ERR_INTERNAL: { retryable: false, exitCode: 70, summary: 'an unexpected error inside the agent' },
   EDGE_ERR_MODEL_VERIFY: { retryable: false, exitCode: 65, summary: 'the verification of a candidate model crashed or did not finish in time' },
   EDGE_ERR_MODEL_LATENCY: { retryable: false, exitCode: 65, summary: "a candidate model is slower on this machine than its manifest's latency budget" },
+  EDGE_ERR_DRILL_FAILED: { retryable: false, exitCode: 70, summary: 'a drill step failed, or the drill did not end on the version it started from' },
   EDGE_ERR_PUSH_FAILED: { retryable: false, exitCode: 65, summary: 'a pushed release was refused or rolled back by at least one agent' },
   EDGE_ERR_PUSH_TIMEOUT: { retryable: true, exitCode: 75, summary: 'not every agent of the target finished a push within the timeout' },
   EDGE_ERR_RELEASE_DOWNLOAD: { retryable: true, exitCode: 65, summary: 'a pushed release could not be downloaded: too large, no room on disk, an HTTP error, or past its deadline' },

@@ -194,6 +194,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       'model.install': async (a) => manager.install(String(a.path)),
       'model.rollback': async (a) => manager.rollback(typeof a.reason === 'string' ? a.reason : 'rolled back by hand'),
       'model.list': async () => ({ ...manager.list(), events: store.modelEvents(20) }),
+      'model.drill': async (a) => manager.drill(Number(a.readings ?? 100), Number(a.timeoutMs ?? 120_000)),
     }, log);
 
     // The stop, in reverse of the data flow (the lifecycle closes the last added first).

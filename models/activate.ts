@@ -6,7 +6,9 @@
 
 import type { Logger } from '../agent/log.js';
 import type { CommittedBatch, ModelSlot, ServingModel } from '../agent/predict.js';
-import { createProbation, type ProbationOptions } from './probation.js';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createProbation, type ProbationOptions, type Verdict } from './probation.js';
 import { candidateVersion, installVersion, testKillPoint, type InstallPolicy } from './install.js';
 import type { ModelState, ModelVersions } from './versions.js';
 
@@ -33,9 +35,25 @@ export interface ModelManager {
   list(): { name: string; state: ModelState; versions: string[] };
   /** Every committed batch ("batch committed"): probation watches the version it put on trial. */
   observe(batch: CommittedBatch): void;
+  /**
+   * Rehearses the whole path on the live line: a copy of the active version is verified, installed and
+   * activated, serves its probation (`readings`, waiting at most `timeoutMs`), then a rollback is forced
+   * and the copy removed. Gives what each step took and found.
+   */
+  drill(readings: number, timeoutMs: number): Promise<DrillReport>;
+}
+
+export interface DrillReport {
+  model: string;
+  from: string;
+  copy: string;
+  steps: { step: string; ms: number; result: string }[];
+  /** The active version after the drill: the one it started from, unless something went wrong. */
+  active: string | null;
 }
 
 export function createModelManager(deps: ManagerDeps): ModelManager {
+  let pendingVerdict: ((v: Verdict) => void) | null = null;
   const name = () => deps.slot.current.manifest.name;
   // One lifecycle operation at a time: a second install waits for the first.
   let queue: Promise<unknown> = Promise.resolve();
@@ -45,10 +63,10 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
     return next;
   };
 
-  // The version on probation (after an install), with its watcher.
-  let trial: { model: ServingModel; watch: ReturnType<typeof createProbation> } | null = null;
+  // The version on probation (after an install), with its watcher and whoever waits for its verdict.
+  let trial: { model: ServingModel; watch: ReturnType<typeof createProbation>; waiting: ((v: Verdict) => void)[]; drill?: boolean } | null = null;
 
-  async function swapTo(version: string, event: string, reason: string, onDisk: () => ModelState, probation: boolean) {
+  async function swapTo(version: string, event: string, reason: string, onDisk: () => ModelState, probation: boolean, trialOptions = deps.probation) {
     const model = name();
     let next: ServingModel;
     try {
@@ -63,10 +81,10 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
     deps.record({ model, version, event, reason });
     deps.log.info({ model, version, previous: old.manifest.version, event, reason }, 'model version activated');
     void deps.retired(old).then(() => old.inference.close());
-    trial = probation && deps.probation.predictions > 0
-      ? { model: next, watch: createProbation(deps.probation, next.manifest.latencyBudgetMs, next.manifest.baseline?.predictions) }
+    trial = probation && trialOptions.predictions > 0
+      ? { model: next, watch: createProbation(trialOptions, next.manifest.latencyBudgetMs, next.manifest.baseline?.predictions), waiting: [] }
       : null;
-    if (trial) deps.record({ model, version, event: 'on probation', reason: `for ${deps.probation.predictions} readings or ${deps.probation.maxMinutes} min` });
+    if (trial) deps.record({ model, version, event: 'on probation', reason: `for ${trialOptions.predictions} readings or ${trialOptions.maxMinutes} min` });
     else if (probation) deps.record({ model, version, event: 'committed', reason: 'no probation configured (model.probation.predictions: 0)' });
     const removed = deps.versions.prune(model, deps.keepVersions);
     if (removed.length) deps.log.info({ model, removed }, 'old model versions removed');
@@ -102,8 +120,11 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
       const verdict = trial.watch.observe(batch);
       if (!verdict) return;
       const { version } = trial.model.manifest;
+      for (const w of trial.waiting) w(verdict);
+      const drill = trial.drill === true;
       trial = null;
       const model = name();
+      if (drill) return deps.record({ model, version, event: verdict.ok ? 'committed' : 'probation failed', reason: `drill: ${verdict.ok ? verdict.summary : verdict.reason}` });
       if (verdict.ok) {
         deps.record({ model, version, event: 'committed', reason: `probation passed: ${verdict.summary}` });
         deps.log.info({ model, version, summary: verdict.summary }, 'model version committed after probation');
@@ -115,6 +136,63 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
         deps.log.error({ model, version, err: (err as Error).message }, 'automatic rollback failed; the version on probation keeps serving'),
       );
     },
+    drill: (readings, timeoutMs) =>
+      serial(async () => {
+        const model = name();
+        const start = deps.versions.state(model);
+        const from = start.active as string;
+        const parsed = /^(\d+)\.(\d+)\.(\d+)/.exec(from);
+        // A version no release will ever have, that stands in a topic: x.y.(z+1)-drill.<time>.
+        const copy = parsed ? `${parsed[1]}.${parsed[2]}.${Number(parsed[3]) + 1}-drill.${Date.now()}` : `0.0.0-drill.${Date.now()}`;
+        const steps: DrillReport['steps'] = [];
+        const timed = async <T>(step: string, fn: () => Promise<T> | T, result: (v: T) => string): Promise<T> => {
+          const t0 = performance.now();
+          try {
+            const v = await fn();
+            steps.push({ step, ms: Math.round(performance.now() - t0), result: result(v) });
+            return v;
+          } catch (err) {
+            steps.push({ step, ms: Math.round(performance.now() - t0), result: `FAILED: ${(err as Error).message.split('\n')[0]}` });
+            throw err;
+          }
+        };
+        deps.record({ model, version: copy, event: 'drill', reason: `rehearsal from ${from}` });
+        const candidate = deps.versions.incoming();
+        try {
+          await timed('copy the active version', () => {
+            const src = deps.versions.versionDir(model, from);
+            const m = JSON.parse(readFileSync(join(src, 'manifest.json'), 'utf8')) as Record<string, unknown>;
+            writeFileSync(join(candidate, 'manifest.json'), JSON.stringify({ ...m, version: copy, release: undefined }));
+            copyFileSync(join(src, (m.file as { name: string }).name), join(candidate, (m.file as { name: string }).name));
+          }, () => `${from} as ${copy}`);
+          // The agent's own copy of a version it verified: no signature to check, and the trust state stays as it was.
+          await timed('verify in a child process and install', () => installVersion(deps.versions, candidate, { ...deps.policy, allowUnsigned: true }, model, true, false), (i) => `latency p99 ${i.latencyP99Ms.toFixed(2)} ms`);
+          deps.record({ model, version: copy, event: 'installed', reason: `drill: a copy of ${from}` });
+          const verdict = new Promise<Verdict | null>((resolve) => {
+            const timer = setTimeout(() => resolve(null), timeoutMs);
+            pendingVerdict = (v) => (clearTimeout(timer), resolve(v));
+          });
+          await timed('load, warm and swap in', () => swapTo(copy, 'activated', 'drill', () => deps.versions.activate(model, copy, 'drill'), true, { ...deps.probation, predictions: readings }), () => `${copy} serving`);
+          // The drill rolls back itself, whatever the verdict: no automatic rollback behind its back.
+          if (trial) {
+            trial.drill = true;
+            trial.waiting.push((v) => pendingVerdict?.(v));
+          }
+          await timed('probation', () => verdict, (v) => (v === null ? `no verdict within ${timeoutMs} ms (too few readings?)` : v.ok ? `passed: ${v.summary}` : `failed: ${v.reason}`));
+          trial = null;
+          await timed('forced rollback', () => swapTo(from, 'rolled back', 'drill', () => deps.versions.rollback(model, 'drill'), false), () => `${from} serving`);
+        } finally {
+          rmSync(candidate, { recursive: true, force: true });
+          const now = deps.versions.state(model);
+          if (now.active === from) {
+            deps.versions.setPrevious(model, start.previous, 'drill done: the previous version before the drill');
+            if (deps.versions.versions(model).includes(copy)) deps.versions.remove(model, copy);
+          }
+        }
+        steps.push({ step: 'clean up', ms: 0, result: `${copy} removed; previous is ${start.previous ?? 'none'} again` });
+        deps.record({ model, version: from, event: 'drill done', reason: steps.map((s) => `${s.step}: ${s.result}`).join('; ') });
+        return { model, from, copy, steps, active: deps.versions.state(model).active };
+      }),
   };
   return manager;
 }

@@ -15,6 +15,7 @@ import { callControl, controlSocketPath } from '../agent/control.js';
 import { brokerUrlSchema } from '../agent/mqtt.js';
 import { openStore } from '../agent/store.js';
 import { pushRelease } from '../sync/push-command.js';
+import type { DrillReport } from './activate.js';
 import { candidateVersion, installPolicy, installVersion, seedVersion } from './install.js';
 import { DEFAULT_MAX_MODEL_BYTES } from './load.js';
 import { compareVersions } from './semver.js';
@@ -71,6 +72,16 @@ Options:
 
 Example:
   edge-agent model push build/bearing-health/1.1.0 --broker mqtts://broker.plant.local:8883 --target group:line3`,
+  drill: `Usage: edge-agent drill [MODEL] --config FILE [--readings N] [--timeout SEC]
+
+Rehearses the model lifecycle on the running agent, on the live line: a copy of the active version (as
+version x.y.(z+1)-drill.<time>) is verified in a child process, installed, loaded, warmed and swapped in,
+serves its probation for N readings (default 100; readings must be flowing), then a rollback is forced
+and the copy removed, so the line ends as it began. Prints what each step took and found; exit 0 when
+every step worked and the original version serves again. Run it before you need a rollback.
+
+Example:
+  edge-agent drill bearing-health --config /etc/edge-agent/agent.yaml --readings 200`,
   list: `Usage: edge-agent model list --config FILE
 
 The model's installed versions, the active and the previous one, and its recent lifecycle events.`,
@@ -254,6 +265,25 @@ function report(command: string, result: unknown, live: boolean, out: (s: string
     (r.events ?? []).map((e) => `  ${new Date(e.at).toISOString()} ${e.event} ${e.version ?? ''}: ${e.reason}\n`).join(''));
 }
 
+async function drill(args: string[], out: (s: string) => void): Promise<void> {
+  const { values: o, positionals } = parse('drill', args, { config: { type: 'string', short: 'c' }, readings: { type: 'string' }, timeout: { type: 'string' } });
+  if (o.help) return out(`${USAGE.drill}\n`);
+  if (typeof o.config !== 'string') usage('--config FILE is required', 'drill');
+  if (positionals.length > 1) usage(`unexpected "${positionals[1]}"`, 'drill');
+  const readings = typeof o.readings === 'string' ? Number(o.readings) : 100;
+  const timeoutSec = typeof o.timeout === 'string' ? Number(o.timeout) : 120;
+  if (!Number.isInteger(readings) || readings < 1) usage(`--readings: got "${String(o.readings)}", expected a whole number above 0`, 'drill');
+  if (!(timeoutSec > 0)) usage(`--timeout: got "${String(o.timeout)}", expected seconds above 0`, 'drill');
+  const config = loadConfig(o.config);
+  const answer = await callControl(controlSocketPath(config.store.path), 'model.drill', { readings, timeoutMs: timeoutSec * 1000 }, timeoutSec * 1000 + config.model.verifyDeadlineMs + 60_000);
+  if (!answer) throw new EdgeError('EDGE_ERR_CONTROL', `no agent is running on ${config.store.path}: the drill rehearses on a running agent`);
+  const r = answer.result as DrillReport;
+  if (positionals[0] !== undefined && positionals[0] !== r.model) throw new EdgeError('EDGE_ERR_CLI_USAGE', `this agent serves ${r.model}, not ${positionals[0]}`);
+  out(`drill of ${r.model} ${r.from} (copy ${r.copy})\n${r.steps.map((s) => `  ${s.step.padEnd(38)} ${String(s.ms).padStart(6)} ms  ${s.result}\n`).join('')}` +
+    `${r.active === r.from ? `${r.from} serves again: the path from install to rollback works on this line` : `ATTENTION: ${r.active} serves, not ${r.from}`}\n`);
+  if (r.active !== r.from || r.steps.some((s) => s.result.startsWith('FAILED'))) throw new EdgeError('EDGE_ERR_DRILL_FAILED', `the drill of ${r.model} did not end where it began`);
+}
+
 async function push(args: string[], out: (s: string) => void): Promise<void> {
   const { values: o, positionals } = parse('push', args, {
     broker: { type: 'string' }, target: { type: 'string' }, url: { type: 'string' }, timeout: { type: 'string' }, prefix: { type: 'string' }, username: { type: 'string' },
@@ -359,6 +389,7 @@ export function runModelCommand(argv: string[], out: (s: string) => void): void 
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') return out(`${USAGE.model}\n`);
   if (command === 'pack') return pack(rest, out);
   if (command === 'push') return push(rest, out);
+  if (command === 'drill') return drill(rest, out);
   if (command === 'install' || command === 'rollback' || command === 'list') return lifecycleCommand(command, rest, out);
   if (command === 'keygen') return keygen(rest, out);
   if (command === 'sign') return sign(rest, out);

@@ -54,7 +54,7 @@ export interface Installed extends Verified {
  * `verify: false` is for the seed folder the config names: the agent loads it at once in its own worker,
  * which runs the same contract and golden checks, as it always has.
  */
-export async function installVersion(versions: ModelVersions, candidate: string, policy: InstallPolicy, expectName: string | null, verify = true): Promise<Installed> {
+export async function installVersion(versions: ModelVersions, candidate: string, policy: InstallPolicy, expectName: string | null, verify = true, trackTrust = true): Promise<Installed> {
   const manifest = readManifest(candidate);
   if (expectName !== null && manifest.name !== expectName) {
     throw new EdgeError('EDGE_ERR_RELEASE_FILES', `${candidate} is a release of ${manifest.name}; this agent serves ${expectName}`);
@@ -89,7 +89,7 @@ export async function installVersion(versions: ModelVersions, candidate: string,
     if (existsSync(target)) return { ...verified, dir: target, already: true };
     const dir = versions.commit(manifest.name, manifest.version, staging);
     if (verify) testKillPoint('committed');
-    if (!state.highestTrusted || compareVersions(manifest.version, state.highestTrusted) > 0) versions.setHighestTrusted(manifest.name, manifest.version);
+    if (trackTrust && (!state.highestTrusted || compareVersions(manifest.version, state.highestTrusted) > 0)) versions.setHighestTrusted(manifest.name, manifest.version);
     return { ...verified, dir, already: false };
   } finally {
     rmSync(staging, { recursive: true, force: true });

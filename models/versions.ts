@@ -83,6 +83,10 @@ export interface ModelVersions {
   /** `previous` serves again; the version rolled back from becomes `previous`. */
   rollback(model: string, reason: string): ModelState;
   setHighestTrusted(model: string, version: string): ModelState;
+  /** Removes an installed version that is neither active nor previous (a drill's copy). */
+  remove(model: string, version: string): void;
+  /** Names `previous` as the rollback target again (after a drill's rollback). */
+  setPrevious(model: string, previous: string | null, reason: string): ModelState;
   /** Removes versions beyond the newest `keep` installed, never the active or the previous one. */
   prune(model: string, keep: number): string[];
 }
@@ -165,6 +169,15 @@ export function openModelVersions(root: string): ModelVersions {
       const state = readState(model);
       if (!state.previous) throw new Error(`${model} has no previous version to roll back to`);
       return writeState(model, { ...state, active: state.previous, previous: state.active, reason });
+    },
+    remove(model, version) {
+      const state = readState(model);
+      if (state.active === version || state.previous === version) throw new Error(`${model} ${version} is in use (active or previous)`);
+      rmSync(join(modelDir(model), 'versions', version), { recursive: true, force: true });
+      fsyncPath(join(modelDir(model), 'versions'));
+    },
+    setPrevious(model, previous, reason) {
+      return writeState(model, { ...readState(model), previous, reason });
     },
     setHighestTrusted(model, version) {
       return writeState(model, { ...readState(model), highestTrusted: version });
