@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { agentConfig, demoModelDir, mqttClient, openDb, readingPayload, runCli, spawnAgent, startMosquitto, tempDir, writeConfig } from '../helpers/parts.js';
+import { agentConfig, mqttClient, openDb, readingPayload, runCli, spawnAgent, startMosquitto, tempDir, writeConfig } from '../helpers/parts.js';
 
 test('the drill rehearses install, probation and rollback and leaves the line as it was', { timeout: 180_000 }, async (t) => {
   const broker = await startMosquitto(t);
