@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // CLI entry (bin `edge-agent`): takes argv; runs the agent, checks a config, runs the simulated
 // gateway or the demo. The only place that calls process.exit. Exit codes: 0 ok, 64 usage,
-// 78 invalid config or model, 69 broker, 70 internal/timeout, 74 store, 130 second signal.
+// 78 invalid config or model, 65 release refused, 69 broker, 70 internal/timeout, 74 store, 75 push timeout,
+// 130 second signal.
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -25,7 +26,7 @@ Usage:
   edge-agent config check FILE        validate a config file and the model it names, then exit
   edge-agent simulate [options]       a simulated PLC gateway publishing bearing readings
   edge-agent demo [--duration SEC]    embedded broker + simulated gateway + agent, with a live status line
-  edge-agent model pack | keygen | sign | install | rollback | list
+  edge-agent model pack | keygen | sign | install | rollback | list | push
                                       release tools and the model lifecycle ('edge-agent model --help')
   edge-agent drill [MODEL] --config FILE  rehearse install, probation and rollback on the running agent
   edge-agent --help | --version
@@ -43,8 +44,8 @@ Options:
   -h, --help             this text
   -v, --version          the agent's version
 
-Exit codes: 0 ok, 64 bad command line, 78 invalid config or model, 69 broker, 70 internal, 74 store,
-130 stopped by a second signal.
+Exit codes: 0 ok, 64 bad command line, 78 invalid config or model, 65 a release refused, 69 broker,
+70 internal, 74 store, 75 a push not finished in time, 130 stopped by a second signal.
 Docs: README.md (config reference, payload mapping, manifest format, error codes).`;
 
 function usage(message: string): never {
