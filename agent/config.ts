@@ -4,7 +4,7 @@
 // included, are taken from the file's folder.
 
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { EdgeError } from './errors.js';
@@ -31,7 +31,7 @@ export const configSchema = z.strictObject({
     dir: z.string().min(1),
     /** The largest model.onnx the agent reads (checked before reading). */
     maxModelBytes: maxModelBytesSchema,
-    /** Where installed versions live, with the one that serves. Default: models/ beside the store file. */
+    /** Where installed versions live, with the one that serves. Default: <store>.models beside the store file (one per store). */
     versionsDir: z.string().min(1).optional(),
     /** Installed versions kept per model (the active and the previous one are always kept). */
     keepVersions: z.number().int().min(2).max(100).default(3),
@@ -138,7 +138,8 @@ export function configFromObject(raw: unknown, where: string, baseDir: string): 
       }
     }
   }
-  c.model.versionsDir = c.model.versionsDir ? abs(c.model.versionsDir) : join(dirname(c.store.path), 'models');
+  // One per store, like the store's lock: two agents with stores in one folder never share versions.
+  c.model.versionsDir = c.model.versionsDir ? abs(c.model.versionsDir) : join(dirname(c.store.path), `${basename(c.store.path, extname(c.store.path))}.models`);
   c.model.trust.keyFiles = c.model.trust.keyFiles.map((f, i) => {
     const path = abs(f);
     try {

@@ -4,13 +4,12 @@
 
 import { chmodSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
 import { EdgeError, isEdgeError, type ErrorCode } from './errors.js';
 import type { Logger } from './log.js';
 
-/** The control socket of the agent whose store is at `storePath`. */
+/** The control socket of the agent whose store is at `storePath`: `<store>.sock`, one per store (and so per agent). */
 export function controlSocketPath(storePath: string): string {
-  return join(dirname(storePath), 'edge-agent.sock');
+  return `${storePath}.sock`;
 }
 
 export type Handlers = Record<string, (args: Record<string, unknown>) => Promise<unknown>>;

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { EdgeError } from '../agent/errors.js';
 import { compareVersions } from './semver.js';
 
 const stateSchema = z.strictObject({
@@ -153,7 +154,7 @@ export function openModelVersions(root: string): ModelVersions {
       const versionsDir = join(modelDir(model), 'versions');
       mkdirSync(versionsDir, { recursive: true, mode: 0o700 });
       const target = join(versionsDir, version);
-      if (existsSync(target)) throw new Error(`${model} ${version} is already installed`);
+      if (existsSync(target)) throw new EdgeError('EDGE_ERR_RELEASE_FILES', `${model} ${version} is already installed in ${versionsDir}`);
       fsyncTree(incomingDir);
       renameSync(incomingDir, target);
       fsyncPath(versionsDir);

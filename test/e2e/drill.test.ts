@@ -38,7 +38,7 @@ test('the drill rehearses install, probation and rollback and leaves the line as
   }
   assert.match(r.stdout, /1\.0\.0 serves again: the path from install to rollback works on this line/);
 
-  const models = join(dir, 'models', 'bearing-health');
+  const models = join(dir, 'agent.models', 'bearing-health');
   assert.deepEqual(readdirSync(join(models, 'versions')), ['1.0.0'], 'the copy is gone');
   const state = JSON.parse(readFileSync(join(models, 'state.json'), 'utf8')) as { active: string; previous: string | null; highestTrusted: string | null };
   assert.deepEqual([state.active, state.previous, state.highestTrusted], ['1.0.0', null, '1.0.0'], 'as before the drill: the copy raised no trust');

@@ -42,7 +42,7 @@ for (const s of STEPS) {
     const loaded = await second.waitForLog('model loaded and verified');
     assert.equal(loaded.version, s.serves);
     await second.waitForLog('agent ready');
-    const models = join(dir, 'models');
+    const models = join(dir, 'agent.models');
     assert.equal(existsSync(join(models, '.incoming')) ? readdirSync(join(models, '.incoming')).length : 0, 0, 'nothing half-installed is left');
     assert.deepEqual(readdirSync(join(models, 'bearing-health', 'versions')).sort(), [...s.installed]);
     const state = JSON.parse(readFileSync(join(models, 'bearing-health', 'state.json'), 'utf8')) as { active: string };
