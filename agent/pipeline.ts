@@ -11,6 +11,7 @@ import { createModelManager } from '../models/activate.js';
 import { installPolicy, seedVersion } from '../models/install.js';
 import { loadModel } from '../models/load.js';
 import { openModelVersions } from '../models/versions.js';
+import { startRegistryPull } from '../sync/pull.js';
 import { createReleaseListener, releaseTopic } from '../sync/push.js';
 import { createBatcher } from './batcher.js';
 import { controlSocketPath, startControl } from './control.js';
@@ -190,6 +191,12 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       ? createReleaseListener(config.releases, { client, manager, versionsDir: config.model.versionsDir as string, agentId, log })
       : null;
     if (releases) void ready.then(() => releases.publishStatus());
+    // And from a registry on a schedule, once the agent is ready (its status then reports the progress).
+    let pull: { close(): Promise<void> } | null = null;
+    const registry = config.releases.registry;
+    if (releases && registry) {
+      void ready.then(() => (pull = startRegistryPull(registry, { modelName: () => slot.current.manifest.name, offer: (a, from) => releases.offer(a, from), log })));
+    }
     const control = await startControl(controlSocketPath(config.store.path), {
       'model.install': async (a) => manager.install(String(a.path)),
       'model.rollback': async (a) => manager.rollback(typeof a.reason === 'string' ? a.reason : 'rolled back by hand'),
@@ -215,6 +222,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     life.add({ name: 'finish batches in flight', onOverrun: 'batches not committed keep their inbox rows: replayed at restart', close: () => batcher.flush() });
     life.add({ name: 'stop taking messages', close: () => ingest.pause() });
     life.add({ name: 'close control socket', close: () => control.close() });
+    life.add({ name: 'stop registry pull', close: () => pull?.close() });
 
     const replayed = await ingest.replay();
     stats.counters.replayed = replayed;

@@ -13,6 +13,7 @@ import type { Logger } from '../agent/log.js';
 import type { ModelEvent, ModelManager } from '../models/activate.js';
 import { writeFileAtomic } from '../models/versions.js';
 import { announcementSchema, downloadRelease, type Announcement } from './download.js';
+import { pullOptionsSchema } from './pull.js';
 
 const ID = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -29,6 +30,8 @@ export const releasesOptionsSchema = z
     maxDownloadBytes: z.number().int().positive().default(256 * 1024 * 1024),
     /** The whole download of one release must finish within this. */
     downloadTimeoutMs: z.number().int().min(100).default(120_000),
+    /** Also pull releases from a registry on a schedule (see pull.ts). */
+    registry: pullOptionsSchema.optional(),
   })
   .prefault({});
 
@@ -108,7 +111,14 @@ export function createReleaseListener(o: Readonly<Omit<ReleasesOptions, 'groups'
   }
 
   let queue: Promise<void> = Promise.resolve();
+  /** An announcement from the broker or the registry: handled in order, never twice. */
+  function offer(a: Announcement, from: string): void {
+    if (a.model !== manager.list().name) return void log.debug({ from, model: a.model }, 'release for another model');
+    if (seen.includes(a.releaseId)) return;
+    queue = queue.then(() => handle(a));
+  }
   return {
+    offer,
     topics,
     handles: (topic: string) => topics.includes(topic),
     /** One announcement; handled in order, never twice. Bad ones are logged, never thrown. */
@@ -121,9 +131,7 @@ export function createReleaseListener(o: Readonly<Omit<ReleasesOptions, 'groups'
         log.warn({ topic, err: (err as Error).message.slice(0, 300) }, 'release announcement ignored: not one');
         return;
       }
-      if (a.model !== manager.list().name) return void log.debug({ topic, model: a.model }, 'release for another model');
-      if (seen.includes(a.releaseId)) return;
-      queue = queue.then(() => handle(a));
+      offer(a, topic);
     },
     /** Lifecycle events (the manager's record): the state of the push under way. */
     onEvent(e: ModelEvent): void {
