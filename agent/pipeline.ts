@@ -184,8 +184,10 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         store.recordModelEvent(e);
         releases?.onEvent(e);
       },
+      storeShadow: (rows) => store.commitShadow(rows),
       log, keepVersions: config.model.keepVersions, policy, probation: config.model.probation,
     });
+    await manager.resumeShadow();
     // 9. Releases pushed on the broker (retained, per agent and per group); this agent's status, retained.
     const releases = config.releases.enabled
       ? createReleaseListener(config.releases, { client, manager, versionsDir: config.model.versionsDir as string, agentId, log })
@@ -198,7 +200,8 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       void ready.then(() => (pull = startRegistryPull(registry, { modelName: () => slot.current.manifest.name, offer: (a, from) => releases.offer(a, from), log })));
     }
     const control = await startControl(controlSocketPath(config.store.path), {
-      'model.install': async (a) => manager.install(String(a.path)),
+      'model.install': async (a) => (a.shadow === true ? manager.installShadow(String(a.path)) : manager.install(String(a.path))),
+      'model.promote': async () => manager.promote(),
       'model.rollback': async (a) => manager.rollback(typeof a.reason === 'string' ? a.reason : 'rolled back by hand'),
       'model.list': async () => ({ ...manager.list(), events: store.modelEvents(20) }),
       'model.drill': async (a) => manager.drill(Number(a.readings ?? 100), Number(a.timeoutMs ?? 120_000)),

@@ -130,6 +130,8 @@ export const MIGRATIONS: readonly string[] = [
      reason TEXT NOT NULL,
      synced_at INTEGER
    );`,
+  // Predictions of a shadow version (run beside the active one on the same rows, never published).
+  `ALTER TABLE predictions ADD COLUMN role TEXT NOT NULL DEFAULT 'active';`,
 ];
 
 export interface Store {
@@ -145,6 +147,8 @@ export interface Store {
   pendingInbox(): InboxRow[];
   recentDedupKeys(limit: number): string[];
   counts(): { predictions: number; deadLetters: number; inbox: number };
+  /** Predictions a shadow version made on rows the active one served: stored with role 'shadow', never published. */
+  commitShadow(predictions: readonly PredictionRow[]): void;
   /** One lifecycle event of a model (installed, activated, refused, rolled back...), kept for audit and sync. */
   recordModelEvent(e: { model: string; version: string | null; event: string; reason: string }): void;
   modelEvents(limit: number): { at: number; model: string; version: string | null; event: string; reason: string }[];
@@ -251,6 +255,17 @@ export function openStore(options: StoreOptions): Store {
     },
   );
 
+  const insertShadow = db.prepare(
+    `INSERT INTO predictions (received_at, asset, topic, model_name, model_version, features, outputs,
+       label, score, latency_ms, inbox_id, dedup_key, created_at, role)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, 'shadow')`,
+  );
+  const shadowTx = db.transaction((rows: readonly PredictionRow[]) => {
+    const now = Date.now();
+    for (const p of rows) {
+      insertShadow.run(p.receivedAt, p.asset, p.topic, p.modelName, p.modelVersion, JSON.stringify(p.features), JSON.stringify(p.outputs), p.label, p.score, p.latencyMs, now);
+    }
+  });
   const insertEvent = db.prepare('INSERT INTO model_events (at, model, version, event, reason) VALUES (?, ?, ?, ?, ?)');
   const selectEvents = db.prepare('SELECT at, model, version, event, reason FROM model_events ORDER BY id DESC LIMIT ?');
   let closed = false;
@@ -258,6 +273,10 @@ export function openStore(options: StoreOptions): Store {
   return {
     path: options.path,
     exposure,
+    commitShadow: (rows) => {
+      if (failed) throw failed;
+      shadowTx(rows);
+    },
     recordModelEvent: (e) => {
       if (failed) throw failed;
       // Inside an open inbox group it is committed with that group (the one write path is issue 7's).

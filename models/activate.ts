@@ -6,6 +6,8 @@
 
 import type { Logger } from '../agent/log.js';
 import type { CommittedBatch, ModelSlot, ServingModel } from '../agent/predict.js';
+import type { PredictionRow } from '../agent/store.js';
+import { interpret } from './manifest.js';
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createProbation, type ProbationOptions, type Verdict } from './probation.js';
@@ -22,6 +24,8 @@ export interface ManagerDeps {
   /** Resolves when no batch that captured `model` is in flight. */
   retired(model: ServingModel): Promise<void>;
   record(e: ModelEvent): void;
+  /** Stores a shadow version's predictions (role 'shadow'). */
+  storeShadow(rows: readonly PredictionRow[]): void;
   log: Logger;
   keepVersions: number;
   policy: InstallPolicy;
@@ -32,7 +36,13 @@ export interface ModelManager {
   /** `from`: where the candidate came from, for the record (default: its folder). */
   install(candidate: string, from?: string): Promise<{ name: string; version: string; state: ModelState }>;
   rollback(reason: string): Promise<{ name: string; version: string; state: ModelState }>;
-  list(): { name: string; state: ModelState; versions: string[] };
+  list(): { name: string; state: ModelState; versions: string[]; shadow: ShadowStats | null };
+  /** Installs a version as a shadow: it runs beside the active one on the same rows; nothing of it is published. */
+  installShadow(candidate: string, from?: string): Promise<{ name: string; version: string; state: ModelState }>;
+  /** The shadow becomes the active version (on probation); the active one becomes the previous. */
+  promote(): Promise<{ name: string; version: string; state: ModelState }>;
+  /** At start: the shadow named in state.json runs again (its comparison counts start afresh). */
+  resumeShadow(): Promise<void>;
   /** Every committed batch ("batch committed"): probation watches the version it put on trial. */
   observe(batch: CommittedBatch): void;
   /**
@@ -41,6 +51,15 @@ export interface ModelManager {
    * and the copy removed. Gives what each step took and found.
    */
   drill(readings: number, timeoutMs: number): Promise<DrillReport>;
+}
+
+export interface ShadowStats {
+  version: string;
+  /** Rows the shadow predicted, and on how many its label agreed with the active version's. */
+  compared: number;
+  agreed: number;
+  /** Batches not given to the shadow because it was still busy: dropped, never queued. */
+  dropped: number;
 }
 
 export interface DrillReport {
@@ -54,6 +73,47 @@ export interface DrillReport {
 
 export function createModelManager(deps: ManagerDeps): ModelManager {
   let pendingVerdict: ((v: Verdict) => void) | null = null;
+  let shadow: { model: ServingModel; stats: ShadowStats; busy: boolean } | null = null;
+
+  /** Runs a committed batch's rows through the shadow when it is idle; when it is busy the batch is dropped. */
+  function runShadow(b: CommittedBatch): void {
+    if (!shadow || b.model === shadow.model || b.predictions.length === 0) return;
+    if (shadow.busy) return void shadow.stats.dropped++;
+    const s = shadow;
+    s.busy = true;
+    const m = s.model.manifest;
+    const cols = m.features.length;
+    const data = new Float32Array(b.predictions.length * cols);
+    b.predictions.forEach((p, r) => data.set(p.features, r * cols));
+    void s.model.inference
+      .run(m.input.name, data, b.predictions.length, cols)
+      .then((res) => {
+        const out = res.outputs[m.output.tensor]?.data;
+        if (!out || shadow !== s) return;
+        const width = out.length / b.predictions.length;
+        const rows: PredictionRow[] = [];
+        b.predictions.forEach((p, r) => {
+          const row = Array.from(out.subarray(r * width, (r + 1) * width));
+          if (!row.every(Number.isFinite)) return;
+          const v = interpret(m.output, row);
+          const label = 'label' in v ? v.label : null;
+          s.stats.compared++;
+          if (label === p.label) s.stats.agreed++;
+          rows.push({ ...p, modelName: m.name, modelVersion: m.version, outputs: row, label, score: v.kind === 'classification' ? (v.probabilities[v.label] ?? null) : v.kind === 'score' ? v.score : v.value, latencyMs: res.ms, inboxId: null, dedupKey: null });
+        });
+        deps.storeShadow(rows);
+      })
+      .catch((err: unknown) => deps.log.warn({ version: m.version, err: (err as Error).message }, 'shadow batch failed'))
+      .finally(() => (s.busy = false));
+  }
+
+  async function endShadow(reason: string): Promise<void> {
+    if (!shadow) return;
+    const s = shadow;
+    shadow = null;
+    deps.versions.setShadow(name(), null, reason);
+    await s.model.inference.close();
+  }
   const name = () => deps.slot.current.manifest.name;
   // One lifecycle operation at a time: a second install waits for the first.
   let queue: Promise<unknown> = Promise.resolve();
@@ -114,8 +174,57 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
         if (!previous) throw new Error(`${model} has no previous version to roll back to`);
         return swapTo(previous, 'rolled back', reason, () => deps.versions.rollback(model, reason), false);
       }),
-    list: () => ({ name: name(), state: deps.versions.state(name()), versions: deps.versions.versions(name()) }),
+    list: () => ({ name: name(), state: deps.versions.state(name()), versions: deps.versions.versions(name()), shadow: shadow ? { ...shadow.stats } : null }),
+    installShadow: (candidate, from = candidate) =>
+      serial(async () => {
+        const model = name();
+        let installed;
+        try {
+          installed = await installVersion(deps.versions, candidate, deps.policy, model);
+          if (installed.version === deps.versions.state(model).active) throw new Error(`${installed.version} is the active version; a shadow is another one`);
+        } catch (err) {
+          deps.record({ model, version: candidateVersion(candidate), event: 'refused', reason: (err as Error).message });
+          throw err;
+        }
+        if (!installed.already) deps.record({ model, version: installed.version, event: 'installed', reason: `from ${from}${installed.signedBy ? `, signed by ${installed.signedBy}` : ', unsigned'}` });
+        const next = await deps.load(deps.versions.versionDir(model, installed.version));
+        const active = deps.slot.current.manifest.features.map((f) => f.name).join(',');
+        if (next.manifest.features.map((f) => f.name).join(',') !== active) {
+          await next.inference.close();
+          const reason = `a shadow reads the same features in the same order as the active version (${active})`;
+          deps.record({ model, version: installed.version, event: 'refused', reason });
+          throw new Error(reason);
+        }
+        await endShadow(`replaced by ${installed.version}`);
+        shadow = { model: next, stats: { version: installed.version, compared: 0, agreed: 0, dropped: 0 }, busy: false };
+        const state = deps.versions.setShadow(model, installed.version, `shadow from ${from}`);
+        deps.record({ model, version: installed.version, event: 'shadow', reason: `beside ${state.active}, from ${from}` });
+        deps.log.info({ model, version: installed.version, active: state.active }, 'shadow version running');
+        return { name: model, version: installed.version, state };
+      }),
+    async resumeShadow() {
+      const model = name();
+      const version = deps.versions.state(model).shadow;
+      if (!version) return;
+      try {
+        shadow = { model: await deps.load(deps.versions.versionDir(model, version)), stats: { version, compared: 0, agreed: 0, dropped: 0 }, busy: false };
+        deps.log.info({ model, version }, 'shadow version running');
+      } catch (err) {
+        deps.versions.setShadow(model, null, `shadow ${version} could not be loaded: ${(err as Error).message}`);
+        deps.log.warn({ model, version, err: (err as Error).message }, 'shadow version dropped: it could not be loaded');
+      }
+    },
+    promote: () =>
+      serial(async () => {
+        const model = name();
+        if (!shadow) throw new Error(`${model} has no shadow version to promote`);
+        const { version, compared, agreed } = shadow.stats;
+        const reason = `promoted from shadow (agreed on ${agreed} of ${compared} rows)`;
+        await endShadow(reason);
+        return swapTo(version, 'activated', reason, () => deps.versions.activate(model, version, reason), true);
+      }),
     observe(batch) {
+      runShadow(batch);
       if (!trial || batch.model !== trial.model) return;
       const verdict = trial.watch.observe(batch);
       if (!verdict) return;

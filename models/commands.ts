@@ -30,12 +30,14 @@ const USAGE = {
 Commands:
   pack MODEL.onnx [options]          a version folder with a manifest built from the model itself
   install DIR --config FILE          verify a version folder and make it serve (hot swap in a running agent)
+  install DIR --shadow --config FILE run a version beside the active one on the same rows (not published)
+  promote --config FILE              the shadow version becomes the active one
   rollback --config FILE             serve the previous version again
   list --config FILE                 installed versions, the active and previous one, recent events
   push DIR --broker URL --target T   publish a signed release to a group of agents and follow each one
   keygen --out DIR [--name NAME]     an ed25519 key pair for signing releases
   sign DIR --key FILE [options]      seal a version folder: list its files in manifest.json, sign it`,
-  install: `Usage: edge-agent model install DIR --config FILE
+  install: `Usage: edge-agent model install DIR --config FILE [--shadow]
 
 Verifies the version folder DIR (a release sealed with 'model sign', or any version folder when the
 config's model.trust.allowUnsigned is true) in a separate process: files, sizes, hashes, signature, the
@@ -43,9 +45,17 @@ version order, the model's contract, golden vectors and latency budget. Then it 
 other versions and activated: a running agent (reached on its control socket beside the store) loads
 and warms it and swaps it in without dropping a reading; with no agent running it serves from the next
 start. A refused release leaves the active version serving and is recorded with its reason.
+With --shadow the version runs beside the active one on the same rows instead: its predictions are stored
+(role 'shadow'), never published, and 'model list' shows how often it agrees; 'model promote' makes it
+the active one. A shadow needs the running agent and never slows it: a batch the shadow is still busy
+with when the next one comes is dropped for the shadow, not queued.
 
 Example (a release on a USB stick):
   edge-agent model install /media/usb/bearing-health/1.1.0 --config /etc/edge-agent/agent.yaml`,
+  promote: `Usage: edge-agent model promote --config FILE
+
+The shadow version (installed with 'model install DIR --shadow') becomes the active one, on probation;
+the active one becomes the previous. Needs the running agent.`,
   rollback: `Usage: edge-agent model rollback --config FILE [--reason TEXT]
 
 Makes the previous version serve again (the current one becomes the previous), in the running agent or,
@@ -219,8 +229,8 @@ async function pack(args: string[], out: (s: string) => void): Promise<void> {
 }
 
 /** install / rollback / list: asks the running agent on its control socket, or works on the store itself. */
-async function lifecycleCommand(command: 'install' | 'rollback' | 'list', args: string[], out: (s: string) => void): Promise<void> {
-  const { values: o, positionals } = parse(command, args, { config: { type: 'string', short: 'c' }, reason: { type: 'string' } });
+async function lifecycleCommand(command: 'install' | 'rollback' | 'list' | 'promote', args: string[], out: (s: string) => void): Promise<void> {
+  const { values: o, positionals } = parse(command, args, { config: { type: 'string', short: 'c' }, reason: { type: 'string' }, shadow: { type: 'boolean' } });
   if (o.help) return out(`${USAGE[command]}\n`);
   if (typeof o.config !== 'string') usage('--config FILE is required', command);
   const dir = positionals[0];
@@ -228,9 +238,11 @@ async function lifecycleCommand(command: 'install' | 'rollback' | 'list', args: 
   const config = loadConfig(o.config);
   const reason = typeof o.reason === 'string' ? o.reason : 'rolled back by hand';
   const cmd = `model.${command}`;
-  const args_: Record<string, unknown> = command === 'install' ? { path: resolvePath(dir as string) } : command === 'rollback' ? { reason } : {};
+  const shadow = o.shadow === true;
+  const args_: Record<string, unknown> = command === 'install' ? { path: resolvePath(dir as string), shadow } : command === 'rollback' ? { reason } : {};
   const answer = await callControl(controlSocketPath(config.store.path), cmd, args_, config.model.verifyDeadlineMs + 30_000);
-  if (answer) return report(command, answer.result, true, out);
+  if (answer) return report(shadow ? 'shadow' : command, answer.result, true, out);
+  if (shadow || command === 'promote') throw new EdgeError('EDGE_ERR_CONTROL', `no agent is running on ${config.store.path}: a shadow runs in the running agent`);
   // No agent running: work on the store itself, holding its lock as an agent would.
   const store = openStore(config.store);
   try {
@@ -257,11 +269,18 @@ async function lifecycleCommand(command: 'install' | 'rollback' | 'list', args: 
 }
 
 function report(command: string, result: unknown, live: boolean, out: (s: string) => void): void {
-  const r = result as { name: string; version?: string; state: { active: string | null; previous: string | null }; versions?: string[]; events?: { at: number; version: string | null; event: string; reason: string }[] };
+  const r = result as {
+    name: string; version?: string; state: { active: string | null; previous: string | null }; versions?: string[];
+    shadow?: { version: string; compared: number; agreed: number; dropped: number } | null; events?: { at: number; version: string | null; event: string; reason: string }[];
+  };
   const where = live ? 'in the running agent' : 'from the next start of the agent';
   if (command === 'install') return out(`${r.name} ${r.version} installed and active ${where} (previous: ${r.state.previous ?? 'none'})\n`);
+  if (command === 'shadow') return out(`${r.name} ${r.version} installed and running as a shadow beside ${r.state.active ?? 'none'}\n`);
+  if (command === 'promote') return out(`${r.name} ${r.version} promoted from shadow: active, on probation (previous: ${r.state.previous ?? 'none'})\n`);
   if (command === 'rollback') return out(`${r.name} rolled back to ${r.version} ${where} (previous: ${r.state.previous ?? 'none'})\n`);
+  const s = r.shadow;
   out(`${r.name}: active ${r.state.active ?? 'none'}, previous ${r.state.previous ?? 'none'}; installed: ${(r.versions ?? []).sort(compareVersions).join(', ')}\n` +
+    (s ? `  shadow ${s.version}: agreed with the active version on ${s.agreed} of ${s.compared} rows${s.compared ? ` (${((100 * s.agreed) / s.compared).toFixed(1)} %)` : ''}, ${s.dropped} batches dropped while it was busy\n` : '') +
     (r.events ?? []).map((e) => `  ${new Date(e.at).toISOString()} ${e.event} ${e.version ?? ''}: ${e.reason}\n`).join(''));
 }
 
@@ -390,7 +409,7 @@ export function runModelCommand(argv: string[], out: (s: string) => void): void 
   if (command === 'pack') return pack(rest, out);
   if (command === 'push') return push(rest, out);
   if (command === 'drill') return drill(rest, out);
-  if (command === 'install' || command === 'rollback' || command === 'list') return lifecycleCommand(command, rest, out);
+  if (command === 'install' || command === 'rollback' || command === 'list' || command === 'promote') return lifecycleCommand(command, rest, out);
   if (command === 'keygen') return keygen(rest, out);
   if (command === 'sign') return sign(rest, out);
   usage(`unknown model command "${basename(command)}"`, 'model');

@@ -22,13 +22,15 @@ const stateSchema = z.strictObject({
   previous: z.string().nullable(),
   /** The highest version ever trusted for this model: a lower one is refused unless signed as a rollback. */
   highestTrusted: z.string().nullable(),
+  /** A version running beside the active one on the same rows, its predictions stored, not published. */
+  shadow: z.string().nullable().default(null),
   updatedAt: z.string(),
   reason: z.string(),
 });
 
 export type ModelState = z.infer<typeof stateSchema>;
 
-const EMPTY: ModelState = { active: null, previous: null, highestTrusted: null, updatedAt: new Date(0).toISOString(), reason: 'nothing installed' };
+const EMPTY: ModelState = { active: null, previous: null, highestTrusted: null, shadow: null, updatedAt: new Date(0).toISOString(), reason: 'nothing installed' };
 
 function fsyncPath(path: string): void {
   const fd = openSync(path, 'r');
@@ -84,6 +86,7 @@ export interface ModelVersions {
   /** `previous` serves again; the version rolled back from becomes `previous`. */
   rollback(model: string, reason: string): ModelState;
   setHighestTrusted(model: string, version: string): ModelState;
+  setShadow(model: string, version: string | null, reason: string): ModelState;
   /** Removes an installed version that is neither active nor previous (a drill's copy). */
   remove(model: string, version: string): void;
   /** Names `previous` as the rollback target again (after a drill's rollback). */
@@ -180,6 +183,9 @@ export function openModelVersions(root: string): ModelVersions {
     setPrevious(model, previous, reason) {
       return writeState(model, { ...readState(model), previous, reason });
     },
+    setShadow(model, version, reason) {
+      return writeState(model, { ...readState(model), shadow: version, reason });
+    },
     setHighestTrusted(model, version) {
       return writeState(model, { ...readState(model), highestTrusted: version });
     },
@@ -187,7 +193,7 @@ export function openModelVersions(root: string): ModelVersions {
       const state = readState(model);
       const dir = join(modelDir(model), 'versions');
       const newestFirst = versionsOf(model).sort((a, b) => compareVersions(b, a));
-      const removed = newestFirst.slice(keep).filter((v) => v !== state.active && v !== state.previous);
+      const removed = newestFirst.slice(keep).filter((v) => v !== state.active && v !== state.previous && v !== state.shadow);
       for (const v of removed) rmSync(join(dir, v), { recursive: true, force: true });
       if (removed.length) fsyncPath(dir);
       return removed;

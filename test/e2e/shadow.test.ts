@@ -1,0 +1,58 @@
+// A shadow version runs beside the active one on the same rows: its predictions are stored with role
+// 'shadow' and never published, `model list` says how often it agrees, and `model promote` makes it the
+// active version. The active path keeps every reading: each has exactly one active prediction and one result.
+
+import assert from 'node:assert/strict';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { agentConfig, demoModelDir, mqttClient, openDb, publishSequence, runCli, spawnAgent, startMosquitto, teardown, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
+
+test('a shadow predicts beside the active version, is stored and compared, never published; promote makes it active', { timeout: 150_000 }, async (t) => {
+  const broker = await startMosquitto(t);
+  const dir = tempDir(t);
+  await runCli(['model', 'keygen', '--out', dir, '--name', 'k']);
+  const release = join(dir, 'rel');
+  cpSync(demoModelDir, release, { recursive: true });
+  const m = JSON.parse(readFileSync(join(release, 'manifest.json'), 'utf8')) as Record<string, unknown>;
+  m.version = '1.1.0';
+  writeFileSync(join(release, 'manifest.json'), JSON.stringify(m));
+  assert.equal((await runCli(['model', 'sign', release, '--key', join(dir, 'k.key')])).code, 0);
+  const dbPath = join(dir, 'agent.db');
+  const config = writeConfig(dir, agentConfig({ url: broker.url, dbPath, model: { dir: demoModelDir, trust: { keyFiles: [join(dir, 'k.pub')] }, probation: { predictions: 0 } } }));
+  const agent = spawnAgent(t, config);
+  await agent.waitForLog('agent ready');
+
+  const installed = await runCli(['model', 'install', release, '--shadow', '--config', config]);
+  assert.equal(installed.code, 0, installed.stderr);
+  assert.match(installed.stdout, /bearing-health 1\.1\.0 installed and running as a shadow beside 1\.0\.0/);
+
+  const results: string[] = [];
+  const watcher = await mqttClient(t, broker.url);
+  watcher.on('message', (_topic, payload) => results.push((JSON.parse(payload.toString()) as { version: string }).version));
+  await watcher.subscribeAsync('plant/+/predictions/#', { qos: 1 });
+  const gateway = await mqttClient(t, broker.url);
+  const N = 600;
+  await publishSequence(gateway, 'plant/press-1/bearing', N, 20, 10).done;
+  const db = openDb(dbPath);
+  teardown(t, () => db.close());
+  const count = (role: string) => (db.prepare('SELECT count(*) AS n FROM predictions WHERE role = ?').get(role) as { n: number }).n;
+  await waitFor(`${N} active predictions and ${N} results`, () => count('active') === N && results.length === N, 60_000);
+  await waitFor('shadow predictions', () => count('shadow') > 0);
+  assert.deepEqual([...new Set(results)], ['1.0.0'], 'only the active version is published');
+  const shadowRows = db.prepare("SELECT DISTINCT model_version AS v FROM predictions WHERE role = 'shadow'").all() as { v: string }[];
+  assert.deepEqual(shadowRows, [{ v: '1.1.0' }]);
+  const list = await runCli(['model', 'list', '--config', config]);
+  const agreed = /shadow 1\.1\.0: agreed with the active version on (\d+) of (\d+) rows \(100\.0 %\), (\d+) batches dropped/.exec(list.stdout);
+  assert.ok(agreed, list.stdout);
+  assert.equal(Number(agreed[1]), count('shadow'), 'every shadow row was compared (the same model: all agree)');
+
+  const promoted = await runCli(['model', 'promote', '--config', config]);
+  assert.equal(promoted.code, 0, promoted.stderr);
+  assert.match(promoted.stdout, /bearing-health 1\.1\.0 promoted from shadow: active, on probation \(previous: 1\.0\.0\)/);
+  await publishSequence(gateway, 'plant/press-1/bearing', N + 20, 20, 0, N).done;
+  await waitFor('results of 1.1.0', () => results.filter((v) => v === '1.1.0').length === 20);
+  const after = await runCli(['model', 'list', '--config', config]);
+  assert.doesNotMatch(after.stdout, /shadow 1\.1\.0: agreed/, "no shadow any more");
+  assert.match(after.stdout, /active 1\.1\.0, previous 1\.0\.0/);
+});
