@@ -47,6 +47,14 @@ test('a shadow predicts beside the active version, is stored and compared, never
   assert.ok(agreed, list.stdout);
   assert.equal(Number(agreed[1]), count('shadow'), 'every shadow row was compared (the same model: all agree)');
 
+  // The shadow runs again after a restart.
+  agent.proc.kill('SIGTERM');
+  assert.equal((await agent.exited).code, 0);
+  const again = spawnAgent(t, config);
+  const resumed = await again.waitForLog('shadow version running');
+  assert.equal(resumed.version, '1.1.0');
+  await again.waitForLog('agent ready');
+
   const promoted = await runCli(['model', 'promote', '--config', config]);
   assert.equal(promoted.code, 0, promoted.stderr);
   assert.match(promoted.stdout, /bearing-health 1\.1\.0 promoted from shadow: active, on probation \(previous: 1\.0\.0\)/);
