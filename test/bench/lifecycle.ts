@@ -3,29 +3,19 @@
 //  2. the agent's RSS before and after 200 swaps in a row (each a new worker, loaded and warmed);
 //  3. the time from `model push` to every agent of a group of three having committed the release.
 
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { callControl, controlSocketPath } from '../../agent/control.js';
 import { pushRelease } from '../../sync/push-command.js';
-import { agentConfig, demoModelDir, mqttClient, readingPayload, runCli, spawnAgent, tempDir, type Teardown } from '../helpers/parts.js';
+import { agentConfig, demoModelDir, mqttClient, readingPayload, spawnAgent, tempDir, type Teardown } from '../helpers/parts.js';
+import { keygen, signedRelease } from '../helpers/releases.js';
 
 const rssMb = (pid: number) => Math.round(Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
 
-async function signedRelease(dir: string, version: string): Promise<string> {
-  const out = join(dir, 'releases', version);
-  cpSync(demoModelDir, out, { recursive: true });
-  const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Record<string, unknown>;
-  m.version = version;
-  writeFileSync(join(out, 'manifest.json'), JSON.stringify(m));
-  const r = await runCli(['model', 'sign', out, '--key', join(dir, 'k.key')]);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return out;
-}
-
 export async function lifecycleBench(t: Teardown, url: string, swaps: number): Promise<void> {
   const dir = tempDir(t, 'edge-agent-bench-life-');
-  await runCli(['model', 'keygen', '--out', dir, '--name', 'k']);
-  const release = await signedRelease(dir, '1.1.0');
+  const { key } = await keygen(dir);
+  const release = await signedRelease(dir, '1.1.0', key);
   const dbPath = join(dir, 'agent.db');
   const config = agentConfig({
     url, dbPath, mqtt: { url, clientId: `bench-life-${Date.now()}` },

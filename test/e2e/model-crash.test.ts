@@ -3,12 +3,13 @@
 // was written, the new one after — nothing half-installed is left, and the agent serves readings.
 
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
   agentConfig, countRows, demoModelDir, mqttClient, openDb, publishSequence, runCli, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig,
 } from '../helpers/parts.js';
+import { keygen, signedRelease } from '../helpers/releases.js';
 
 const STEPS = [
   { step: 'staged', serves: '1.0.0', installed: ['1.0.0'] },
@@ -22,14 +23,9 @@ for (const s of STEPS) {
     const broker = await startMosquitto(t);
     const dir = tempDir(t);
     const dbPath = join(dir, 'agent.db');
-    await runCli(['model', 'keygen', '--out', dir, '--name', 'k']);
+    const { key } = await keygen(dir);
     const config = writeConfig(dir, agentConfig({ url: broker.url, dbPath, mqtt: { url: broker.url, clientId: `edge-agent-install-crash-${s.step}` }, model: { dir: demoModelDir, trust: { keyFiles: [join(dir, 'k.pub')] } } }));
-    const release = join(dir, 'rel');
-    cpSync(demoModelDir, release, { recursive: true });
-    const manifest = JSON.parse(readFileSync(join(release, 'manifest.json'), 'utf8')) as { version: string };
-    manifest.version = '1.1.0';
-    writeFileSync(join(release, 'manifest.json'), JSON.stringify(manifest));
-    assert.equal((await runCli(['model', 'sign', release, '--key', join(dir, 'k.key')])).code, 0);
+    const release = await signedRelease(dir, '1.1.0', key);
 
     const first = spawnAgent(t, config, { EDGE_AGENT_TEST_KILL_AT_INSTALL_STEP: s.step });
     await first.waitForLog('agent ready');

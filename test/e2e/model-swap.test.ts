@@ -4,25 +4,13 @@
 // reason recorded; a rollback by hand; and an install with no agent running serves from the next start.
 
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
   agentConfig, countRows, demoModelDir, mqttClient, openDb, publishSequence, runCli, runUntilStored, spawnAgent, startMosquitto, teardown, tempDir, waitFor, writeConfig,
 } from '../helpers/parts.js';
-
-/** A copy of the demo model as another version, sealed with the engineer's key. */
-async function release(dir: string, version: string, key: string, change: (m: Record<string, unknown>) => void = () => undefined): Promise<string> {
-  const out = join(dir, 'releases', version);
-  cpSync(demoModelDir, out, { recursive: true });
-  const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Record<string, unknown>;
-  manifest.version = version;
-  change(manifest);
-  writeFileSync(join(out, 'manifest.json'), JSON.stringify(manifest, null, 2));
-  const r = await runCli(['model', 'sign', out, '--key', key]);
-  assert.equal(r.code, 0, r.stderr);
-  return out;
-}
+import { signedRelease as release } from '../helpers/releases.js';
 
 function versionsStored(dbPath: string): Record<string, number> {
   const db = openDb(dbPath);
@@ -81,7 +69,7 @@ test('install under load: verified, swapped in, nothing lost or doubled; refusal
   });
   const refused = await runCli(['model', 'install', bad, '--config', config]);
   assert.equal(refused.code, 78, refused.stderr);
-  assert.match(refused.stderr, /EDGE_ERR_MODEL_GOLDEN: .*releases\/1\.2\.0: golden vectors fail\n {2}golden\[0\]: manifest expects \[0\.5, 0\.25, 0\.25\]/);
+  assert.match(refused.stderr, /EDGE_ERR_MODEL_GOLDEN: .*releases\/1\.2\.0-\w+: golden vectors fail\n {2}golden\[0\]: manifest expects \[0\.5, 0\.25, 0\.25\]/);
   // An unsigned copy is refused before anything loads it.
   const unsigned = join(dir, 'unsigned');
   cpSync(demoModelDir, unsigned, { recursive: true });

@@ -3,22 +3,18 @@
 // and a registry that fails is logged while the agent serves on.
 
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentConfig, demoModelDir, openDb, runCli, spawnAgent, startMosquitto, teardown, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
+import { keygen, signedRelease } from '../helpers/releases.js';
 
 test('a release in the registry is pulled, verified and committed once; a failing registry is logged', { timeout: 120_000 }, async (t) => {
   const broker = await startMosquitto(t);
   const dir = tempDir(t);
-  await runCli(['model', 'keygen', '--out', dir, '--name', 'k']);
-  const release = join(dir, 'rel');
-  cpSync(demoModelDir, release, { recursive: true });
-  const m = JSON.parse(readFileSync(join(release, 'manifest.json'), 'utf8')) as Record<string, unknown>;
-  m.version = '1.1.0';
-  writeFileSync(join(release, 'manifest.json'), JSON.stringify(m));
-  assert.equal((await runCli(['model', 'sign', release, '--key', join(dir, 'k.key')])).code, 0);
+  const { key } = await keygen(dir);
+  const release = await signedRelease(dir, '1.1.0', key);
   const files = Object.fromEntries(['manifest.json', 'signature.json', 'model.onnx'].map((f) => [f, readFileSync(join(release, f)).toString('base64')]));
   const announcement = JSON.stringify({ releaseId: 'registry-bearing-health-1.1.0', model: 'bearing-health', version: '1.1.0', files });
 

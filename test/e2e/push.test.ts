@@ -4,23 +4,12 @@
 // and downloads by URL from a real HTTP server, with a size cap and a deadline.
 
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { agentConfig, demoModelDir, mqttClient, runCli, spawnAgent, startMosquitto, teardown, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
-
-async function signedRelease(dir: string, version: string, change: (m: Record<string, unknown>) => void = () => undefined): Promise<string> {
-  const out = join(dir, 'releases', version);
-  cpSync(demoModelDir, out, { recursive: true });
-  const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Record<string, unknown>;
-  m.version = version;
-  change(m);
-  writeFileSync(join(out, 'manifest.json'), JSON.stringify(m));
-  const r = await runCli(['model', 'sign', out, '--key', join(dir, 'k.key')]);
-  assert.equal(r.code, 0, r.stderr);
-  return out;
-}
+import { signedRelease as sealed } from '../helpers/releases.js';
 
 function agentOn(t: TestContext, dir: string, brokerUrl: string, name: string, releases: Record<string, unknown> = {}) {
   const config = writeConfig(dir, agentConfig({
@@ -47,7 +36,7 @@ test('a push to a group: every agent verifies and commits, one that was off gets
   agents[2]!.proc.kill('SIGTERM');
   await agents[2]!.exited;
 
-  const release = await signedRelease(dir, '1.1.0');
+  const release = await sealed(dir, '1.1.0', join(dir, 'k.key'));
   const pushing = runCli(['model', 'push', release, '--broker', broker.url, '--target', 'group:line3', '--timeout', '50']);
   await waitFor('pc1 and pc2 on 1.1.0', () => agents.slice(0, 2).every((a) => a.logs.some((l) => l.msg === 'model version activated' && l.version === '1.1.0')), 40_000);
   const back = defs[2]!.start();
@@ -64,7 +53,7 @@ test('a push to a group: every agent verifies and commits, one that was off gets
   assert.deepEqual(loaded, ['1.1.0'], 'the agent that was off installed the retained push when it came back');
 
   // A bad release (its golden vectors do not match): every agent refuses it and serves on; exit 65.
-  const bad = await signedRelease(dir, '1.2.0', (m) => ((m.golden as { output: number[] }[])[0]!.output = [0.5, 0.25, 0.25]));
+  const bad = await sealed(dir, '1.2.0', join(dir, 'k.key'), (m) => ((m.golden as { output: number[] }[])[0]!.output = [0.5, 0.25, 0.25]));
   const refused = await runCli(['model', 'push', bad, '--broker', broker.url, '--target', 'group:line3', '--timeout', '50']);
   assert.equal(refused.code, 65, `${refused.stdout}\n${refused.stderr}`);
   assert.match(refused.stdout, /edge-agent-pc1: refused 1\.2\.0 — .*golden vectors fail/);
@@ -83,7 +72,7 @@ test('a push by URL: fetched from an HTTP server, within the size declared and t
   const broker = await startMosquitto(t);
   const dir = tempDir(t);
   await runCli(['model', 'keygen', '--out', dir, '--name', 'k']);
-  const release = await signedRelease(dir, '1.1.0');
+  const release = await sealed(dir, '1.1.0', join(dir, 'k.key'));
   let mode: 'ok' | 'oversize' | 'stall' = 'ok';
   const server = createServer((req, res) => {
     const name = (req.url ?? '/').split('/').pop() ?? '';

@@ -3,21 +3,16 @@
 // active version. The active path keeps every reading: each has exactly one active prediction and one result.
 
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentConfig, demoModelDir, mqttClient, openDb, publishSequence, runCli, spawnAgent, startMosquitto, teardown, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
+import { keygen, signedRelease } from '../helpers/releases.js';
 
 test('a shadow predicts beside the active version, is stored and compared, never published; promote makes it active', { timeout: 150_000 }, async (t) => {
   const broker = await startMosquitto(t);
   const dir = tempDir(t);
-  await runCli(['model', 'keygen', '--out', dir, '--name', 'k']);
-  const release = join(dir, 'rel');
-  cpSync(demoModelDir, release, { recursive: true });
-  const m = JSON.parse(readFileSync(join(release, 'manifest.json'), 'utf8')) as Record<string, unknown>;
-  m.version = '1.1.0';
-  writeFileSync(join(release, 'manifest.json'), JSON.stringify(m));
-  assert.equal((await runCli(['model', 'sign', release, '--key', join(dir, 'k.key')])).code, 0);
+  const { key } = await keygen(dir);
+  const release = await signedRelease(dir, '1.1.0', key);
   const dbPath = join(dir, 'agent.db');
   const config = writeConfig(dir, agentConfig({ url: broker.url, dbPath, model: { dir: demoModelDir, trust: { keyFiles: [join(dir, 'k.pub')] }, probation: { predictions: 0 } } }));
   const agent = spawnAgent(t, config);

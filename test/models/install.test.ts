@@ -3,26 +3,16 @@
 // release of another model, a version below the highest trusted unless signed as a rollback.
 
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { agentConfig, demoModelDir, runCli, tempDir, writeConfig } from '../helpers/parts.js';
+import { keygen, signedRelease } from '../helpers/releases.js';
 
 async function setup(t: TestContext, model: Record<string, unknown> = {}) {
   const dir = tempDir(t);
-  await runCli(['model', 'keygen', '--out', dir, '--name', 'k']);
+  const { key } = await keygen(dir);
   const config = writeConfig(dir, agentConfig({ url: 'mqtt://127.0.0.1:9', dbPath: join(dir, 'agent.db'), model: { dir: demoModelDir, trust: { keyFiles: [join(dir, 'k.pub')] }, ...model } }));
-  const release = async (version: string, change: (m: Record<string, unknown>) => void = () => undefined, signArgs: string[] = []) => {
-    const out = join(dir, `rel-${version}-${Math.random().toString(36).slice(2, 6)}`);
-    cpSync(demoModelDir, out, { recursive: true });
-    const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Record<string, unknown>;
-    m.version = version;
-    change(m);
-    writeFileSync(join(out, 'manifest.json'), JSON.stringify(m));
-    const r = await runCli(['model', 'sign', out, '--key', join(dir, 'k.key'), ...signArgs]);
-    assert.equal(r.code, 0, r.stderr);
-    return out;
-  };
+  const release = (version: string, change: (m: Record<string, unknown>) => void = () => undefined, signArgs: string[] = []) => signedRelease(dir, version, key, change, signArgs);
   return { config, release };
 }
 
