@@ -151,19 +151,27 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
     return { name: model, version, state };
   }
 
+  /** Verifies and installs a candidate (install.ts), recording its refusal or its installation. */
+  async function installRecorded(candidate: string, from: string, check: (version: string) => void = () => undefined) {
+    const model = name();
+    let installed;
+    try {
+      installed = await installVersion(deps.versions, candidate, deps.policy, model);
+      check(installed.version);
+    } catch (err) {
+      deps.record({ model, version: candidateVersion(candidate), event: 'refused', reason: (err as Error).message });
+      deps.log.warn({ model, candidate, err: (err as Error).message }, 'model version refused');
+      throw err;
+    }
+    if (!installed.already) deps.record({ model, version: installed.version, event: 'installed', reason: `from ${from}${installed.signedBy ? `, signed by ${installed.signedBy}` : ', unsigned'}` });
+    return installed;
+  }
+
   const manager: ModelManager = {
     install: (candidate, from = candidate) =>
       serial(async () => {
         const model = name();
-        let installed;
-        try {
-          installed = await installVersion(deps.versions, candidate, deps.policy, model);
-        } catch (err) {
-          deps.record({ model, version: candidateVersion(candidate), event: 'refused', reason: (err as Error).message });
-          deps.log.warn({ model, candidate, err: (err as Error).message }, 'model version refused');
-          throw err;
-        }
-        if (!installed.already) deps.record({ model, version: installed.version, event: 'installed', reason: `from ${from}${installed.signedBy ? `, signed by ${installed.signedBy}` : ', unsigned'}` });
+        const installed = await installRecorded(candidate, from);
         if (deps.versions.state(model).active === installed.version) return { name: model, version: installed.version, state: deps.versions.state(model) };
         return swapTo(installed.version, 'activated', `installed from ${from}`, () => deps.versions.activate(model, installed.version, `installed from ${from}`), true);
       }),
@@ -178,15 +186,9 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
     installShadow: (candidate, from = candidate) =>
       serial(async () => {
         const model = name();
-        let installed;
-        try {
-          installed = await installVersion(deps.versions, candidate, deps.policy, model);
-          if (installed.version === deps.versions.state(model).active) throw new Error(`${installed.version} is the active version; a shadow is another one`);
-        } catch (err) {
-          deps.record({ model, version: candidateVersion(candidate), event: 'refused', reason: (err as Error).message });
-          throw err;
-        }
-        if (!installed.already) deps.record({ model, version: installed.version, event: 'installed', reason: `from ${from}${installed.signedBy ? `, signed by ${installed.signedBy}` : ', unsigned'}` });
+        const installed = await installRecorded(candidate, from, (version) => {
+          if (version === deps.versions.state(model).active) throw new Error(`${version} is the active version; a shadow is another one`);
+        });
         const next = await deps.load(deps.versions.versionDir(model, installed.version));
         const active = deps.slot.current.manifest.features.map((f) => f.name).join(',');
         if (next.manifest.features.map((f) => f.name).join(',') !== active) {
