@@ -12,12 +12,10 @@ import { EdgeError, isEdgeError } from './errors.js';
 import { createLogger } from './log.js';
 import { brokerUrlSchema } from './mqtt.js';
 import { redactUrl } from './redact.js';
-import { startAgent, type Agent } from './pipeline.js';
+import { fitProblems, startAgent, type Agent } from './pipeline.js';
 import { simulateDefaults, startSimulator } from './simulate.js';
 import { runModelCommand } from '../models/commands.js';
 import { loadModel } from '../models/load.js';
-import { mappingProblems } from './features.js';
-import { modelTopicProblem } from './publish.js';
 
 const HELP = `edge-agent — ONNX inference on MQTT sensor readings, every prediction kept in SQLite
 
@@ -130,9 +128,7 @@ async function cmdConfigCheck(path: string): Promise<void> {
   const config = loadConfig(path);
   const model = await loadModel(config.model.dir, config.inference, { maxModelBytes: config.model.maxModelBytes });
   try {
-    const problems = mappingProblems(config.mapping, model.manifest);
-    const topicProblem = config.publish.enabled ? modelTopicProblem(config.publish.topic, model.manifest.name, model.manifest.version) : null;
-    if (topicProblem) problems.push(topicProblem);
+    const problems = fitProblems(config, model.manifest);
     if (problems.length) throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `${path}: the config does not fit the model\n  ${problems.join('\n  ')}`);
     const m = model.manifest;
     process.stdout.write(

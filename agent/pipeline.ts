@@ -10,6 +10,7 @@ import type { MqttClient } from 'mqtt';
 import { createModelManager } from '../models/activate.js';
 import { installPolicy, seedVersion } from '../models/install.js';
 import { loadModel } from '../models/load.js';
+import type { Manifest } from '../models/manifest.js';
 import { openModelVersions } from '../models/versions.js';
 import { startRegistryPull } from '../sync/pull.js';
 import { createReleaseListener, releaseTopic } from '../sync/push.js';
@@ -53,13 +54,19 @@ export interface AgentHooks {
 /** Parts whose overrun loses nothing: a force-close there still ends in a clean stop (exit 0). */
 const SAFE_OVERRUNS = new Set(['wait for result acknowledgements', 'disconnect from broker']);
 
+/** What keeps a model from serving with this config: mapped features it lacks, a name or version no topic can hold. */
+export function fitProblems(config: FrozenConfig, manifest: Manifest): string[] {
+  const problems = mappingProblems(config.mapping, manifest);
+  const topicProblem = config.publish.enabled ? modelTopicProblem(config.publish.topic, manifest.name, manifest.version) : null;
+  if (topicProblem) problems.push(topicProblem);
+  return problems;
+}
+
 /** Loads a model version and checks it against the config: what the slot serves. */
 async function serve(config: FrozenConfig, dir: string): Promise<ServingModel & { dir: string }> {
   const model = await loadModel(dir, config.inference, { maxModelBytes: config.model.maxModelBytes });
   const { manifest } = model;
-  const problems = mappingProblems(config.mapping, manifest);
-  const topicProblem = config.publish.enabled ? modelTopicProblem(config.publish.topic, manifest.name, manifest.version) : null;
-  if (topicProblem) problems.push(topicProblem);
+  const problems = fitProblems(config, manifest);
   if (problems.length) {
     await model.inference.close();
     throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `the config does not fit model ${manifest.name}@${manifest.version}\n  ${problems.join('\n  ')}`, { details: problems });

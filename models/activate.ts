@@ -126,11 +126,12 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
   // The version on probation (after an install), with its watcher and whoever waits for its verdict.
   let trial: { model: ServingModel; watch: ReturnType<typeof createProbation>; waiting: ((v: Verdict) => void)[]; drill?: boolean } | null = null;
 
-  async function swapTo(version: string, event: string, reason: string, onDisk: () => ModelState, probation: boolean, trialOptions = deps.probation) {
+  /** `loaded`: the version already loaded and warmed (a shadow being promoted); otherwise it is loaded here. */
+  async function swapTo(version: string, event: string, reason: string, onDisk: () => ModelState, probation: boolean, trialOptions = deps.probation, loaded?: ServingModel) {
     const model = name();
     let next: ServingModel;
     try {
-      next = await deps.load(deps.versions.versionDir(model, version));
+      next = loaded ?? (await deps.load(deps.versions.versionDir(model, version)));
     } catch (err) {
       deps.record({ model, version, event: 'refused', reason: (err as Error).message });
       throw err;
@@ -220,10 +221,12 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
       serial(async () => {
         const model = name();
         if (!shadow) throw new Error(`${model} has no shadow version to promote`);
-        const { version, compared, agreed } = shadow.stats;
-        const reason = `promoted from shadow (agreed on ${agreed} of ${compared} rows)`;
-        await endShadow(reason);
-        return swapTo(version, 'activated', reason, () => deps.versions.activate(model, version, reason), true);
+        const { model: loaded, stats } = shadow;
+        const reason = `promoted from shadow (agreed on ${stats.agreed} of ${stats.compared} rows)`;
+        // The shadow is loaded and warm already: it goes into the slot as it is, its worker kept.
+        shadow = null;
+        deps.versions.setShadow(model, null, reason);
+        return swapTo(stats.version, 'activated', reason, () => deps.versions.activate(model, stats.version, reason), true, deps.probation, loaded);
       }),
     observe(batch) {
       runShadow(batch);

@@ -15,7 +15,7 @@ import type { ModelVersions } from './versions.js';
 
 
 export interface InstallPolicy {
-  keys: Record<string, string>;
+  keys: string[];
   allowUnsigned: boolean;
   clockSlackMs: number;
   maxModelBytes: number;
@@ -34,7 +34,7 @@ export function testKillPoint(step: 'staged' | 'verified' | 'committed' | 'point
 /** What a candidate version must pass, from the config. */
 export function installPolicy(config: FrozenConfig): InstallPolicy {
   return {
-    keys: Object.fromEntries(config.model.trust.keyFiles.map((f) => [f, readFileSync(f, 'utf8')])),
+    keys: config.model.trust.keyFiles.map((f) => readFileSync(f, 'utf8')),
     allowUnsigned: config.model.trust.allowUnsigned,
     clockSlackMs: config.model.trust.clockSlackMs,
     maxModelBytes: config.model.maxModelBytes,
@@ -63,7 +63,7 @@ export async function installVersion(versions: ModelVersions, candidate: string,
   const state = versions.state(manifest.name);
   // The seed, installed before: nothing to copy. A candidate is verified even when its version is
   // installed already: what it claims to be is only known once it passed.
-  if (!verify && existsSync(target)) return { name: manifest.name, version: manifest.version, signedBy: null, latencyP99Ms: 0, files: [], dir: target, already: true };
+  if (!verify && existsSync(target)) return { name: manifest.name, version: manifest.version, signedBy: null, latencyP99Ms: 0, dir: target, already: true };
   const files = ['manifest.json', ...(existsSync(join(candidate, 'signature.json')) ? ['signature.json'] : []), ...new Set([manifest.file.name, ...(manifest.release?.files ?? []).map((f) => f.name)])];
   const staging = versions.incoming();
   try {
@@ -84,7 +84,7 @@ export async function installVersion(versions: ModelVersions, candidate: string,
           if (err instanceof Error) err.message = err.message.split(staging).join(candidate);
           throw err;
         })
-      : { name: manifest.name, version: manifest.version, signedBy: null, latencyP99Ms: 0, files };
+      : { name: manifest.name, version: manifest.version, signedBy: null, latencyP99Ms: 0 };
     if (verify) testKillPoint('verified');
     if (existsSync(target)) return { ...verified, dir: target, already: true };
     const dir = versions.commit(manifest.name, manifest.version, staging);

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EdgeError, isEdgeError } from '../agent/errors.js';
 import { inferenceOptionsSchema } from '../agent/infer.js';
-import { fixedBatchOf, readManifest } from './manifest.js';
+import { fixedBatchOf, MANIFEST_LIMITS, parseManifest } from './manifest.js';
 import { loadModel } from './load.js';
 import { readVersionFile } from './read.js';
 import { checkRelease } from './release.js';
@@ -15,17 +15,16 @@ import type { ChildReply, VerifyRequest } from './verify.js';
 const LATENCY_RUNS = 30;
 
 async function verify(req: VerifyRequest): Promise<ChildReply> {
-  const manifest = readManifest(req.dir);
+  // The bytes the signature covers are the bytes parsed: read once.
+  const manifestBytes = readVersionFile(req.dir, 'manifest.json', MANIFEST_LIMITS.bytes, 'EDGE_ERR_MANIFEST');
+  const manifest = parseManifest(Buffer.from(manifestBytes).toString('utf8'), join(req.dir, 'manifest.json'));
   const keys = new Map<string, import('node:crypto').KeyObject>();
-  for (const [id, pem] of Object.entries(req.keys)) {
+  for (const pem of req.keys) {
     const k = parsePublicKey(pem);
-    if ('key' in k) keys.set(k.keyId === id ? id : k.keyId, k.key);
+    if ('key' in k) keys.set(k.keyId, k.key);
   }
-  const manifestBytes = readVersionFile(req.dir, 'manifest.json', 4 * 1024 * 1024, 'EDGE_ERR_MANIFEST');
   const signaturePath = join(req.dir, 'signature.json');
   const signature = existsSync(signaturePath) ? readFileSync(signaturePath, 'utf8') : null;
-  // A release block lists every file; a bare version folder (the seed from the config) has the model file only.
-  const release = manifest.release ?? { files: [], rollback: false };
   let signedBy: string | null = null;
   if (manifest.release || signature !== null || !req.allowUnsigned) {
     if (!manifest.release) throw new EdgeError('EDGE_ERR_RELEASE_FILES', `${req.dir}: manifest.json has no release block; seal the folder with 'edge-agent model sign'`);
@@ -51,8 +50,7 @@ async function verify(req: VerifyRequest): Promise<ChildReply> {
     if (p99 > manifest.latencyBudgetMs) {
       throw new EdgeError('EDGE_ERR_MODEL_LATENCY', `${manifest.name} ${manifest.version}: a batch of ${rows} rows takes ${p99.toFixed(2)} ms (p99 of ${LATENCY_RUNS}) on this machine; the manifest's budget is ${manifest.latencyBudgetMs} ms`);
     }
-    const files = ['manifest.json', ...(signature !== null ? ['signature.json'] : []), ...new Set([manifest.file.name, ...release.files.map((f) => f.name)])];
-    return { ok: true, verified: { name: manifest.name, version: manifest.version, signedBy, latencyP99Ms: p99, files } };
+    return { ok: true, verified: { name: manifest.name, version: manifest.version, signedBy, latencyP99Ms: p99 } };
   } finally {
     await model.inference.close();
   }

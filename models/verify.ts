@@ -9,8 +9,8 @@ import { EdgeError, type ErrorCode } from '../agent/errors.js';
 
 export interface VerifyRequest {
   dir: string;
-  /** Trusted public keys (PEM) by key id. */
-  keys: Record<string, string>;
+  /** Trusted public keys (PEM); their key ids are computed from them. */
+  keys: string[];
   allowUnsigned: boolean;
   highestTrusted: string | null;
   clockSlackMs: number;
@@ -24,8 +24,6 @@ export interface Verified {
   version: string;
   signedBy: string | null;
   latencyP99Ms: number;
-  /** Files to install: manifest.json, signature.json when present, and the files the release lists. */
-  files: string[];
 }
 
 export type ChildReply = { ok: true; verified: Verified } | { ok: false; code: ErrorCode; message: string };
