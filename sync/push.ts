@@ -92,8 +92,6 @@ export function createReleaseListener(o: Readonly<Omit<ReleasesOptions, 'groups'
   }
 
   async function handle(a: Announcement): Promise<void> {
-    seen.push(a.releaseId);
-    writeFileAtomic(seenPath, JSON.stringify(seen.slice(-200)));
     current = { releaseId: a.releaseId, version: a.version };
     report('downloading', a.url ? `from ${a.url}` : 'inline');
     const dir = join(deps.versionsDir, '.incoming', `push-${randomBytes(6).toString('hex')}`);
@@ -114,7 +112,11 @@ export function createReleaseListener(o: Readonly<Omit<ReleasesOptions, 'groups'
   /** An announcement from the broker or the registry: handled in order, never twice. */
   function offer(a: Announcement, from: string): void {
     if (a.model !== manager.list().name) return void log.debug({ from, model: a.model }, 'release for another model');
+    // Marked seen when it arrives, not when its turn comes: an agent coming back gets the same release twice
+    // (queued in its session, and retained when it subscribes again), and the second must not queue behind the first.
     if (seen.includes(a.releaseId)) return;
+    seen.push(a.releaseId);
+    writeFileAtomic(seenPath, JSON.stringify(seen.slice(-200)));
     queue = queue.then(() => handle(a));
   }
   return {
