@@ -24,8 +24,8 @@ export interface EmbeddedBroker {
 export interface BrokerAccess {
   /** The agent's client id: no other client may take it over (that would disconnect the agent). */
   agentClientId: string;
-  /** publish.topic: {asset}, {model} and {version} match anything. */
-  resultTopicTemplate: string;
+  /** Every model's result topic: {asset}, {model} and {version} match anything. */
+  resultTopicTemplates: readonly string[];
 }
 
 const digest = (s: string | Buffer) => createHash('sha256').update(s).digest();
@@ -101,7 +101,8 @@ function authHooks(options: EmbeddedBrokerOptions, access: BrokerAccess, agent: 
   const users = options.users.map((u) => ({ username: digest(u.username), password: digest(u.password) }));
   const agentUser = { username: digest(agent.username), password: digest(agent.password) };
   const agentClients = new WeakSet<Client>();
-  const results = resultTopicPattern(access.resultTopicTemplate);
+  const patterns = access.resultTopicTemplates.map(resultTopicPattern);
+  const results = { test: (topic: string) => patterns.some((p) => p.test(topic)) };
   const limited = createRateLimitedLog(10000);
   const refused = (key: string, fields: Record<string, unknown>, msg: string) =>
     limited(key, (suppressed) => log.warn({ ...fields, suppressed }, msg));

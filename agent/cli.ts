@@ -12,7 +12,7 @@ import { EdgeError, isEdgeError } from './errors.js';
 import { createLogger } from './log.js';
 import { brokerUrlSchema } from './mqtt.js';
 import { redactUrl } from './redact.js';
-import { fitProblems, startAgent, type Agent } from './pipeline.js';
+import { fitProblems, servedModelNames, startAgent, type Agent } from './pipeline.js';
 import { simulateDefaults, startSimulator } from './simulate.js';
 import { runModelCommand } from '../models/commands.js';
 import { loadModel } from '../models/load.js';
@@ -126,19 +126,24 @@ async function cmdRun(configPath: string): Promise<void> {
 
 async function cmdConfigCheck(path: string): Promise<void> {
   const config = loadConfig(path);
-  const model = await loadModel(config.model.dir, config.inference, { maxModelBytes: config.model.maxModelBytes });
-  try {
-    const problems = fitProblems(config, model.manifest);
-    if (problems.length) throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `${path}: the config does not fit the model\n  ${problems.join('\n  ')}`);
-    const m = model.manifest;
-    process.stdout.write(
-      `${path}: OK\n  broker: ${config.mqtt.url ?? `embedded on ${config.mqtt.embedded.host}:${config.mqtt.embedded.port}`}\n` +
-        `  model: ${m.name}@${m.version} (${m.features.length} features, ${m.golden.length} golden vectors pass)\n` +
-        `  store: ${config.store.path} (synchronous=${config.store.synchronous})\n`,
-    );
-  } finally {
-    await model.inference.close();
+  servedModelNames(config); // each model once
+  const lines: string[] = [];
+  for (const spec of config.models) {
+    const model = await loadModel(spec.dir, config.inference, { maxModelBytes: config.model.maxModelBytes });
+    try {
+      const problems = fitProblems(config, spec, model.manifest);
+      if (problems.length) throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `${path}: the config does not fit model ${model.manifest.name}\n  ${problems.join('\n  ')}`);
+      const m = model.manifest;
+      lines.push(`  model: ${m.name}@${m.version} (${m.features.length} features, ${m.golden.length} golden vectors pass) on ${spec.subscriptions.map((s) => s.topic).join(', ')}\n`);
+    } finally {
+      await model.inference.close();
+    }
   }
+  process.stdout.write(
+    `${path}: OK\n  broker: ${config.mqtt.url ?? `embedded on ${config.mqtt.embedded.host}:${config.mqtt.embedded.port}`}\n` +
+      lines.join('') +
+      `  store: ${config.store.path} (synchronous=${config.store.synchronous})\n`,
+  );
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -12,23 +12,43 @@ import { maxModelBytesSchema } from '../models/load.js';
 import { probationOptionsSchema } from '../models/probation.js';
 import { releasesOptionsSchema } from '../sync/push.js';
 import { parsePublicKey } from '../models/sign.js';
-import { mappingOptionsSchema } from './features.js';
+import { mappingOptionsSchema, type MappingOptions } from './features.js';
 import { inferenceOptionsSchema } from './infer.js';
-import { ingestOptionsSchema } from './ingest.js';
+import { ingestOptionsSchema, subscriptionsSchema, type Subscription } from './ingest.js';
 import { logOptionsSchema } from './log.js';
 import { mqttOptionsSchema } from './mqtt.js';
-import { publishOptionsSchema } from './publish.js';
+import { publishOptionsSchema, resultTopicSchema } from './publish.js';
 import { storeOptionsSchema } from './store.js';
 import { resolveSecret, SecretRef, type Resolved } from './secret.js';
 import { formatPath, formatZodIssues } from './zod-format.js';
 
+/** The most models one agent serves: each has a worker thread of its own. */
+export const MAX_MODELS = 16;
+
+/** One model of an agent serving several (a line PC often serves several stations). */
+const servedModelSchema = z.strictObject({
+  /** The model's first version: a folder holding model.onnx and manifest.json. */
+  dir: z.string().min(1),
+  /** The topic filters of this model's readings. */
+  subscriptions: subscriptionsSchema,
+  /** How this model's features are read from the payloads. */
+  mapping: mappingOptionsSchema,
+  /** This model's result topic; default publish.topic. */
+  resultTopic: resultTopicSchema.optional(),
+  /** Accept unsigned releases of this model; default model.trust.allowUnsigned. */
+  allowUnsigned: z.boolean().optional(),
+});
+
 export const configSchema = z.strictObject({
   mqtt: mqttOptionsSchema,
-  ingest: ingestOptionsSchema,
+  ingest: ingestOptionsSchema.prefault({}),
+  /** One model: its mapping (with several, each entry of models has its own). */
   mapping: mappingOptionsSchema,
+  /** Several models, each with its own first version, subscriptions, mapping and result topic. */
+  models: z.array(servedModelSchema).min(1).max(MAX_MODELS).optional(),
   model: z.strictObject({
-    /** A model version folder holding model.onnx and manifest.json. */
-    dir: z.string().min(1),
+    /** One model: a model version folder holding model.onnx and manifest.json (with several, see models). */
+    dir: z.string().min(1).optional(),
     /** The largest model.onnx the agent reads (checked before reading). */
     maxModelBytes: maxModelBytesSchema,
     /** Where installed versions live, with the one that serves. Default: <store>.models beside the store file (one per store). */
@@ -49,7 +69,7 @@ export const configSchema = z.strictObject({
         clockSlackMs: z.number().int().nonnegative().default(300000),
       })
       .prefault({}),
-  }),
+  }).prefault({}),
   inference: inferenceOptionsSchema,
   store: storeOptionsSchema,
   publish: publishOptionsSchema,
@@ -63,7 +83,21 @@ export const configSchema = z.strictObject({
   log: logOptionsSchema,
 });
 
-export type Config = Resolved<z.infer<typeof configSchema>>;
+/**
+ * A model the agent serves, from either form of the config: the top level (model.dir, ingest.subscriptions,
+ * mapping, publish.topic) for one model, or one entry of models. `keys` names where each part was written,
+ * so that a message about it points at the right line.
+ */
+export interface ModelSpec {
+  dir: string;
+  subscriptions: readonly Subscription[];
+  mapping: MappingOptions;
+  resultTopic: string;
+  allowUnsigned: boolean;
+  keys: { dir: string; subscriptions: string; mapping: string; resultTopic: string };
+}
+
+export type Config = Omit<Resolved<z.infer<typeof configSchema>>, 'models'> & { models: ModelSpec[] };
 
 type DeepReadonly<T> = T extends (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 export type FrozenConfig = DeepReadonly<Config>;
@@ -111,20 +145,24 @@ function resolveSecrets(node: unknown, baseDir: string, path: PropertyKey[], pro
 /** Validates an already-parsed config object (what the YAML file holds). */
 export function configFromObject(raw: unknown, where: string, baseDir: string): FrozenConfig {
   const result = configSchema.safeParse(raw);
-  if (!result.success) throw configError(where, formatZodIssues(result.error.issues, raw));
+  const shape = formProblems(raw);
+  if (!result.success || shape.length) throw configError(where, [...(result.success ? [] : formatZodIssues(result.error.issues, raw)), ...shape]);
   const secretProblems: string[] = [];
   resolveSecrets(result.data, baseDir, [], secretProblems);
   if (secretProblems.length) throw configError(where, secretProblems);
-  const c = result.data as unknown as Config;
+  const parsed = result.data as unknown as Resolved<z.infer<typeof configSchema>>;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  const modelDir = c.model.dir;
-  c.model.dir = abs(c.model.dir);
+  const c = { ...parsed, models: servedModels(parsed) } as Config;
   c.store.path = abs(c.store.path);
   const missing: string[] = [];
-  try {
-    if (!statSync(c.model.dir).isDirectory()) missing.push(`model.dir: got "${modelDir}" — a folder holding model.onnx and manifest.json (it is a file)`);
-  } catch (err) {
-    missing.push(`model.dir: got "${modelDir}" — a folder holding model.onnx and manifest.json (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  for (const m of c.models) {
+    const written = m.dir;
+    m.dir = abs(m.dir);
+    try {
+      if (!statSync(m.dir).isDirectory()) missing.push(`${m.keys.dir}: got "${written}" — a folder holding model.onnx and manifest.json (it is a file)`);
+    } catch (err) {
+      missing.push(`${m.keys.dir}: got "${written}" — a folder holding model.onnx and manifest.json (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
   }
   if (c.mqtt.tls) {
     for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
@@ -152,6 +190,45 @@ export function configFromObject(raw: unknown, where: string, baseDir: string): 
   });
   if (missing.length) throw configError(where, missing);
   return deepFreeze(c);
+}
+
+/** The config holds one model at the top level or several under models, never both: what is amiss, by key. */
+function formProblems(raw: unknown): string[] {
+  if (raw === null || typeof raw !== 'object') return [];
+  const r = raw as { models?: unknown; model?: { dir?: unknown }; ingest?: { subscriptions?: unknown }; mapping?: unknown };
+  const has = (v: unknown) => v !== undefined && v !== null;
+  const topLevel = [
+    ['model.dir', has(r.model?.dir), 'dir'],
+    ['ingest.subscriptions', has(r.ingest?.subscriptions), 'subscriptions'],
+    ['mapping', has(r.mapping), 'mapping'],
+  ] as const;
+  if (has(r.models)) {
+    return topLevel.filter(([, present]) => present).map(([key, , inEntry]) => `${key}: with models listed, each model has its own ${inEntry} (models[].${inEntry}); remove ${key}`);
+  }
+  return topLevel
+    .filter(([key, present]) => !present && key !== 'mapping')
+    .map(([key]) => `${key}: got (missing) — ${key === 'model.dir' ? "the folder of the model's first version" : "the readings' topic filters"} (or list several models under models, each with dir, subscriptions and mapping)`);
+}
+
+/** Both forms of the config as one list of served models. */
+function servedModels(c: Resolved<z.infer<typeof configSchema>>): ModelSpec[] {
+  if (!c.models) {
+    return [{
+      dir: c.model.dir as string, subscriptions: [...(c.ingest.subscriptions ?? [])], mapping: c.mapping, resultTopic: c.publish.topic, allowUnsigned: c.model.trust.allowUnsigned,
+      keys: { dir: 'model.dir', subscriptions: 'ingest.subscriptions', mapping: 'mapping', resultTopic: 'publish.topic' },
+    }];
+  }
+  return c.models.map((m, i) => ({
+    dir: m.dir, subscriptions: [...m.subscriptions], mapping: m.mapping, resultTopic: m.resultTopic ?? c.publish.topic, allowUnsigned: m.allowUnsigned ?? c.model.trust.allowUnsigned,
+    keys: { dir: `models[${i}].dir`, subscriptions: `models[${i}].subscriptions`, mapping: `models[${i}].mapping`, resultTopic: m.resultTopic ? `models[${i}].resultTopic` : 'publish.topic' },
+  }));
+}
+
+/** Every model's subscriptions as one list for the broker: each filter once, at the highest QoS asked for it. */
+export function allSubscriptions(models: readonly { subscriptions: readonly Subscription[] }[]): Subscription[] {
+  const qos = new Map<string, 0 | 1>();
+  for (const m of models) for (const s of m.subscriptions) qos.set(s.topic, Math.max(qos.get(s.topic) ?? 0, s.qos) as 0 | 1);
+  return [...qos].map(([topic, q]) => ({ topic, qos: q }));
 }
 
 export function loadConfig(path: string): FrozenConfig {

@@ -29,7 +29,7 @@ export async function runDemo(options: { durationSec: number }): Promise<void> {
   const out = process.stdout;
   out.write(
     `edge-agent demo\n  broker  ${agent.brokerUrl} (embedded; try: mosquitto_sub -h 127.0.0.1 -p ${agent.brokerUrl.split(':').pop()} -t 'plant/#' -v)\n` +
-      `  model   ${agent.model.name}@${agent.model.version}\n  store   ${config.store.path}\n  log     ${logFile}\n` +
+      `  model   ${agent.models.map((m) => `${m.name}@${m.version}`).join(', ')}\n  store   ${config.store.path}\n  log     ${logFile}\n` +
       `  gateway ${simulateDefaults.machines} presses at ${simulateDefaults.ratePerMachine} readings/s each; ${machineName(simulateDefaults.drifting)}'s bearing wears out over ${simulateDefaults.driftSec} s\n` +
       `Ctrl-C stops.\n\n`,
   );

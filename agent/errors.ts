@@ -68,6 +68,7 @@ export const RejectReasons = {
   REJECT_BAD_ASSET: 'the asset id cannot stand in a topic (empty, too long, / + #, control characters, noncharacters, invalid UTF-8)',
   REJECT_INFERENCE_FAILED: 'the model failed on this batch',
   REJECT_NONFINITE_OUTPUT: 'the model gave NaN or an infinite value for this reading',
+  REJECT_NO_MODEL: "no model in the config subscribes to the message's topic (a subscription an earlier config left in the broker session)",
 } as const;
 
 export type RejectReason = keyof typeof RejectReasons;

@@ -52,13 +52,13 @@ function readPath(root: unknown, path: readonly (string | number)[]): unknown {
 }
 
 /** Checks the mapping against the model: every mapped name must be a model feature. Gives the problems found. */
-export function mappingProblems(mapping: MappingOptions, manifest: Manifest): string[] {
+export function mappingProblems(mapping: MappingOptions, manifest: Manifest, at = 'mapping'): string[] {
   const names = new Set(manifest.features.map((f) => f.name));
   return Object.keys(mapping.features)
     .filter((k) => !names.has(k))
     .map(
       (k) =>
-        `mapping.features.${k}: got a mapping for "${k}" — expected one of the model's features: ${[...names].join(', ')}`,
+        `${at}.features.${k}: got a mapping for "${k}" — expected one of the model's features: ${[...names].join(', ')}`,
     );
 }
 

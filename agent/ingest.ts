@@ -17,23 +17,28 @@ import type { IPublishPacket } from 'mqtt';
 import { z } from 'zod';
 import type { Store } from './store.js';
 
+/**
+ * Topic filters to subscribe to (+ and # wildcards) with their QoS. QoS 2 is not offered: mqtt.js keeps
+ * a QoS 2 message between PUBREC and PUBREL in memory only, so a crash there would lose it; QoS 1 with
+ * the inbox and redelivery detection gives exactly-once storage without that gap.
+ */
+export const subscriptionsSchema = z
+  .array(
+    z.strictObject({
+      topic: z
+        .string()
+        .min(1)
+        .refine((t) => /^(?:[^+#]*|\+)(?:\/(?:[^+#]*|\+))*(?:\/#)?$|^#$/.test(t), 'a topic filter: + for one whole level, # only as the last level'),
+      qos: z.literal([0, 1]).default(1),
+    }),
+  )
+  .min(1);
+
+export type Subscription = z.infer<typeof subscriptionsSchema>[number];
+
 export const ingestOptionsSchema = z.strictObject({
-  /**
-   * Topic filters to subscribe to (+ and # wildcards) with their QoS. QoS 2 is not offered: mqtt.js keeps
-   * a QoS 2 message between PUBREC and PUBREL in memory only, so a crash there would lose it; QoS 1 with
-   * the inbox and redelivery detection gives exactly-once storage without that gap.
-   */
-  subscriptions: z
-    .array(
-      z.strictObject({
-        topic: z
-          .string()
-          .min(1)
-          .refine((t) => /^(?:[^+#]*|\+)(?:\/(?:[^+#]*|\+))*(?:\/#)?$|^#$/.test(t), 'a topic filter: + for one whole level, # only as the last level'),
-        qos: z.literal([0, 1]).default(1),
-      }),
-    )
-    .min(1),
+  /** The readings' topic filters, for an agent serving one model (with several, each model lists its own). */
+  subscriptions: subscriptionsSchema.optional(),
   /** Larger payloads become dead letters (REJECT_PAYLOAD_TOO_LARGE) holding their first maxPayloadBytes bytes. */
   maxPayloadBytes: z.number().int().min(16).max(256 * 1024 * 1024).default(64 * 1024),
   /** How many recent QoS 1/2 message keys are kept to recognise a redelivery after a crash or reconnect. */

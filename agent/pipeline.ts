@@ -8,23 +8,24 @@
 
 import type { MqttClient } from 'mqtt';
 import { createModelManager } from '../models/activate.js';
-import { installPolicy, seedVersion } from '../models/install.js';
+import type { ModelManager } from '../models/activate.js';
+import { candidateVersion, installPolicy, seedVersion, type InstallPolicy } from '../models/install.js';
 import { loadModel } from '../models/load.js';
-import type { Manifest } from '../models/manifest.js';
+import { readManifest, type Manifest } from '../models/manifest.js';
 import { openModelVersions } from '../models/versions.js';
 import { startRegistryPull } from '../sync/pull.js';
 import { createReleaseListener, releaseTopic } from '../sync/push.js';
 import { createBatcher } from './batcher.js';
 import { controlSocketPath, startControl } from './control.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
-import type { FrozenConfig } from './config.js';
+import { allSubscriptions, type FrozenConfig, type ModelSpec } from './config.js';
 import { EdgeError } from './errors.js';
 import { createDecoder, mappingProblems } from './features.js';
 import { createIngest, type Ingest, type Message } from './ingest.js';
 import { createLifecycle, type CloseReport } from './lifecycle.js';
 import { createRateLimitedLog, type Logger } from './log.js';
 import { createMqttClient } from './mqtt.js';
-import { createModelSlot, createPredictor, type ServingModel } from './predict.js';
+import { createModelSlot, createPredictor, type ModelSlot, type Route, type ServingModel } from './predict.js';
 import { createPublisher, modelTopicProblem, type Publisher } from './publish.js';
 import { createStats, type Stats } from './stats.js';
 import { openStore } from './store.js';
@@ -32,7 +33,8 @@ import { openStore } from './store.js';
 export interface Agent {
   readonly brokerUrl: string;
   readonly stats: Stats;
-  readonly model: { name: string; version: string };
+  /** The models served and the version of each that serves now. */
+  readonly models: readonly { name: string; version: string }[];
   /** Resolves when the broker has acknowledged the subscriptions (the agent is ready to serve). */
   readonly ready: Promise<void>;
   /**
@@ -54,24 +56,45 @@ export interface AgentHooks {
 /** Parts whose overrun loses nothing: a force-close there still ends in a clean stop (exit 0). */
 const SAFE_OVERRUNS = new Set(['wait for result acknowledgements', 'disconnect from broker']);
 
-/** What keeps a model from serving with this config: mapped features it lacks, a name or version no topic can hold. */
-export function fitProblems(config: FrozenConfig, manifest: Manifest): string[] {
-  const problems = mappingProblems(config.mapping, manifest);
-  const topicProblem = config.publish.enabled ? modelTopicProblem(config.publish.topic, manifest.name, manifest.version) : null;
+/** What keeps a model from serving with its part of the config: mapped features it lacks, a name or version no topic can hold. */
+export function fitProblems(config: FrozenConfig, spec: ModelSpec, manifest: Manifest): string[] {
+  const problems = mappingProblems(spec.mapping, manifest, spec.keys.mapping);
+  const topicProblem = config.publish.enabled ? modelTopicProblem(spec.resultTopic, manifest.name, manifest.version, spec.keys.resultTopic) : null;
   if (topicProblem) problems.push(topicProblem);
   return problems;
 }
 
-/** Loads a model version and checks it against the config: what the slot serves. */
-async function serve(config: FrozenConfig, dir: string): Promise<ServingModel & { dir: string }> {
+/** The name of each model the config lists (from its first version's manifest); two entries for one model are refused. */
+export function servedModelNames(config: FrozenConfig): string[] {
+  const names: string[] = [];
+  config.models.forEach((spec, i) => {
+    const name = readManifest(spec.dir).name;
+    const twin = names.indexOf(name);
+    if (twin >= 0) throw new EdgeError('EDGE_ERR_CONFIG', `${spec.keys.dir}: model ${name} is listed already (${config.models[twin]?.keys.dir}); an agent serves each model once`);
+    names[i] = name;
+  });
+  return names;
+}
+
+/** Loads a model version and checks it against its part of the config: what its slot serves. */
+async function serve(config: FrozenConfig, spec: ModelSpec, dir: string): Promise<ServingModel & { dir: string }> {
   const model = await loadModel(dir, config.inference, { maxModelBytes: config.model.maxModelBytes });
   const { manifest } = model;
-  const problems = fitProblems(config, manifest);
+  const problems = fitProblems(config, spec, manifest);
   if (problems.length) {
     await model.inference.close();
     throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `the config does not fit model ${manifest.name}@${manifest.version}\n  ${problems.join('\n  ')}`, { details: problems });
   }
-  return { ...model, decode: createDecoder(config.mapping, manifest, config.ingest.maxPayloadBytes) };
+  return { ...model, decode: createDecoder(spec.mapping, manifest, config.ingest.maxPayloadBytes) };
+}
+
+/** One model the agent serves: its part of the config, its slot and its lifecycle. */
+interface Served {
+  name: string;
+  spec: ModelSpec;
+  policy: InstallPolicy;
+  slot: ModelSlot;
+  route: Route;
 }
 
 export async function startAgent(config: FrozenConfig, log: Logger, hooks: AgentHooks): Promise<Agent> {
@@ -83,23 +106,29 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     life.add({ name: 'close store', close: () => store.close() });
     if (store.exposure) log.warn({ path: store.path, problem: store.exposure }, 'store folder is readable by other users');
 
-    // 2. Model: the versions on disk (the config's model.dir is the first version, installed once); the
-    //    active one loaded in its worker (manifest, sha256, contract, golden vectors) and put in the slot.
+    // 2. Models: the versions on disk (each model's dir in the config is its first version, installed once);
+    //    each model's active version loaded in its own worker (manifest, sha256, contract, golden vectors)
+    //    and put in its slot, with the topics it takes and its result topic.
     const versions = openModelVersions(config.model.versionsDir as string);
     for (const r of versions.recovered) log.warn({ model: r.model, removedIncoming: r.removedIncoming, problem: r.problem }, 'model versions recovered after an unclean stop');
-    const policy = installPolicy(config);
-    const seed = await seedVersion(versions, config, (e) => store.recordModelEvent(e));
-    const active = versions.state(seed).active as string;
-    const first = await serve(config, versions.versionDir(seed, active));
-    const slot = createModelSlot(first);
-    life.add({ name: 'close model', close: () => slot.current.inference.close() });
-    const { manifest } = first;
-    log.info({ model: manifest.name, version: manifest.version, dir: first.dir, golden: manifest.golden.length }, 'model loaded and verified');
+    const names = servedModelNames(config);
+    const served: Served[] = [];
+    for (const [i, spec] of config.models.entries()) {
+      const policy = installPolicy(config, spec);
+      const name = await seedVersion(versions, spec, policy, (e) => store.recordModelEvent(e));
+      const first = await serve(config, spec, versions.versionDir(name, versions.state(name).active as string));
+      const slot = createModelSlot(first);
+      life.add({ name: names.length > 1 ? `close model ${name}` : 'close model', close: () => slot.current.inference.close() });
+      served.push({ name: names[i] as string, spec, policy, slot, route: { slot, filters: spec.subscriptions.map((s) => s.topic), resultTopic: spec.resultTopic } });
+      const { manifest } = first;
+      log.info({ model: manifest.name, version: manifest.version, dir: first.dir, golden: manifest.golden.length, subscriptions: spec.subscriptions.map((s) => s.topic) }, 'model loaded and verified');
+    }
+    const servedNow = () => served.map((s) => ({ name: s.name, version: s.slot.current.manifest.version }));
 
     // 3. Broker: the plant's, or the embedded one on loopback.
     let broker: EmbeddedBroker | undefined;
     if (!config.mqtt.url) {
-      broker = await startEmbeddedBroker(config.mqtt.embedded, { agentClientId: config.mqtt.clientId, resultTopicTemplate: config.publish.topic }, log);
+      broker = await startEmbeddedBroker(config.mqtt.embedded, { agentClientId: config.mqtt.clientId, resultTopicTemplates: [...new Set(served.map((s) => s.spec.resultTopic))] }, log);
       const b = broker;
       life.add({ name: 'close embedded broker', close: () => b.close() });
     }
@@ -114,12 +143,13 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       throw new EdgeError('EDGE_ERR_CONFIG', `releases.agentId: the agent's id on the release topics defaults to mqtt.clientId "${agentId}", which cannot stand in a topic level: set releases.agentId (letters, digits, . _ -)`);
     }
     const releaseTopics = config.releases.enabled ? [releaseTopic(config.releases.topicPrefix, 'agents', agentId), ...config.releases.groups.map((g) => releaseTopic(config.releases.topicPrefix, 'groups', g))] : [];
-    const subscriptions = [...config.ingest.subscriptions, ...releaseTopics.map((topic) => ({ topic, qos: 1 as const }))];
+    const readings = allSubscriptions(config.models);
+    const subscriptions = [...readings, ...releaseTopics.map((topic) => ({ topic, qos: 1 as const }))];
     const client: MqttClient = createMqttClient(brokerUrl, mqttOptions, subscriptions, log, (refused) => {
-      if (refused.length >= config.ingest.subscriptions.length) return; // nothing to serve: not ready
+      if (refused.length >= readings.length) return; // nothing to serve: not ready
       markReady();
     });
-    void ready.then(() => log.info({ url: brokerUrl, model: manifest.name, version: manifest.version }, 'agent ready'));
+    void ready.then(() => log.info({ url: brokerUrl, models: servedNow().map((m) => `${m.name}@${m.version}`) }, 'agent ready'));
     client.on('error', (err) => log.error({ err: err.message, code: (err as { code?: unknown }).code }, 'mqtt error'));
     client.on('offline', () => log.warn({ url: brokerUrl }, 'broker connection lost; reconnecting'));
     // Holds writes to the broker socket (PUBACKs, results) until released: see ingest.ts, group commit.
@@ -151,11 +181,12 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     stats.gauges.resultsSkipped = () => publisher.skipped;
     stats.gauges.resultsInvalid = () => publisher.invalid;
 
-    // 6. Predict: a batch captures the slot's model at dispatch, is committed in order, then published.
+    // 6. Predict: each message goes to the models whose subscriptions match its topic; a batch captures each
+    //    model in its slot at dispatch, is committed in order (one transaction for all models), then published.
     const predictor = createPredictor({
-      slot, store, publisher, stats, log, commitInbox: () => ingest.commitGroup(), onFatal: hooks.onFatal,
-      // Observers of committed batches (off the per-message path): the model lifecycle's probation.
-      onCommitted: (b) => manager.observe(b),
+      routes: served.map((s) => s.route), store, publisher, stats, log, commitInbox: () => ingest.commitGroup(), onFatal: hooks.onFatal,
+      // Observers of committed batches (off the per-message path): each model's lifecycle (probation, shadow).
+      onCommitted: (b) => managers.get(b.model.manifest.name)?.observe(b),
     });
     const batcher = createBatcher(config.inference, predictor.run, predictor.commit, (err) => {
       hooks.onFatal(err instanceof EdgeError ? err : new EdgeError('EDGE_ERR_STORE', `cannot commit a batch: ${(err as Error).message}`, { cause: err }));
@@ -184,34 +215,43 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       afterCommit: killHook(process.env.EDGE_AGENT_TEST_KILL_AFTER_INBOX),
     });
 
-    // 8. The model lifecycle: installs and rollbacks asked for on the control socket (edge-agent model …).
-    const manager = createModelManager({
-      versions, slot, load: (dir) => serve(config, dir), retired: (m) => predictor.retired(m),
-      record: (e) => {
-        store.recordModelEvent(e);
-        releases?.onEvent(e);
-      },
-      storeShadow: (rows) => store.commitShadow(rows),
-      log, keepVersions: config.model.keepVersions, policy, probation: config.model.probation,
-    });
-    await manager.resumeShadow();
+    // 8. The model lifecycle, one manager per model: installs and rollbacks asked for on the control socket
+    //    (edge-agent model …), pushed or pulled releases (each names its model).
+    const managers = new Map<string, ModelManager>();
+    for (const s of served) {
+      managers.set(s.name, createModelManager({
+        versions, slot: s.slot, load: (dir) => serve(config, s.spec, dir), retired: (m) => predictor.retired(m),
+        record: (e) => {
+          store.recordModelEvent(e);
+          releases?.onEvent(e);
+        },
+        storeShadow: (rows) => store.commitShadow(rows),
+        log, keepVersions: config.model.keepVersions, policy: s.policy, probation: config.model.probation,
+      }));
+    }
+    for (const m of managers.values()) await m.resumeShadow();
+    life.add({ name: 'close shadow models', close: async () => void (await Promise.all([...managers.values()].map((m) => m.close()))) });
     // 9. Releases pushed on the broker (retained, per agent and per group); this agent's status, retained.
     const releases = config.releases.enabled
-      ? createReleaseListener(config.releases, { client, manager, versionsDir: config.model.versionsDir as string, agentId, log })
+      ? createReleaseListener(config.releases, { client, managers, versionsDir: config.model.versionsDir as string, agentId, log })
       : null;
     if (releases) void ready.then(() => releases.publishStatus());
     // And from a registry on a schedule, once the agent is ready (its status then reports the progress).
     let pull: { close(): Promise<void> } | null = null;
     const registry = config.releases.registry;
     if (releases && registry) {
-      void ready.then(() => (pull = startRegistryPull(registry, { modelName: () => slot.current.manifest.name, offer: (a, from) => releases.offer(a, from), log })));
+      void ready.then(() => (pull = startRegistryPull(registry, { modelNames: () => [...managers.keys()], offer: (a, from) => releases.offer(a, from), log })));
     }
     const control = await startControl(controlSocketPath(config.store.path), {
-      'model.install': async (a) => (a.shadow === true ? manager.installShadow(String(a.path)) : manager.install(String(a.path))),
-      'model.promote': async () => manager.promote(),
-      'model.rollback': async (a) => manager.rollback(typeof a.reason === 'string' ? a.reason : 'rolled back by hand'),
-      'model.list': async () => ({ ...manager.list(), events: store.modelEvents(20) }),
-      'model.drill': async (a) => manager.drill(Number(a.readings ?? 100), Number(a.timeoutMs ?? 120_000)),
+      'model.install': async (a) => {
+        const path = String(a.path);
+        const m = managerFor(managers, candidateName(path), (e) => store.recordModelEvent({ ...e, version: candidateVersion(path) }));
+        return a.shadow === true ? m.installShadow(path) : m.install(path);
+      },
+      'model.promote': async (a) => managerFor(managers, a.model).promote(),
+      'model.rollback': async (a) => managerFor(managers, a.model).rollback(typeof a.reason === 'string' ? a.reason : 'rolled back by hand'),
+      'model.list': async (a) => ({ models: (a.model === undefined ? [...managers.values()] : [managerFor(managers, a.model)]).map((m) => m.list()), events: store.modelEvents(20) }),
+      'model.drill': async (a) => managerFor(managers, a.model).drill(Number(a.readings ?? 100), Number(a.timeoutMs ?? 120_000)),
     }, log);
 
     // The stop, in reverse of the data flow (the lifecycle closes the last added first).
@@ -247,13 +287,15 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       : ingest.handleMessage;
     stats.resetEventLoop();
     client.connect();
-    log.info({ url: brokerUrl, subscriptions: config.ingest.subscriptions }, 'agent started');
+    log.info({ url: brokerUrl, subscriptions: readings }, 'agent started');
 
     let closing: Promise<CloseReport & { safe: boolean; hung: string | null }> | null = null;
     return {
       brokerUrl,
       stats,
-      model: { name: manifest.name, version: manifest.version },
+      get models() {
+        return servedNow();
+      },
       ready,
       get closingStep() {
         return life.closing;
@@ -274,6 +316,34 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
   } catch (err) {
     await life.destroy();
     throw err;
+  }
+}
+
+/**
+ * The manager of the model a command names (`model`: a name, or undefined when the agent serves one model);
+ * a name the agent does not serve is refused naming those it does, and recorded through `refused` when given.
+ */
+function managerFor(managers: ReadonlyMap<string, ModelManager>, model: unknown, refused?: (e: { model: string; event: string; reason: string }) => void): ModelManager {
+  const served = [...managers.keys()];
+  if (model === undefined || model === null) {
+    if (managers.size === 1) return managers.values().next().value as ModelManager;
+    throw new EdgeError('EDGE_ERR_CLI_USAGE', `this agent serves several models (${served.join(', ')}): name one`);
+  }
+  const m = managers.get(String(model));
+  if (m) return m;
+  // With one model its manager refuses (and records) a release of another, as it always has.
+  if (managers.size === 1 && refused) return managers.values().next().value as ModelManager;
+  const reason = `this agent serves ${served.join(', ')}, not ${String(model)}`;
+  refused?.({ model: String(model), event: 'refused', reason });
+  throw new EdgeError(refused ? 'EDGE_ERR_RELEASE_FILES' : 'EDGE_ERR_CLI_USAGE', reason);
+}
+
+/** The model a candidate folder is a release of (null when its manifest is unreadable: the install then says why). */
+function candidateName(dir: string): string | null {
+  try {
+    return readManifest(dir).name;
+  } catch {
+    return null;
   }
 }
 

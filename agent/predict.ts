@@ -10,6 +10,7 @@ import type { Decoded, Decoder } from './features.js';
 import type { Inference, InferResult } from './infer.js';
 import type { Message } from './ingest.js';
 import { createRateLimitedLog, type Logger } from './log.js';
+import { topicMatches } from './topic.js';
 import type { Publisher, Result } from './publish.js';
 import type { Stats } from './stats.js';
 import type { DeadLetterRow, PredictionRow, Store } from './store.js';
@@ -42,15 +43,46 @@ export function createModelSlot(initial: ServingModel): ModelSlot {
   };
 }
 
-/** What a dispatched batch carries to its commit. */
-export interface BatchOutcome {
+/** A model the agent serves, with the topics it takes and where its results go. */
+export interface Route {
+  readonly slot: ModelSlot;
+  /** Subscription filters: a message whose topic matches one of them goes to this model. */
+  readonly filters: readonly string[];
+  /** Result topic template. */
+  readonly resultTopic: string;
+}
+
+/** The routes a topic goes to, by index; cached per topic (topics repeat: one per asset and signal). */
+export function createRouter(routes: readonly Route[], cacheSize = 10_000): (topic: string) => readonly number[] {
+  const cache = new Map<string, readonly number[]>();
+  return (topic) => {
+    let hit = cache.get(topic);
+    if (hit) return hit;
+    hit = routes.flatMap((r, i) => (r.filters.some((f) => topicMatches(f, topic)) ? [i] : []));
+    if (cache.size >= cacheSize) cache.clear();
+    cache.set(topic, hit);
+    return hit;
+  };
+}
+
+/** One model's share of a batch: the messages routed to it, decoded against the model captured at dispatch. */
+export interface BatchPart {
+  route: Route;
   model: ServingModel;
+  /** Indexes into the batch of the messages it took. */
+  rows: number[];
   decoded: Decoded[];
   result?: InferResult;
   error?: Error;
 }
 
-/** Told after every committed batch (drift, probation, shadow agreement, metrics hang on this). */
+/** What a dispatched batch carries to its commit: one part per model, and the messages no model takes. */
+export interface BatchOutcome {
+  parts: BatchPart[];
+  unrouted: number[];
+}
+
+/** Told after every committed batch, once per model (drift, probation, shadow agreement, metrics hang on this). */
 export interface CommittedBatch {
   model: ServingModel;
   predictions: readonly PredictionRow[];
@@ -59,7 +91,7 @@ export interface CommittedBatch {
 }
 
 export interface PredictDeps {
-  slot: ModelSlot;
+  routes: readonly Route[];
   store: Store;
   publisher: Publisher;
   stats: Stats;
@@ -74,32 +106,50 @@ export interface PredictDeps {
 export function createPredictor(deps: PredictDeps) {
   const { store, publisher, stats, log } = deps;
   const rejectLog = createRateLimitedLog(10_000);
+  const routeOf = createRouter(deps.routes);
   // Batches dispatched and not yet committed, per model: a swapped-out model closes when it has none.
   const inFlight = new Map<ServingModel, { batches: number; idle: (() => void)[] }>();
 
-  /** At dispatch: capture the model, decode against it, run the valid rows through its worker. */
+  /** At dispatch: route each message, capture each model it goes to, decode against it, run its worker. */
   async function run(batch: Message[]): Promise<BatchOutcome> {
-    const model = deps.slot.current;
+    const byRoute: number[][] = deps.routes.map(() => []);
+    const unrouted: number[] = [];
+    for (let i = 0; i < batch.length; i++) {
+      const to = routeOf((batch[i] as Message).topic);
+      if (to.length === 0) unrouted.push(i);
+      for (const r of to) (byRoute[r] as number[]).push(i);
+    }
+    const parts: Promise<BatchPart>[] = [];
+    byRoute.forEach((rows, r) => {
+      if (rows.length) parts.push(runPart(deps.routes[r] as Route, batch, rows));
+    });
+    return { parts: await Promise.all(parts), unrouted };
+  }
+
+  async function runPart(route: Route, batch: Message[], rows: number[]): Promise<BatchPart> {
+    const model = route.slot.current;
     const entry = inFlight.get(model) ?? { batches: 0, idle: [] };
     entry.batches++;
     inFlight.set(model, entry);
-    const decoded = new Array<Decoded>(batch.length);
+    const decoded = new Array<Decoded>(rows.length);
     const cols = model.manifest.features.length;
     let ok = 0;
-    for (let i = 0; i < batch.length; i++) {
-      const m = batch[i] as Message;
-      const d = (decoded[i] = model.decode(m.topic, m.payload, m.bytes));
+    for (let j = 0; j < rows.length; j++) {
+      const m = batch[rows[j] as number] as Message;
+      const d = (decoded[j] = model.decode(m.topic, m.payload, m.bytes));
       if (d.ok) ok++;
     }
-    if (!ok) return { model, decoded };
+    const part: BatchPart = { route, model, rows, decoded };
+    if (!ok) return part;
     const data = new Float32Array(ok * cols);
     let r = 0;
     for (const d of decoded) if (d.ok) data.set(d.values, r++ * cols);
     try {
-      return { model, decoded, result: await model.inference.run(model.manifest.input.name, data, ok, cols) };
+      part.result = await model.inference.run(model.manifest.input.name, data, ok, cols);
     } catch (err) {
-      return { model, decoded, error: err as Error };
+      part.error = err as Error;
     }
+    return part;
   }
 
   function settle(model: ServingModel): void {
@@ -114,58 +164,80 @@ export function createPredictor(deps: PredictDeps) {
     try {
       commitBatch(batch, outcome);
     } finally {
-      settle(outcome.model);
+      for (const part of outcome.parts) settle(part.model);
     }
   }
 
-  function commitBatch(batch: Message[], outcome: BatchOutcome): void {
-    deps.commitInbox();
-    const { model, decoded } = outcome;
+  /** One model's rows of a batch: its predictions, results and dead letters. Gives how many inbox rows it keeps. */
+  function collect(batch: Message[], part: BatchPart, keep: Set<number>, out: { predictions: PredictionRow[]; results: Result[]; t0s: number[]; dead: DeadLetterRow[] }): void {
+    const { model, decoded, rows } = part;
     const { manifest, inference } = model;
     const width = outputWidth(manifest.output);
-    const predictions: PredictionRow[] = [];
-    const results: Result[] = []; // one per prediction; the row id is filled in after the commit
-    const t0s: number[] = [];
-    const dead: DeadLetterRow[] = [];
-    const inboxIds: number[] = [];
-    const data = outcome.result?.outputs[manifest.output.tensor]?.data;
-    const modelMs = outcome.result?.ms ?? 0;
-    const failure = outcome.error?.message ?? `no output "${manifest.output.tensor}"`;
+    const data = part.result?.outputs[manifest.output.tensor]?.data;
+    const modelMs = part.result?.ms ?? 0;
+    const failure = part.error?.message ?? `no output "${manifest.output.tensor}"`;
+    const template = part.route.resultTopic;
     let k = 0;
-    let deferred = 0;
     // Plain loops and object literals without spreads: this runs once per message.
-    for (let i = 0; i < batch.length; i++) {
+    for (let j = 0; j < rows.length; j++) {
+      const i = rows[j] as number;
       const m = batch[i] as Message;
-      const d = decoded[i] as Decoded;
+      const d = decoded[j] as Decoded;
       if (d.ok && !data && m.inboxId !== null && !inference.alive) {
         // The worker is gone and the agent is stopping: keep the inbox row for the replay after restart.
-        deferred++;
+        keep.add(i);
         continue;
       }
-      if (m.inboxId !== null) inboxIds.push(m.inboxId);
       if (!d.ok || !data) {
         const code: RejectReason = d.ok ? 'REJECT_INFERENCE_FAILED' : d.code;
-        dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: code, reason: d.ok ? failure : d.detail, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey });
+        out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: code, reason: d.ok ? failure : d.detail, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name });
         continue;
       }
       const row = new Array<number>(width);
       let finite = true;
-      for (let j = 0; j < width; j++) finite = Number.isFinite((row[j] = data[k * width + j] as number)) && finite;
+      for (let c = 0; c < width; c++) finite = Number.isFinite((row[c] = data[k * width + c] as number)) && finite;
       k++;
       if (!finite) {
         // A NaN or ±Infinity is no verdict (interpret() would pick a label anyway): a dead letter, never a result.
-        dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: 'REJECT_NONFINITE_OUTPUT', reason: `model output "${manifest.output.tensor}" is [${row.join(', ')}] for ${d.asset}`, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey });
+        out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: 'REJECT_NONFINITE_OUTPUT', reason: `model output "${manifest.output.tensor}" is [${row.join(', ')}] for ${d.asset}`, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name });
         continue;
       }
       const verdict = interpret(manifest.output, row);
-      results.push({ id: 0, asset: d.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict, latencyMs: modelMs });
-      t0s.push(m.t0);
-      predictions.push({
+      out.results.push({ topicTemplate: template, id: 0, asset: d.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict, latencyMs: modelMs });
+      out.t0s.push(m.t0);
+      out.predictions.push({
         receivedAt: m.receivedAt, asset: d.asset, topic: m.topic, modelName: manifest.name, modelVersion: manifest.version,
         features: d.values, outputs: row, label: 'label' in verdict ? verdict.label : null,
         score: verdict.kind === 'classification' ? (verdict.probabilities[verdict.label] ?? null) : verdict.kind === 'score' ? verdict.score : verdict.value,
         latencyMs: modelMs, inboxId: m.inboxId, dedupKey: m.dedupKey,
       });
+    }
+  }
+
+  function commitBatch(batch: Message[], outcome: BatchOutcome): void {
+    deps.commitInbox();
+    const predictions: PredictionRow[] = [];
+    const results: Result[] = []; // one per prediction; the row id is filled in after the commit
+    const t0s: number[] = [];
+    const dead: DeadLetterRow[] = [];
+    // Messages whose inbox row stays for the replay (a dead worker while stopping). With several models on
+    // one topic, the models that did predict will predict it again at the replay: never lost, maybe twice.
+    const keep = new Set<number>();
+    const shares: { part: BatchPart; predictions: number; dead: number }[] = [];
+    for (const part of outcome.parts) {
+      const p0 = predictions.length;
+      const d0 = dead.length;
+      collect(batch, part, keep, { predictions, results, t0s, dead });
+      shares.push({ part, predictions: p0, dead: d0 });
+    }
+    for (const i of outcome.unrouted) {
+      const m = batch[i] as Message;
+      dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: 'REJECT_NO_MODEL', reason: `no model in the config takes topic "${m.topic}"`, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey, model: null });
+    }
+    const inboxIds: number[] = [];
+    for (let i = 0; i < batch.length; i++) {
+      const id = (batch[i] as Message).inboxId;
+      if (id !== null && !keep.has(i)) inboxIds.push(id);
     }
     const ids = store.commitBatch(predictions, dead, inboxIds);
     const now = performance.now();
@@ -177,19 +249,25 @@ export function createPredictor(deps: PredictDeps) {
       stats.latency(now - (t0s[p] as number));
     }
     stats.counters.predictions += predictions.length;
-    if (outcome.result) {
-      stats.counters.batches++;
-      stats.counters.modelMs += modelMs;
-    }
     for (const d of dead) {
       stats.reject(d.reasonCode as RejectReason);
-      rejectLog(d.reasonCode, (suppressed) => log.warn({ topic: d.topic, reason: d.reasonCode, detail: d.reason, suppressedSinceLast: suppressed }, 'message rejected'));
+      rejectLog(d.reasonCode, (suppressed) => log.warn({ topic: d.topic, model: d.model, reason: d.reasonCode, detail: d.reason, suppressedSinceLast: suppressed }, 'message rejected'));
     }
-    if (outcome.error) {
-      log.error({ err: outcome.error.message, rows: batch.length, deadLetters: dead.length, keptForReplay: deferred, model: manifest.name, version: manifest.version }, 'inference failed');
-      if (!inference.alive) deps.onFatal(outcome.error instanceof EdgeError ? outcome.error : new EdgeError('EDGE_ERR_INFERENCE', outcome.error.message));
-    }
-    deps.onCommitted?.({ model, predictions, deadLetters: dead, modelMs });
+    shares.forEach(({ part, predictions: p0, dead: d0 }, n) => {
+      const next = shares[n + 1];
+      const { manifest, inference } = part.model;
+      const modelMs = part.result?.ms ?? 0;
+      if (part.result) {
+        stats.counters.batches++;
+        stats.counters.modelMs += modelMs;
+      }
+      if (part.error) {
+        log.error({ err: part.error.message, rows: part.rows.length, keptForReplay: keep.size, model: manifest.name, version: manifest.version }, 'inference failed');
+        if (!inference.alive) deps.onFatal(part.error instanceof EdgeError ? part.error : new EdgeError('EDGE_ERR_INFERENCE', part.error.message));
+      }
+      const share = shares.length === 1 && outcome.unrouted.length === 0 ? { predictions, deadLetters: dead } : { predictions: predictions.slice(p0, next?.predictions), deadLetters: dead.slice(d0, next?.dead ?? dead.length - outcome.unrouted.length) };
+      deps.onCommitted?.({ model: part.model, ...share, modelMs });
+    });
   }
 
   /** Resolves when no batch that captured `model` is still in flight (it can then be closed). */

@@ -9,19 +9,21 @@ import { publishTopicProblem, topicLevelProblem } from './topic.js';
 
 const PLACEHOLDERS = ['asset', 'model', 'version'] as const;
 
+/** A result topic template: {asset}, {model} and {version} are filled in. */
+export const resultTopicSchema = z
+  .string()
+  .min(1)
+  .refine((t) => !/[+#]/.test(t), 'a topic without the wildcards + and #')
+  .refine((t) => publishTopicProblem(t.replace(/\{[^}]*\}/g, 'x')) === null, 'a topic a broker accepts: no control characters or noncharacters, not starting with $')
+  .refine(
+    (t) => [...t.matchAll(/\{([^}]*)\}/g)].every((m) => (PLACEHOLDERS as readonly string[]).includes(m[1] ?? '')),
+    `placeholders among ${PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`,
+  );
+
 export const publishOptionsSchema = z
   .strictObject({
-    /** Result topic; {asset}, {model} and {version} are filled in. */
-    topic: z
-      .string()
-      .min(1)
-      .refine((t) => !/[+#]/.test(t), 'a topic without the wildcards + and #')
-      .refine((t) => publishTopicProblem(t.replace(/\{[^}]*\}/g, 'x')) === null, 'a topic a broker accepts: no control characters or noncharacters, not starting with $')
-      .refine(
-        (t) => [...t.matchAll(/\{([^}]*)\}/g)].every((m) => (PLACEHOLDERS as readonly string[]).includes(m[1] ?? '')),
-        `placeholders among ${PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`,
-      )
-      .default('edge-agent/{asset}/predictions/{model}'),
+    /** Result topic; {asset}, {model} and {version} are filled in. A model may name its own (models[].resultTopic). */
+    topic: resultTopicSchema.default('edge-agent/{asset}/predictions/{model}'),
     qos: z.literal([0, 1, 2]).default(1),
     retain: z.boolean().default(false),
     /** Set false to keep predictions in the store only. */
@@ -37,6 +39,8 @@ export const publishOptionsSchema = z
 export type PublishOptions = z.infer<typeof publishOptionsSchema>;
 
 export interface Result {
+  /** The result topic template of the model that made it (publish.topic or its models[].resultTopic). */
+  topicTemplate: string;
   id: number;
   asset: string;
   model: string;
@@ -55,11 +59,11 @@ export function resultTopic(template: string, r: { asset: string; model: string;
  * What keeps a model's name or version out of the result topic, or null: checked when a model is
  * loaded, so that no result of it can poison the broker session (see topic.ts).
  */
-export function modelTopicProblem(template: string, model: string, version: string): string | null {
+export function modelTopicProblem(template: string, model: string, version: string, at = 'publish.topic'): string | null {
   for (const [key, value] of [['model', model], ['version', version]] as const) {
     if (!template.includes(`{${key}}`)) continue;
     const p = topicLevelProblem(value, 1024);
-    if (p) return `publish.topic "${template}" puts the model's ${key} in the topic, and ${JSON.stringify(value)} ${p}`;
+    if (p) return `${at} "${template}" puts the model's ${key} in the topic, and ${JSON.stringify(value)} ${p}`;
   }
   return null;
 }
@@ -138,7 +142,7 @@ export function createPublisher(
     while (budget > 0 && inFlight < IN_FLIGHT && head < queue.length) {
       budget--;
       const r = queue[head++] as Result;
-      const topic = resultTopic(options.topic, r);
+      const topic = resultTopic(r.topicTemplate, r);
       // Last line of defence: the asset and the model were checked on the way in, but a topic the
       // broker rejects would drop the connection and be resent on every reconnect.
       const problem = publishTopicProblem(topic);

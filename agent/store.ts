@@ -61,6 +61,8 @@ export interface DeadLetterRow {
   payload: Buffer;
   inboxId: number | null;
   dedupKey: string | null;
+  /** The model that refused it (null: no model takes its topic). */
+  model: string | null;
 }
 
 /** Forward-only migrations; PRAGMA user_version holds how many have run. */
@@ -132,6 +134,8 @@ export const MIGRATIONS: readonly string[] = [
    );`,
   // Predictions of a shadow version (run beside the active one on the same rows, never published).
   `ALTER TABLE predictions ADD COLUMN role TEXT NOT NULL DEFAULT 'active';`,
+  // Several models per agent: a dead letter names the model that refused it (null: no model takes its topic).
+  `ALTER TABLE dead_letters ADD COLUMN model TEXT;`,
 ];
 
 export interface Store {
@@ -205,8 +209,8 @@ export function openStore(options: StoreOptions): Store {
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const insertDead = db.prepare(
-    `INSERT INTO dead_letters (received_at, topic, reason_code, reason, payload, inbox_id, dedup_key, created_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO dead_letters (received_at, topic, reason_code, reason, payload, inbox_id, dedup_key, created_at, model)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const begin = db.prepare('BEGIN');
   const commitTx = db.prepare('COMMIT');
@@ -241,7 +245,7 @@ export function openStore(options: StoreOptions): Store {
         ids.push(Number(r.lastInsertRowid));
       }
       for (const d of deadLetters) {
-        insertDead.run(d.receivedAt, d.topic, d.reasonCode, d.reason, d.payload, d.inboxId, d.dedupKey, now);
+        insertDead.run(d.receivedAt, d.topic, d.reasonCode, d.reason, d.payload, d.inboxId, d.dedupKey, now, d.model);
       }
       // Inbox ids of a batch are usually one contiguous run: one range delete instead of a delete per row.
       const first = inboxIds[0];

@@ -56,3 +56,21 @@ export function topicLevelProblem(s: string, maxChars: number): string | null {
   if (/[/+#]/.test(s)) return 'holds / + or #, which would change the topic it goes into';
   return topicTextProblem(s);
 }
+
+/**
+ * Whether `topic` matches the subscription `filter` (MQTT 3.1.1/5 section 4.7): + stands for one whole
+ * level, # (last) for any number of levels including none ("a/#" matches "a"), and wildcards at the
+ * first level do not match topics that start with $.
+ */
+export function topicMatches(filter: string, topic: string): boolean {
+  if (topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false;
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    const level = f[i] as string;
+    if (level === '#') return true;
+    if (i >= t.length) return false;
+    if (level !== '+' && level !== t[i]) return false;
+  }
+  return f.length === t.length;
+}

@@ -51,6 +51,8 @@ export interface ModelManager {
    * and the copy removed. Gives what each step took and found.
    */
   drill(readings: number, timeoutMs: number): Promise<DrillReport>;
+  /** At stop: the shadow's worker is closed after its batch in hand (state.json keeps it for the next start). */
+  close(): Promise<void>;
 }
 
 export interface ShadowStats {
@@ -103,7 +105,10 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
         });
         deps.storeShadow(rows);
       })
-      .catch((err: unknown) => deps.log.warn({ version: m.version, err: (err as Error).message }, 'shadow batch failed'))
+      .catch((err: unknown) => {
+        // A shadow ended meanwhile (replaced, promoted, the agent stopping) fails its batch in hand: not news.
+        if (shadow === s) deps.log.warn({ version: m.version, err: (err as Error).message }, 'shadow batch failed');
+      })
       .finally(() => (s.busy = false));
   }
 
@@ -249,6 +254,11 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
       manager.rollback(`probation of ${version} failed: ${verdict.reason}`).catch((err: unknown) =>
         deps.log.error({ model, version, err: (err as Error).message }, 'automatic rollback failed; the version on probation keeps serving'),
       );
+    },
+    async close() {
+      const s = shadow;
+      shadow = null;
+      await s?.model.inference.close();
     },
     drill: (readings, timeoutMs) =>
       serial(async () => {

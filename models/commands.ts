@@ -10,7 +10,8 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
 import { readVersionFile } from './read.js';
-import { loadConfig } from '../agent/config.js';
+import { loadConfig, type ModelSpec } from '../agent/config.js';
+import { servedModelNames } from '../agent/pipeline.js';
 import { callControl, controlSocketPath } from '../agent/control.js';
 import { brokerUrlSchema } from '../agent/mqtt.js';
 import { openStore } from '../agent/store.js';
@@ -20,6 +21,7 @@ import { candidateVersion, installPolicy, installVersion, seedVersion } from './
 import { DEFAULT_MAX_MODEL_BYTES } from './load.js';
 import { compareVersions } from './semver.js';
 import { openModelVersions } from './versions.js';
+import { readManifest } from './manifest.js';
 import { packModel, type FeatureSpec, type OutputChoice } from './pack.js';
 import { releaseSchema, type Release } from './release.js';
 import { generateKeyPair, parsePrivateKey, signBytes } from './sign.js';
@@ -31,9 +33,11 @@ Commands:
   pack MODEL.onnx [options]          a version folder with a manifest built from the model itself
   install DIR --config FILE          verify a version folder and make it serve (hot swap in a running agent)
   install DIR --shadow --config FILE run a version beside the active one on the same rows (not published)
-  promote --config FILE              the shadow version becomes the active one
-  rollback --config FILE             serve the previous version again
-  list --config FILE                 installed versions, the active and previous one, recent events
+  promote [NAME] --config FILE       the shadow version becomes the active one
+  rollback [NAME] --config FILE      serve the previous version again
+  list [NAME] --config FILE          installed versions, the active and previous one, recent events
+
+NAME is the model, needed when the agent serves several (install takes it from the release).
   push DIR --broker URL --target T   publish a signed release to a group of agents and follow each one
   keygen --out DIR [--name NAME]     an ed25519 key pair for signing releases
   sign DIR --key FILE [options]      seal a version folder: list its files in manifest.json, sign it`,
@@ -52,17 +56,19 @@ with when the next one comes is dropped for the shadow, not queued.
 
 Example (a release on a USB stick):
   edge-agent model install /media/usb/bearing-health/1.1.0 --config /etc/edge-agent/agent.yaml`,
-  promote: `Usage: edge-agent model promote --config FILE
+  promote: `Usage: edge-agent model promote [NAME] --config FILE
 
-The shadow version (installed with 'model install DIR --shadow') becomes the active one, on probation;
-the active one becomes the previous. Needs the running agent.`,
-  rollback: `Usage: edge-agent model rollback --config FILE [--reason TEXT]
+The shadow version (installed with 'model install DIR --shadow') of model NAME becomes the active one, on
+probation; the active one becomes the previous. Needs the running agent. NAME may be left out when the
+agent serves one model.`,
+  rollback: `Usage: edge-agent model rollback [NAME] --config FILE [--reason TEXT]
 
-Makes the previous version serve again (the current one becomes the previous), in the running agent or,
-with none running, from its next start.
+Makes the previous version of model NAME serve again (the current one becomes the previous), in the
+running agent or, with none running, from its next start. NAME may be left out when the agent serves
+one model.
 
 Example:
-  edge-agent model rollback --config /etc/edge-agent/agent.yaml --reason "false alarms on press 4"`,
+  edge-agent model rollback bearing-health --config /etc/edge-agent/agent.yaml --reason "false alarms on press 4"`,
   push: `Usage: edge-agent model push DIR --broker URL --target group:NAME|agent:ID [options]
 
 Publishes the signed release DIR, retained, on the target's release topic of the plant's broker (an
@@ -88,13 +94,15 @@ Rehearses the model lifecycle on the running agent, on the live line: a copy of 
 version x.y.(z+1)-drill.<time>) is verified in a child process, installed, loaded, warmed and swapped in,
 serves its probation for N readings (default 100; readings must be flowing), then a rollback is forced
 and the copy removed, so the line ends as it began. Prints what each step took and found; exit 0 when
-every step worked and the original version serves again. Run it before you need a rollback.
+every step worked and the original version serves again. Run it before you need a rollback. MODEL may
+be left out when the agent serves one model.
 
 Example:
   edge-agent drill bearing-health --config /etc/edge-agent/agent.yaml --readings 200`,
-  list: `Usage: edge-agent model list --config FILE
+  list: `Usage: edge-agent model list [NAME] --config FILE
 
-The model's installed versions, the active and the previous one, and its recent lifecycle events.`,
+Each served model's (or model NAME's) installed versions, the active, previous and shadow one, and the
+recent lifecycle events.`,
   pack: `Usage: edge-agent model pack MODEL.onnx --name NAME --version VERSION [options]
 
 Writes OUT/NAME/VERSION/ with a copy of MODEL.onnx and a manifest.json built from the model's real
@@ -228,18 +236,22 @@ async function pack(args: string[], out: (s: string) => void): Promise<void> {
     packed.report.map((r) => `  ${r}\n`).join('') + `next: check the manifest, then 'edge-agent model sign ${packed.dir} --key KEY'\n`);
 }
 
-/** install / rollback / list: asks the running agent on its control socket, or works on the store itself. */
+/**
+ * install / rollback / list / promote: asks the running agent on its control socket, or works on the store
+ * itself. NAME picks the model when the agent serves several (install takes it from the release).
+ */
 async function lifecycleCommand(command: 'install' | 'rollback' | 'list' | 'promote', args: string[], out: (s: string) => void): Promise<void> {
   const { values: o, positionals } = parse(command, args, { config: { type: 'string', short: 'c' }, reason: { type: 'string' }, shadow: { type: 'boolean' } });
   if (o.help) return out(`${USAGE[command]}\n`);
   if (typeof o.config !== 'string') usage('--config FILE is required', command);
-  const dir = positionals[0];
-  if (command === 'install' ? !dir || positionals.length > 1 : positionals.length > 0) usage(command === 'install' ? 'give one version folder DIR' : `unexpected "${positionals[0]}"`, command);
+  if (positionals.length > 1 || (command === 'install' && !positionals[0])) usage(command === 'install' ? 'give one version folder DIR' : `unexpected "${positionals[1]}": give at most one model NAME`, command);
+  const dir = command === 'install' ? positionals[0] : undefined;
+  const model = command === 'install' ? undefined : positionals[0];
   const config = loadConfig(o.config);
   const reason = typeof o.reason === 'string' ? o.reason : 'rolled back by hand';
   const cmd = `model.${command}`;
   const shadow = o.shadow === true;
-  const args_: Record<string, unknown> = command === 'install' ? { path: resolvePath(dir as string), shadow } : command === 'rollback' ? { reason } : {};
+  const args_: Record<string, unknown> = command === 'install' ? { path: resolvePath(dir as string), shadow } : { model, ...(command === 'rollback' ? { reason } : {}) };
   const answer = await callControl(controlSocketPath(config.store.path), cmd, args_, config.model.verifyDeadlineMs + 30_000);
   if (answer) return report(shadow ? 'shadow' : command, answer.result, true, out);
   if (shadow || command === 'promote') throw new EdgeError('EDGE_ERR_CONTROL', `no agent is running on ${config.store.path}: a shadow runs in the running agent`);
@@ -247,41 +259,67 @@ async function lifecycleCommand(command: 'install' | 'rollback' | 'list' | 'prom
   const store = openStore(config.store);
   try {
     const versions = openModelVersions(config.model.versionsDir as string);
-    // As an agent's start would: the config's first version is installed (and active when nothing is).
-    const name = await seedVersion(versions, config, (e) => store.recordModelEvent(e));
-    if (command === 'list') return report(command, { name, state: versions.state(name), versions: versions.versions(name), events: store.modelEvents(20) }, false, out);
+    // As an agent's start would: each model's first version is installed (and active when nothing is).
+    const record = (e: { model: string; version: string | null; event: string; reason: string }) => store.recordModelEvent(e);
+    const names = servedModelNames(config);
+    for (const spec of config.models) await seedVersion(versions, spec, installPolicy(config, spec), record);
+    const pick = (name: string | null | undefined): { name: string; spec: ModelSpec } => {
+      if (name === undefined && names.length > 1) throw new EdgeError('EDGE_ERR_CLI_USAGE', `this agent serves several models (${names.join(', ')}): name one`);
+      // With one model, a release of another is refused by the install itself (naming both).
+      const i = name === undefined || name === null || names.length === 1 ? (names.length === 1 ? 0 : -1) : names.indexOf(name);
+      if (i < 0) throw new EdgeError(command === 'install' ? 'EDGE_ERR_RELEASE_FILES' : 'EDGE_ERR_CLI_USAGE', `this agent serves ${names.join(', ')}, not ${String(name)}`);
+      return { name: names[i] as string, spec: config.models[i] as ModelSpec };
+    };
+    if (command === 'list') {
+      const listed = model === undefined ? names : [pick(model).name];
+      return report(command, { models: listed.map((name) => ({ name, state: versions.state(name), versions: versions.versions(name), shadow: null })), events: store.modelEvents(20) }, false, out);
+    }
     if (command === 'rollback') {
+      const { name } = pick(model);
       const state = versions.rollback(name, reason);
       store.recordModelEvent({ model: name, version: state.active, event: 'rolled back', reason });
       return report(command, { name, version: state.active, state }, false, out);
     }
-    const installed = await installVersion(versions, dir as string, installPolicy(config), name).catch((err: unknown) => {
-      store.recordModelEvent({ model: name, version: candidateVersion(dir as string), event: 'refused', reason: (err as Error).message });
+    const { name, spec } = pick(candidateName(dir as string) ?? undefined);
+    const installed = await installVersion(versions, dir as string, installPolicy(config, spec), name).catch((err: unknown) => {
+      record({ model: name, version: candidateVersion(dir as string), event: 'refused', reason: (err as Error).message });
       throw err;
     });
-    if (!installed.already) store.recordModelEvent({ model: name, version: installed.version, event: 'installed', reason: `from ${dir}` });
+    if (!installed.already) record({ model: name, version: installed.version, event: 'installed', reason: `from ${dir}` });
     const state = versions.activate(name, installed.version, `installed from ${dir}`);
-    store.recordModelEvent({ model: name, version: installed.version, event: 'activated', reason: `installed from ${dir} (agent not running)` });
+    record({ model: name, version: installed.version, event: 'activated', reason: `installed from ${dir} (agent not running)` });
     return report(command, { name, version: installed.version, state }, false, out);
   } finally {
     store.close();
   }
 }
 
+/** The model a release folder is for, or null when its manifest cannot be read (the install says why). */
+function candidateName(dir: string): string | null {
+  try {
+    return readManifest(dir).name;
+  } catch {
+    return null;
+  }
+}
+
+type Listed = { name: string; state: { active: string | null; previous: string | null }; versions?: string[]; shadow?: { version: string; compared: number; agreed: number; dropped: number } | null };
+
 function report(command: string, result: unknown, live: boolean, out: (s: string) => void): void {
-  const r = result as {
-    name: string; version?: string; state: { active: string | null; previous: string | null }; versions?: string[];
-    shadow?: { version: string; compared: number; agreed: number; dropped: number } | null; events?: { at: number; version: string | null; event: string; reason: string }[];
-  };
+  const r = result as Listed & { version?: string; models?: Listed[]; events?: { at: number; model: string; version: string | null; event: string; reason: string }[] };
   const where = live ? 'in the running agent' : 'from the next start of the agent';
   if (command === 'install') return out(`${r.name} ${r.version} installed and active ${where} (previous: ${r.state.previous ?? 'none'})\n`);
   if (command === 'shadow') return out(`${r.name} ${r.version} installed and running as a shadow beside ${r.state.active ?? 'none'}\n`);
   if (command === 'promote') return out(`${r.name} ${r.version} promoted from shadow: active, on probation (previous: ${r.state.previous ?? 'none'})\n`);
   if (command === 'rollback') return out(`${r.name} rolled back to ${r.version} ${where} (previous: ${r.state.previous ?? 'none'})\n`);
-  const s = r.shadow;
-  out(`${r.name}: active ${r.state.active ?? 'none'}, previous ${r.state.previous ?? 'none'}; installed: ${(r.versions ?? []).sort(compareVersions).join(', ')}\n` +
-    (s ? `  shadow ${s.version}: agreed with the active version on ${s.agreed} of ${s.compared} rows${s.compared ? ` (${((100 * s.agreed) / s.compared).toFixed(1)} %)` : ''}, ${s.dropped} batches dropped while it was busy\n` : '') +
-    (r.events ?? []).map((e) => `  ${new Date(e.at).toISOString()} ${e.event} ${e.version ?? ''}: ${e.reason}\n`).join(''));
+  const models = r.models ?? [];
+  const several = models.length > 1;
+  out(models.map((m) => {
+    const s = m.shadow;
+    return `${m.name}: active ${m.state.active ?? 'none'}, previous ${m.state.previous ?? 'none'}; installed: ${(m.versions ?? []).sort(compareVersions).join(', ')}\n` +
+      (s ? `  shadow ${s.version}: agreed with the active version on ${s.agreed} of ${s.compared} rows${s.compared ? ` (${((100 * s.agreed) / s.compared).toFixed(1)} %)` : ''}, ${s.dropped} batches dropped while it was busy\n` : '');
+  }).join('') +
+    (r.events ?? []).filter((e) => models.some((m) => m.name === e.model)).map((e) => `  ${new Date(e.at).toISOString()} ${several ? `${e.model} ` : ''}${e.event} ${e.version ?? ''}: ${e.reason}\n`).join(''));
 }
 
 async function drill(args: string[], out: (s: string) => void): Promise<void> {
@@ -294,10 +332,9 @@ async function drill(args: string[], out: (s: string) => void): Promise<void> {
   if (!Number.isInteger(readings) || readings < 1) usage(`--readings: got "${String(o.readings)}", expected a whole number above 0`, 'drill');
   if (!(timeoutSec > 0)) usage(`--timeout: got "${String(o.timeout)}", expected seconds above 0`, 'drill');
   const config = loadConfig(o.config);
-  const answer = await callControl(controlSocketPath(config.store.path), 'model.drill', { readings, timeoutMs: timeoutSec * 1000 }, timeoutSec * 1000 + config.model.verifyDeadlineMs + 60_000);
+  const answer = await callControl(controlSocketPath(config.store.path), 'model.drill', { model: positionals[0], readings, timeoutMs: timeoutSec * 1000 }, timeoutSec * 1000 + config.model.verifyDeadlineMs + 60_000);
   if (!answer) throw new EdgeError('EDGE_ERR_CONTROL', `no agent is running on ${config.store.path}: the drill rehearses on a running agent`);
   const r = answer.result as DrillReport;
-  if (positionals[0] !== undefined && positionals[0] !== r.model) throw new EdgeError('EDGE_ERR_CLI_USAGE', `this agent serves ${r.model}, not ${positionals[0]}`);
   out(`drill of ${r.model} ${r.from} (copy ${r.copy})\n${r.steps.map((s) => `  ${s.step.padEnd(38)} ${String(s.ms).padStart(6)} ms  ${s.result}\n`).join('')}` +
     `${r.active === r.from ? `${r.from} serves again: the path from install to rollback works on this line` : `ATTENTION: ${r.active} serves, not ${r.from}`}\n`);
   if (r.active !== r.from || r.steps.some((s) => s.result.startsWith('FAILED'))) throw new EdgeError('EDGE_ERR_DRILL_FAILED', `the drill of ${r.model} did not end where it began`);

@@ -5,7 +5,7 @@
 
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FrozenConfig } from '../agent/config.js';
+import type { FrozenConfig, ModelSpec } from '../agent/config.js';
 import { EdgeError } from '../agent/errors.js';
 import { MANIFEST_LIMITS, readManifest } from './manifest.js';
 import { compareVersions } from './semver.js';
@@ -31,11 +31,11 @@ export function testKillPoint(step: 'staged' | 'verified' | 'committed' | 'point
   if (process.env.EDGE_AGENT_TEST_KILL_AT_INSTALL_STEP === step) process.kill(process.pid, 'SIGKILL');
 }
 
-/** What a candidate version must pass, from the config. */
-export function installPolicy(config: FrozenConfig): InstallPolicy {
+/** What a candidate version of one of the agent's models must pass, from the config. */
+export function installPolicy(config: FrozenConfig, model: Pick<ModelSpec, 'allowUnsigned'>): InstallPolicy {
   return {
     keys: config.model.trust.keyFiles.map((f) => readFileSync(f, 'utf8')),
-    allowUnsigned: config.model.trust.allowUnsigned,
+    allowUnsigned: model.allowUnsigned,
     clockSlackMs: config.model.trust.clockSlackMs,
     maxModelBytes: config.model.maxModelBytes,
     batchRows: config.inference.maxBatchRows,
@@ -97,14 +97,14 @@ export async function installVersion(versions: ModelVersions, candidate: string,
 }
 
 /**
- * The config's model.dir is the version a fresh agent starts with: installed when missing, activated
+ * A model's dir in the config is the version a fresh agent starts with: installed when missing, activated
  * only when no version is active yet. Later versions come with `edge-agent model install` (or pushes).
  * Gives the model's name.
  */
-export async function seedVersion(versions: ModelVersions, config: FrozenConfig, record: (e: { model: string; version: string | null; event: string; reason: string }) => void): Promise<string> {
-  const seed = await installVersion(versions, config.model.dir, installPolicy(config), null, false);
+export async function seedVersion(versions: ModelVersions, model: Pick<ModelSpec, 'dir' | 'keys'>, policy: InstallPolicy, record: (e: { model: string; version: string | null; event: string; reason: string }) => void): Promise<string> {
+  const seed = await installVersion(versions, model.dir, policy, null, false);
   if (versions.state(seed.name).active === null) {
-    const reason = `model.dir in the config: ${config.model.dir}`;
+    const reason = `${model.keys.dir} in the config: ${model.dir}`;
     versions.activate(seed.name, seed.version, reason);
     record({ model: seed.name, version: seed.version, event: 'activated', reason });
   }

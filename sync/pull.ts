@@ -1,5 +1,5 @@
 // Registry pull: takes a registry URL and a node-cron schedule; gives, once at start and then on the
-// schedule, the registry's latest release of the served model, handed to the same path as a push
+// schedule, the registry's latest release of each served model, handed to the same path as a push
 // (download, verify, install, activate, probation). The registry is any HTTP server: GET
 // <url>/<model>/latest.json answers an announcement, the JSON `edge-agent model push` publishes.
 // node-cron's pitfalls are guarded: the schedule runs in UTC (no DST skips or doubles), one pull at a
@@ -23,7 +23,8 @@ export const pullOptionsSchema = z.strictObject({
 export type PullOptions = z.infer<typeof pullOptionsSchema>;
 
 export interface PullDeps {
-  modelName(): string;
+  /** The models the agent serves: each one's latest release is looked up. */
+  modelNames(): readonly string[];
   /** The release path: the same as a pushed announcement (handled once per release id). */
   offer(a: Announcement, from: string): void;
   log: Logger;
@@ -34,7 +35,14 @@ export function startRegistryPull(o: PullOptions, deps: PullDeps) {
   async function look(): Promise<void> {
     if (running) return void deps.log.warn({ url: o.url }, 'registry pull still running; this one skipped');
     running = true;
-    const url = new URL(`${encodeURIComponent(deps.modelName())}/latest.json`, o.url.replace(/\/?$/, '/')).href;
+    try {
+      for (const name of deps.modelNames()) await lookFor(name);
+    } finally {
+      running = false;
+    }
+  }
+  async function lookFor(name: string): Promise<void> {
+    const url = new URL(`${encodeURIComponent(name)}/latest.json`, o.url.replace(/\/?$/, '/')).href;
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(o.timeoutMs), redirect: 'error' });
       if (res.status === 404) return void deps.log.debug({ url }, 'no release in the registry');
@@ -45,8 +53,6 @@ export function startRegistryPull(o: PullOptions, deps: PullDeps) {
       deps.offer(a, url);
     } catch (err) {
       deps.log.warn({ url, err: (err as Error).message.slice(0, 300) }, 'registry pull failed');
-    } finally {
-      running = false;
     }
   }
   void look(); // at start: catches up whatever was published while the agent was off

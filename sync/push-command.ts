@@ -56,16 +56,21 @@ export async function pushRelease(o: PushOptions, out: (s: string) => void): Pro
   try {
     const statuses = new Map<string, AgentStatus>();
     const shown = new Map<string, string>();
+    // The agents of the target that serve this model; each one's state of this push.
     const members = () =>
-      [...statuses.values()].filter((s) => (kind === 'group' ? s.groups.includes(id) : s.agentId === id) && s.model === manifest.name).sort((a, b) => (a.agentId < b.agentId ? -1 : 1));
+      [...statuses.values()].filter((s) => (kind === 'group' ? s.groups.includes(id) : s.agentId === id) && Object.hasOwn(s.models, manifest.name)).sort((a, b) => (a.agentId < b.agentId ? -1 : 1));
+    const pushOf = (s: AgentStatus) => {
+      const r = s.models[manifest.name]?.release;
+      return r?.releaseId === announcement.releaseId ? r : null;
+    };
     let wake: () => void = () => undefined;
     client.on('message', (_topic, payload) => {
       try {
         const s = JSON.parse(payload.toString()) as AgentStatus;
-        if (typeof s.agentId !== 'string') return;
+        if (typeof s.agentId !== 'string' || s.models === null || typeof s.models !== 'object') return;
         statuses.set(s.agentId, s);
-        const r = s.release;
-        if (r && r.releaseId === announcement.releaseId && shown.get(s.agentId) !== r.state) {
+        const r = pushOf(s);
+        if (r && shown.get(s.agentId) !== r.state) {
           shown.set(s.agentId, r.state);
           out(`${s.agentId}: ${r.state} ${r.version}${r.reason ? ` — ${r.reason.split('\n')[0]}` : ''}\n`);
         }
@@ -84,7 +89,7 @@ export async function pushRelease(o: PushOptions, out: (s: string) => void): Pro
     const end = Date.now() + o.timeoutMs;
     const finished = () => {
       const m = members();
-      return m.length > 0 && m.every((s) => s.release?.releaseId === announcement.releaseId && FINAL_STATES.has(s.release.state));
+      return m.length > 0 && m.every((s) => FINAL_STATES.has(pushOf(s)?.state ?? ''));
     };
     while (!finished() && Date.now() < end) {
       await new Promise<void>((resolve) => {
@@ -96,7 +101,7 @@ export async function pushRelease(o: PushOptions, out: (s: string) => void): Pro
       });
     }
     const m = members();
-    const states = m.map((s) => ({ agent: s.agentId, state: s.release?.releaseId === announcement.releaseId ? s.release.state : 'no answer' }));
+    const states = m.map((s) => ({ agent: s.agentId, state: pushOf(s)?.state ?? 'no answer' }));
     out(`${states.map((s) => `${s.agent} ${s.state}`).join(', ') || 'no agent answered'}\n`);
     if (!finished()) throw new EdgeError('EDGE_ERR_PUSH_TIMEOUT', `not every agent of ${kind} ${id} finished within ${o.timeoutMs} ms: ${states.filter((s) => !FINAL_STATES.has(s.state)).map((s) => `${s.agent} ${s.state}`).join(', ') || 'none answered'}`);
     const failed = states.filter((s) => s.state !== 'committed');

@@ -40,15 +40,24 @@ export type ReleasesOptions = z.infer<typeof releasesOptionsSchema>;
 export const releaseTopic = (prefix: string, kind: 'agents' | 'groups', id: string) => `${prefix}/${kind}/${id}/releases`;
 export const statusTopic = (prefix: string, agentId: string) => `${prefix}/agents/${agentId}/status`;
 
-/** What an agent publishes on its status topic (retained). */
+/** The state of a push under way or last finished, as an agent reports it. */
+export interface ReleaseState { releaseId: string; version: string; state: string; reason: string; at: string }
+
+/** One served model's part of the status: its versions, its last lifecycle event and its last push. */
+export interface ModelStatus {
+  active: string | null;
+  previous: string | null;
+  shadow: string | null;
+  lastEvent: { version: string | null; event: string; reason: string; at: string } | null;
+  release: ReleaseState | null;
+}
+
+/** What an agent publishes on its status topic (retained): per model it serves. */
 export interface AgentStatus {
   agentId: string;
   groups: string[];
   at: string;
-  model: string;
-  active: string | null;
-  previous: string | null;
-  release: { releaseId: string; version: string; state: string; reason: string; at: string } | null;
+  models: Record<string, ModelStatus>;
 }
 
 /** Lifecycle events and the state a push reports for them; the last three end a push. */
@@ -60,7 +69,8 @@ export const FINAL_STATES = new Set(['committed', 'refused', 'rolled back']);
 
 export interface ReleaseListenerDeps {
   client: MqttClient;
-  manager: ModelManager;
+  /** The manager of each model the agent serves, by name: a release goes to its model's. */
+  managers: ReadonlyMap<string, ModelManager>;
   /** Where downloads are staged (on the disk the versions live on) and pushes already handled are kept. */
   versionsDir: string;
   agentId: string;
@@ -68,41 +78,50 @@ export interface ReleaseListenerDeps {
 }
 
 export function createReleaseListener(o: Readonly<Omit<ReleasesOptions, 'groups'>> & { readonly groups: readonly string[] }, deps: ReleaseListenerDeps) {
-  const { client, manager, log, agentId } = deps;
+  const { client, managers, log, agentId } = deps;
   const topics = [releaseTopic(o.topicPrefix, 'agents', agentId), ...o.groups.map((g) => releaseTopic(o.topicPrefix, 'groups', g))];
   const seenPath = join(deps.versionsDir, 'pushes-seen.json');
   // Pushes already handled (retained announcements come again at every reconnect): never twice.
   const seen: string[] = existsSync(seenPath) ? (JSON.parse(readFileSync(seenPath, 'utf8')) as string[]) : [];
-  let current: { releaseId: string; version: string } | null = null;
-  let release: AgentStatus['release'] = null;
+  // Per model: the push under way, its last reported state, and the model's last lifecycle event.
+  const current = new Map<string, { releaseId: string; version: string }>();
+  const release = new Map<string, ReleaseState>();
+  const lastEvent = new Map<string, ModelStatus['lastEvent']>();
 
   function publishStatus(): void {
-    const { name, state } = manager.list();
-    const status: AgentStatus = { agentId, groups: [...o.groups], at: new Date().toISOString(), model: name, active: state.active, previous: state.previous, release };
+    const models: Record<string, ModelStatus> = {};
+    for (const [name, manager] of managers) {
+      const { state } = manager.list();
+      models[name] = { active: state.active, previous: state.previous, shadow: state.shadow ?? null, lastEvent: lastEvent.get(name) ?? null, release: release.get(name) ?? null };
+    }
+    const status: AgentStatus = { agentId, groups: [...o.groups], at: new Date().toISOString(), models };
     client.publish(statusTopic(o.topicPrefix, agentId), JSON.stringify(status), { qos: 1, retain: true }, (err) => {
       if (err) log.warn({ err: err.message }, 'status not published');
     });
   }
 
-  function report(state: string, reason: string): void {
-    if (!current) return;
-    release = { releaseId: current.releaseId, version: current.version, state, reason, at: new Date().toISOString() };
-    publishStatus();
-    if (FINAL_STATES.has(state)) current = null;
+  function report(model: string, state: string, reason: string): void {
+    const push = current.get(model);
+    if (!push) return;
+    release.set(model, { releaseId: push.releaseId, version: push.version, state, reason, at: new Date().toISOString() });
+    if (FINAL_STATES.has(state)) current.delete(model);
   }
 
-  async function handle(a: Announcement): Promise<void> {
-    current = { releaseId: a.releaseId, version: a.version };
-    report('downloading', a.url ? `from ${a.url}` : 'inline');
+  async function handle(a: Announcement, manager: ModelManager): Promise<void> {
+    current.set(a.model, { releaseId: a.releaseId, version: a.version });
+    report(a.model, 'downloading', a.url ? `from ${a.url}` : 'inline');
+    publishStatus();
     const dir = join(deps.versionsDir, '.incoming', `push-${randomBytes(6).toString('hex')}`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     try {
       await downloadRelease(a, dir, { maxBytes: o.maxDownloadBytes, timeoutMs: o.downloadTimeoutMs });
-      report('downloaded', '');
+      report(a.model, 'downloaded', '');
+      publishStatus();
       await manager.install(dir, `push ${a.releaseId}`); // its events report verified, activated, on probation, committed
     } catch (err) {
-      log.warn({ releaseId: a.releaseId, version: a.version, err: (err as Error).message }, 'pushed release refused');
-      report('refused', (err as Error).message);
+      log.warn({ releaseId: a.releaseId, model: a.model, version: a.version, err: (err as Error).message }, 'pushed release refused');
+      report(a.model, 'refused', (err as Error).message);
+      publishStatus();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -111,13 +130,14 @@ export function createReleaseListener(o: Readonly<Omit<ReleasesOptions, 'groups'
   let queue: Promise<void> = Promise.resolve();
   /** An announcement from the broker or the registry: handled in order, never twice. */
   function offer(a: Announcement, from: string): void {
-    if (a.model !== manager.list().name) return void log.debug({ from, model: a.model }, 'release for another model');
+    const manager = managers.get(a.model);
+    if (!manager) return void log.debug({ from, model: a.model }, 'release for a model this agent does not serve');
     // Marked seen when it arrives, not when its turn comes: an agent coming back gets the same release twice
     // (queued in its session, and retained when it subscribes again), and the second must not queue behind the first.
     if (seen.includes(a.releaseId)) return;
     seen.push(a.releaseId);
     writeFileAtomic(seenPath, JSON.stringify(seen.slice(-200)));
-    queue = queue.then(() => handle(a));
+    queue = queue.then(() => handle(a, manager));
   }
   return {
     offer,
@@ -135,12 +155,14 @@ export function createReleaseListener(o: Readonly<Omit<ReleasesOptions, 'groups'
       }
       offer(a, topic);
     },
-    /** Lifecycle events (the manager's record): the state of the push under way. */
+    /** Lifecycle events (the managers' record): each model's last event, and the state of its push under way. */
     onEvent(e: ModelEvent): void {
+      lastEvent.set(e.model, { version: e.version, event: e.event, reason: e.reason, at: new Date().toISOString() });
       const state = STATES[e.event];
-      if (!state || !current) return;
+      const push = current.get(e.model);
       // 'rolled back' names the version it went back to: it ends the push of the version that failed.
-      if (e.version === current.version || e.event === 'rolled back' || e.event === 'refused') report(state, e.reason);
+      if (state && push && (e.version === push.version || e.event === 'rolled back' || e.event === 'refused')) report(e.model, state, e.reason);
+      publishStatus();
     },
     publishStatus,
   };

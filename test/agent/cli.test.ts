@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { agentConfig, repoRoot, runCli, tempDir, writeConfig } from '../helpers/parts.js';
+import { agentConfig, demoModelDir, repoRoot, runCli, tempDir, writeConfig } from '../helpers/parts.js';
 
 test('--help lists every command and option', { timeout: 60000 }, async () => {
   const r = await runCli(['--help']);
@@ -116,4 +116,33 @@ test('the example configs in agent/examples are valid', { timeout: 60000 }, asyn
   const line = await runCli(['config', 'check', join(repoRoot, 'agent', 'examples', 'line.yaml')], { ...process.env, EDGE_AGENT_MQTT_PASSWORD: 'x' });
   assert.equal(line.code, 78);
   assert.match(line.stderr, /2 problems\n {2}model\.dir: got "\/var\/lib\/edge-agent\/models\/bearing-health\/1\.0\.0" — a folder holding model\.onnx and manifest\.json \(ENOENT\)\n {2}mqtt\.tls\.caFile: got "\/etc\/edge-agent\/plant-ca\.pem" — a readable file \(ENOENT\)/);
+});
+
+test('several models: config check lists each; one model twice, top-level model keys beside models, and a bad mapping are named by key', { timeout: 60000 }, async (t) => {
+  const dir = tempDir(t);
+  const base = agentConfig({ url: 'mqtt://127.0.0.1:1883', dbPath: join(dir, 'a.db') });
+  const { ingest: _ingest, mapping, model: _model, ...rest } = base;
+  const entry = (topic: string, extra: Record<string, unknown> = {}) => ({ dir: demoModelDir, subscriptions: [{ topic, qos: 1 }], mapping, ...extra });
+
+  // Each model once: the demo model twice is refused, naming the second entry.
+  const twice = await runCli(['config', 'check', writeConfig(dir, { ...rest, models: [entry('plant/+/bearing'), entry('hall/+/bearing')] }, 'twice.yaml')]);
+  assert.equal(twice.code, 78, twice.stderr);
+  assert.match(twice.stderr, /models\[1\]\.dir: model bearing-health is listed already \(models\[0\]\.dir\)/);
+
+  const both = await runCli(['config', 'check', writeConfig(dir, { ...base, models: [entry('plant/+/bearing')] }, 'both.yaml')]);
+  assert.equal(both.code, 78, both.stderr);
+  for (const key of ['model.dir', 'ingest.subscriptions', 'mapping']) assert.match(both.stderr, new RegExp(`${key.replace('.', '\\.')}: with models listed, each model has its own`));
+
+  const neither = await runCli(['config', 'check', writeConfig(dir, { ...rest, model: {} }, 'neither.yaml')]);
+  assert.equal(neither.code, 78, neither.stderr);
+  assert.match(neither.stderr, /model\.dir: got \(missing\)/);
+  assert.match(neither.stderr, /ingest\.subscriptions: got \(missing\)/);
+
+  const badMapping = await runCli(['config', 'check', writeConfig(dir, { ...rest, models: [entry('plant/+/bearing', { mapping: { features: { vib: 'v.rms' } }, resultTopic: 'plant/{asset}/{version}' })] }, 'bad.yaml')]);
+  assert.equal(badMapping.code, 78, badMapping.stderr);
+  assert.match(badMapping.stderr, /models\[0\]\.mapping\.features\.vib: got a mapping for "vib"/);
+
+  const one = await runCli(['config', 'check', writeConfig(dir, { ...rest, models: [entry('plant/+/bearing', { resultTopic: 'plant/{asset}/bearing' })] }, 'one.yaml')]);
+  assert.equal(one.code, 0, one.stderr);
+  assert.match(one.stdout, /model: bearing-health@1\.0\.0 \(6 features, 6 golden vectors pass\) on plant\/\+\/bearing/);
 });

@@ -1,4 +1,4 @@
-// Result publishing against a real mosquitto: topics from the template, every result sent once,
+// Result publishing against a real mosquitto: topics from each result's model's template, every result sent once,
 // and when more results wait than publish.maxPendingResults the oldest are skipped, counted, never lost silently.
 
 import assert from 'node:assert/strict';
@@ -7,7 +7,7 @@ import { createPublisher, publishOptionsSchema, resultTopic, type Result } from 
 import { mqttClient, startMosquitto, waitFor } from '../helpers/parts.js';
 
 const result = (id: number): Result => ({
-  id, asset: `m${id % 3}`, model: 'bearing-health', version: '1.0.0', receivedAt: 0, sourceTopic: 'plant/m/bearing',
+  topicTemplate: 'plant/{asset}/predictions/{model}', id, asset: `m${id % 3}`, model: 'bearing-health', version: '1.0.0', receivedAt: 0, sourceTopic: 'plant/m/bearing',
   verdict: { kind: 'classification', label: 'healthy', probabilities: { healthy: 1 } }, latencyMs: 0.1,
 });
 

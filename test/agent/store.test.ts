@@ -20,7 +20,7 @@ test('default durability is WAL + synchronous=NORMAL; FULL when configured', { t
   assert.deepEqual(full.durability(), { journalMode: 'wal', synchronous: 'FULL' });
   full.close();
   const db = new Database(join(dir, 'f.db'));
-  assert.equal(db.pragma('user_version', { simple: true }), 4, 'migrations recorded');
+  assert.equal(db.pragma('user_version', { simple: true }), 5, 'migrations recorded');
   db.close();
 });
 
@@ -33,7 +33,7 @@ test('commitBatch stores predictions and dead letters and deletes their inbox ro
   assert.deepEqual(s.pendingInbox().map((r) => r.id), [a, b]);
   const ids = s.commitBatch(
     [{ receivedAt: 1, asset: 'a', topic: 't/a', modelName: 'm', modelVersion: '1', features: [1, 2], outputs: [0.5], label: 'x', score: 0.5, latencyMs: 1, inboxId: a, dedupKey: '1:x' }],
-    [{ receivedAt: 2, topic: 't/b', reasonCode: 'REJECT_MALFORMED_JSON', reason: 'bad', payload: Buffer.from('{'), inboxId: b, dedupKey: '2:y' }],
+    [{ receivedAt: 2, topic: 't/b', reasonCode: 'REJECT_MALFORMED_JSON', reason: 'bad', payload: Buffer.from('{'), inboxId: b, dedupKey: '2:y', model: 'm' }],
     [a, b],
   );
   assert.equal(ids.length, 1);
@@ -95,7 +95,7 @@ test('the redelivery window follows arrival order, not the wall clock, and inbox
   const now = Date.now();
   // 5 readings processed, then the clock steps back an hour and 3 more arrive (still in the inbox).
   const first = Array.from({ length: 5 }, (_, i) => s.appendInbox({ receivedAt: now + i, topic: 't', qos: 1, dedupKey: `old-${i}`, payload: Buffer.from('{}') }));
-  s.commitBatch([], first.map((id, i) => ({ receivedAt: now + i, topic: 't', reasonCode: 'REJECT_NOT_OBJECT', reason: 'x', payload: Buffer.from('1'), inboxId: id, dedupKey: `old-${i}` })), first);
+  s.commitBatch([], first.map((id, i) => ({ receivedAt: now + i, topic: 't', reasonCode: 'REJECT_NOT_OBJECT', reason: 'x', payload: Buffer.from('1'), inboxId: id, dedupKey: `old-${i}`, model: 'm' })), first);
   assert.equal(s.counts().inbox, 0);
   const later = Array.from({ length: 3 }, (_, i) => s.appendInbox({ receivedAt: now - 3_600_000 + i, topic: 't', qos: 1, dedupKey: `new-${i}`, payload: Buffer.from('{}') }));
   assert.ok((later[0] as number) > (first[4] as number), `inbox ids go on after the inbox emptied (${later[0]} after ${first[4]})`);

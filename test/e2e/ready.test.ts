@@ -12,7 +12,7 @@ test('"agent ready" comes after the broker granted the subscriptions', { timeout
   const dir = tempDir(t);
   const agent = spawnAgent(t, writeConfig(dir, agentConfig({ url: broker.url, dbPath: join(dir, 'a.db') })));
   const ready = await agent.waitForLog('agent ready');
-  assert.equal(ready.model, 'bearing-health');
+  assert.deepEqual(ready.models, ['bearing-health@1.0.0']);
   const order = agent.logs.map((l) => l.msg);
   assert.ok(order.indexOf('subscribed') >= 0 && order.indexOf('subscribed') < order.indexOf('agent ready'), order.join(' | '));
   assert.ok(order.indexOf('agent started') < order.indexOf('agent ready'));

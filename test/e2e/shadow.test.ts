@@ -22,6 +22,17 @@ test('a shadow predicts beside the active version, is stored and compared, never
   assert.equal(installed.code, 0, installed.stderr);
   assert.match(installed.stdout, /bearing-health 1\.1\.0 installed and running as a shadow beside 1\.0\.0/);
 
+  // The agent's retained status names the shadow beside the active version.
+  const statuses = await mqttClient(t, broker.url);
+  let shadowInStatus: unknown;
+  statuses.on('message', (_topic, payload) => {
+    const s = JSON.parse(payload.toString()) as { models: Record<string, { active: string; shadow: string | null }> };
+    shadowInStatus = s.models['bearing-health'];
+  });
+  await statuses.subscribeAsync('edge-agent/agents/+/status', { qos: 1 });
+  await waitFor('the shadow in the status', () => (shadowInStatus as { shadow?: string } | undefined)?.shadow === '1.1.0');
+  assert.equal((shadowInStatus as { active: string }).active, '1.0.0');
+
   const results: string[] = [];
   const watcher = await mqttClient(t, broker.url);
   watcher.on('message', (_topic, payload) => results.push((JSON.parse(payload.toString()) as { version: string }).version));
@@ -53,6 +64,10 @@ test('a shadow predicts beside the active version, is stored and compared, never
   const promoted = await runCli(['model', 'promote', '--config', config]);
   assert.equal(promoted.code, 0, promoted.stderr);
   assert.match(promoted.stdout, /bearing-health 1\.1\.0 promoted from shadow: active, on probation \(previous: 1\.0\.0\)/);
+  await waitFor('the status after promote', () => {
+    const m = shadowInStatus as { active: string; shadow: string | null };
+    return m.active === '1.1.0' && m.shadow === null;
+  });
   await publishSequence(gateway, 'plant/press-1/bearing', N + 20, 20, 0, N).done;
   await waitFor('results of 1.1.0', () => results.filter((v) => v === '1.1.0').length === 20);
   const after = await runCli(['model', 'list', '--config', config]);
