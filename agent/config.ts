@@ -202,11 +202,13 @@ function formProblems(raw: unknown): string[] {
     ['ingest.subscriptions', has(r.ingest?.subscriptions), 'subscriptions'],
     ['mapping', has(r.mapping), 'mapping'],
   ] as const;
-  if (has(r.models)) {
+  if (r.models !== undefined) {
     return topLevel.filter(([, present]) => present).map(([key, , inEntry]) => `${key}: with models listed, each model has its own ${inEntry} (models[].${inEntry}); remove ${key}`);
   }
+  // A parent that is there but not an object (model: null) is the schema's to name.
+  const parentBad = (v: unknown) => v !== undefined && (v === null || typeof v !== 'object');
   return topLevel
-    .filter(([key, present]) => !present && key !== 'mapping')
+    .filter(([key, present]) => !present && key !== 'mapping' && !parentBad(key === 'model.dir' ? r.model : r.ingest))
     .map(([key]) => `${key}: got (missing) — ${key === 'model.dir' ? "the folder of the model's first version" : "the readings' topic filters"} (or list several models under models, each with dir, subscriptions and mapping)`);
 }
 

@@ -105,8 +105,9 @@ function createRecentKeys(capacity: number, seed: readonly string[]) {
   return { has: (k: string) => keys.has(k), add };
 }
 
-export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBytes' | 'dedupWindow'>>, deps: IngestDeps): Ingest {
-  const recent = createRecentKeys(options.dedupWindow, deps.store.recentDedupKeys(options.dedupWindow));
+/** `rowsPerMessage`: the most rows one message can make in the store (one per model taking its topic). */
+export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBytes' | 'dedupWindow'>> & { rowsPerMessage?: number }, deps: IngestDeps): Ingest {
+  const recent = createRecentKeys(options.dedupWindow, deps.store.recentDedupKeys(options.dedupWindow, options.rowsPerMessage));
   let paused = false;
   let inboxRows = 0;
   let sinceYield = 0;

@@ -194,7 +194,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
 
     // 7. Ingest: inbox, dedup, into the batcher. Replay what a crash left, then connect.
     const duplicateLog = createRateLimitedLog(10_000);
-    const ingest: Ingest = createIngest(config.ingest, {
+    const ingest: Ingest = createIngest({ ...config.ingest, rowsPerMessage: served.length }, {
       store,
       // Backpressure on the model only: holding the callback stops mqtt.js reading every packet,
       // including the PUBACKs of our own results, so waiting on the publisher here would deadlock.
@@ -245,7 +245,9 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     const control = await startControl(controlSocketPath(config.store.path), {
       'model.install': async (a) => {
         const path = String(a.path);
-        const m = managerFor(managers, candidateName(path), (e) => store.recordModelEvent({ ...e, version: candidateVersion(path) }));
+        // With one model its manager checks the release (and records a refusal); with several, the release's
+        // manifest says which model it is for (an unreadable one is refused here, with its own error).
+        const m = managers.size === 1 ? managerFor(managers, undefined) : managerFor(managers, readManifest(path).name, (e) => store.recordModelEvent({ ...e, version: candidateVersion(path) }));
         return a.shadow === true ? m.installShadow(path) : m.install(path);
       },
       'model.promote': async (a) => managerFor(managers, a.model).promote(),
@@ -331,20 +333,9 @@ function managerFor(managers: ReadonlyMap<string, ModelManager>, model: unknown,
   }
   const m = managers.get(String(model));
   if (m) return m;
-  // With one model its manager refuses (and records) a release of another, as it always has.
-  if (managers.size === 1 && refused) return managers.values().next().value as ModelManager;
   const reason = `this agent serves ${served.join(', ')}, not ${String(model)}`;
   refused?.({ model: String(model), event: 'refused', reason });
   throw new EdgeError(refused ? 'EDGE_ERR_RELEASE_FILES' : 'EDGE_ERR_CLI_USAGE', reason);
-}
-
-/** The model a candidate folder is a release of (null when its manifest is unreadable: the install then says why). */
-function candidateName(dir: string): string | null {
-  try {
-    return readManifest(dir).name;
-  } catch {
-    return null;
-  }
 }
 
 /**

@@ -10,7 +10,7 @@ import type { Decoded, Decoder } from './features.js';
 import type { Inference, InferResult } from './infer.js';
 import type { Message } from './ingest.js';
 import { createRateLimitedLog, type Logger } from './log.js';
-import { topicMatches } from './topic.js';
+import { deliveredFilter, topicMatches } from './topic.js';
 import type { Publisher, Result } from './publish.js';
 import type { Stats } from './stats.js';
 import type { DeadLetterRow, PredictionRow, Store } from './store.js';
@@ -55,10 +55,11 @@ export interface Route {
 /** The routes a topic goes to, by index; cached per topic (topics repeat: one per asset and signal). */
 export function createRouter(routes: readonly Route[], cacheSize = 10_000): (topic: string) => readonly number[] {
   const cache = new Map<string, readonly number[]>();
+  const filters = routes.map((r) => r.filters.map(deliveredFilter));
   return (topic) => {
     let hit = cache.get(topic);
     if (hit) return hit;
-    hit = routes.flatMap((r, i) => (r.filters.some((f) => topicMatches(f, topic)) ? [i] : []));
+    hit = filters.flatMap((fs, i) => (fs.some((f) => topicMatches(f, topic)) ? [i] : []));
     if (cache.size >= cacheSize) cache.clear();
     cache.set(topic, hit);
     return hit;
@@ -168,10 +169,10 @@ export function createPredictor(deps: PredictDeps) {
     }
   }
 
-  /** One model's rows of a batch: its predictions, results and dead letters. Gives how many inbox rows it keeps. */
-  function collect(batch: Message[], part: BatchPart, keep: Set<number>, out: { predictions: PredictionRow[]; results: Result[]; t0s: number[]; dead: DeadLetterRow[] }): void {
+  /** One model's rows of a batch: its predictions, results and dead letters, leaving out the messages kept for the replay. */
+  function collect(batch: Message[], part: BatchPart, keep: ReadonlySet<number>, out: { predictions: PredictionRow[]; results: Result[]; t0s: number[]; dead: DeadLetterRow[] }): void {
     const { model, decoded, rows } = part;
-    const { manifest, inference } = model;
+    const { manifest } = model;
     const width = outputWidth(manifest.output);
     const data = part.result?.outputs[manifest.output.tensor]?.data;
     const modelMs = part.result?.ms ?? 0;
@@ -183,11 +184,7 @@ export function createPredictor(deps: PredictDeps) {
       const i = rows[j] as number;
       const m = batch[i] as Message;
       const d = decoded[j] as Decoded;
-      if (d.ok && !data && m.inboxId !== null && !inference.alive) {
-        // The worker is gone and the agent is stopping: keep the inbox row for the replay after restart.
-        keep.add(i);
-        continue;
-      }
+      if (keep.has(i)) continue;
       if (!d.ok || !data) {
         const code: RejectReason = d.ok ? 'REJECT_INFERENCE_FAILED' : d.code;
         out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: code, reason: d.ok ? failure : d.detail, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name });
@@ -220,9 +217,17 @@ export function createPredictor(deps: PredictDeps) {
     const results: Result[] = []; // one per prediction; the row id is filled in after the commit
     const t0s: number[] = [];
     const dead: DeadLetterRow[] = [];
-    // Messages whose inbox row stays for the replay (a dead worker while stopping). With several models on
-    // one topic, the models that did predict will predict it again at the replay: never lost, maybe twice.
+    // Messages left for the replay after restart: a model's worker is gone (the agent is stopping) and it did
+    // not run them. Their inbox rows stay and nothing of them is stored now, for any model: the replay
+    // gives every model that takes them its one row.
     const keep = new Set<number>();
+    for (const part of outcome.parts) {
+      if (part.result?.outputs[part.model.manifest.output.tensor]?.data || part.model.inference.alive) continue;
+      for (let j = 0; j < part.rows.length; j++) {
+        const i = part.rows[j] as number;
+        if ((part.decoded[j] as Decoded).ok && (batch[i] as Message).inboxId !== null) keep.add(i);
+      }
+    }
     const shares: { part: BatchPart; predictions: number; dead: number }[] = [];
     for (const part of outcome.parts) {
       const p0 = predictions.length;

@@ -149,7 +149,8 @@ export interface Store {
   /** One transaction: the rows go in and their inbox rows go out together. Gives prediction row ids. */
   commitBatch(predictions: readonly PredictionRow[], deadLetters: readonly DeadLetterRow[], inboxIds: readonly number[]): number[];
   pendingInbox(): InboxRow[];
-  recentDedupKeys(limit: number): string[];
+  /** The keys of the last `limit` QoS 1 messages; `rowsPerMessage`: the most rows one message makes (one per model taking it). */
+  recentDedupKeys(limit: number, rowsPerMessage?: number): string[];
   counts(): { predictions: number; deadLetters: number; inbox: number };
   /** Predictions a shadow version made on rows the active one served: stored with role 'shadow', never published. */
   commitShadow(predictions: readonly PredictionRow[]): void;
@@ -222,11 +223,11 @@ export function openStore(options: StoreOptions): Store {
   // line PC steps back and forth (NTP, a dead RTC battery), and a step back would push the newest keys
   // out of the window.
   const selectKeys = db.prepare(
-    `SELECT dedup_key FROM (
-       SELECT dedup_key, inbox_id AS seq FROM (SELECT dedup_key, inbox_id FROM predictions WHERE inbox_id IS NOT NULL AND dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
-       UNION ALL SELECT dedup_key, inbox_id FROM (SELECT dedup_key, inbox_id FROM dead_letters WHERE inbox_id IS NOT NULL AND dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit)
+    `SELECT dedup_key, max(seq) AS seq FROM (
+       SELECT dedup_key, inbox_id AS seq FROM (SELECT dedup_key, inbox_id FROM predictions WHERE inbox_id IS NOT NULL AND dedup_key IS NOT NULL ORDER BY id DESC LIMIT @rows)
+       UNION ALL SELECT dedup_key, inbox_id FROM (SELECT dedup_key, inbox_id FROM dead_letters WHERE inbox_id IS NOT NULL AND dedup_key IS NOT NULL ORDER BY id DESC LIMIT @rows)
        UNION ALL SELECT dedup_key, id FROM (SELECT dedup_key, id FROM inbox WHERE dedup_key IS NOT NULL ORDER BY id DESC LIMIT @limit))
-     ORDER BY seq DESC LIMIT @limit`,
+     GROUP BY dedup_key ORDER BY seq DESC LIMIT @limit`,
   );
   const countAll = db.prepare(
     `SELECT (SELECT count(*) FROM predictions) AS predictions, (SELECT count(*) FROM dead_letters) AS deadLetters,
@@ -309,7 +310,7 @@ export function openStore(options: StoreOptions): Store {
       (selectInbox.all() as { id: number; received_at: number; topic: string; qos: number; dedup_key: string | null; payload: Buffer }[]).map(
         (r) => ({ id: r.id, receivedAt: r.received_at, topic: r.topic, qos: r.qos, dedupKey: r.dedup_key, payload: r.payload }),
       ),
-    recentDedupKeys: (limit) => (selectKeys.all({ limit }) as { dedup_key: string }[]).map((r) => r.dedup_key),
+    recentDedupKeys: (limit, rowsPerMessage = 1) => (selectKeys.all({ limit, rows: limit * rowsPerMessage }) as { dedup_key: string }[]).map((r) => r.dedup_key),
     counts: () => countAll.get() as { predictions: number; deadLetters: number; inbox: number },
     durability: () => ({
       journalMode: String(db.pragma('journal_mode', { simple: true })),

@@ -74,3 +74,12 @@ export function topicMatches(filter: string, topic: string): boolean {
   }
   return f.length === t.length;
 }
+
+/**
+ * The filter messages are matched against for a subscription: a shared subscription ($share/GROUP/filter,
+ * MQTT 5 and most brokers for 3.1.1; $queue/filter on EMQX) delivers messages on the topics of its filter.
+ */
+export function deliveredFilter(subscription: string): string {
+  const shared = /^\$share\/[^/]+\/(.+)$/.exec(subscription) ?? /^\$queue\/(.+)$/.exec(subscription);
+  return shared ? (shared[1] as string) : subscription;
+}

@@ -263,10 +263,10 @@ async function lifecycleCommand(command: 'install' | 'rollback' | 'list' | 'prom
     const record = (e: { model: string; version: string | null; event: string; reason: string }) => store.recordModelEvent(e);
     const names = servedModelNames(config);
     for (const spec of config.models) await seedVersion(versions, spec, installPolicy(config, spec), record);
-    const pick = (name: string | null | undefined): { name: string; spec: ModelSpec } => {
+    const pick = (name: string | undefined): { name: string; spec: ModelSpec } => {
       if (name === undefined && names.length > 1) throw new EdgeError('EDGE_ERR_CLI_USAGE', `this agent serves several models (${names.join(', ')}): name one`);
-      // With one model, a release of another is refused by the install itself (naming both).
-      const i = name === undefined || name === null || names.length === 1 ? (names.length === 1 ? 0 : -1) : names.indexOf(name);
+      // With one model, a release of another is refused by the install itself (naming both, recorded).
+      const i = name === undefined || (command === 'install' && names.length === 1) ? 0 : names.indexOf(name);
       if (i < 0) throw new EdgeError(command === 'install' ? 'EDGE_ERR_RELEASE_FILES' : 'EDGE_ERR_CLI_USAGE', `this agent serves ${names.join(', ')}, not ${String(name)}`);
       return { name: names[i] as string, spec: config.models[i] as ModelSpec };
     };
@@ -280,7 +280,8 @@ async function lifecycleCommand(command: 'install' | 'rollback' | 'list' | 'prom
       store.recordModelEvent({ model: name, version: state.active, event: 'rolled back', reason });
       return report(command, { name, version: state.active, state }, false, out);
     }
-    const { name, spec } = pick(candidateName(dir as string) ?? undefined);
+    // With several models the release's manifest says which one it is for (an unreadable one is refused here).
+    const { name, spec } = pick(names.length > 1 ? readManifest(dir as string).name : undefined);
     const installed = await installVersion(versions, dir as string, installPolicy(config, spec), name).catch((err: unknown) => {
       record({ model: name, version: candidateVersion(dir as string), event: 'refused', reason: (err as Error).message });
       throw err;
@@ -291,15 +292,6 @@ async function lifecycleCommand(command: 'install' | 'rollback' | 'list' | 'prom
     return report(command, { name, version: installed.version, state }, false, out);
   } finally {
     store.close();
-  }
-}
-
-/** The model a release folder is for, or null when its manifest cannot be read (the install says why). */
-function candidateName(dir: string): string | null {
-  try {
-    return readManifest(dir).name;
-  } catch {
-    return null;
   }
 }
 

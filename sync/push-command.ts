@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
 import { EdgeError } from '../agent/errors.js';
 import { readManifest } from '../models/manifest.js';
-import { FINAL_STATES, releaseTopic, type AgentStatus } from './push.js';
+import { FINAL_STATES, releaseTopic, type AgentStatus, type ModelStatus } from './push.js';
 import type { Announcement } from './download.js';
 
 export interface PushOptions {
@@ -66,8 +66,8 @@ export async function pushRelease(o: PushOptions, out: (s: string) => void): Pro
     let wake: () => void = () => undefined;
     client.on('message', (_topic, payload) => {
       try {
-        const s = JSON.parse(payload.toString()) as AgentStatus;
-        if (typeof s.agentId !== 'string' || s.models === null || typeof s.models !== 'object') return;
+        const s = statusOf(JSON.parse(payload.toString()));
+        if (!s) return;
         statuses.set(s.agentId, s);
         const r = pushOf(s);
         if (r && shown.get(s.agentId) !== r.state) {
@@ -109,4 +109,17 @@ export async function pushRelease(o: PushOptions, out: (s: string) => void): Pro
   } finally {
     await client.endAsync();
   }
+}
+
+/**
+ * A status as this version reads it, or null when it is not one. Agents before several models per agent
+ * published one model at the top level ({ model, active, previous, release }): read as that one model.
+ */
+function statusOf(v: unknown): AgentStatus | null {
+  if (v === null || typeof v !== 'object') return null;
+  const s = v as Partial<AgentStatus> & { model?: unknown; active?: string | null; previous?: string | null; release?: ModelStatus['release'] };
+  if (typeof s.agentId !== 'string' || !Array.isArray(s.groups)) return null;
+  if (s.models !== null && typeof s.models === 'object') return s as AgentStatus;
+  if (typeof s.model !== 'string') return null;
+  return { agentId: s.agentId, groups: s.groups, at: String(s.at), models: { [s.model]: { active: s.active ?? null, previous: s.previous ?? null, shadow: null, lastEvent: null, release: s.release ?? null } } };
 }

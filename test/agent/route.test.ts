@@ -29,7 +29,7 @@ test('topic filters match as MQTT says: + one whole level, # the rest including 
   for (const [filter, topic, expected] of cases) assert.equal(topicMatches(filter, topic), expected, `${filter} ~ ${topic}`);
 });
 
-test('the router gives every model whose filters match, none for a topic no model takes; its cache stays bounded', { timeout: 10000 }, () => {
+test('the router gives every model whose filters match (shared subscriptions by their filter), none for a topic no model takes; its cache stays bounded', { timeout: 10000 }, () => {
   const route = (filters: string[]) => ({ filters, resultTopic: 'r', slot: null }) as unknown as Route;
   const routeOf = createRouter([route(['plant/+/bearing']), route(['plant/+/bearing', 'line/+/spindle']), route(['line/#'])], 4);
   assert.deepEqual(routeOf('plant/p1/bearing'), [0, 1]);
@@ -37,4 +37,9 @@ test('the router gives every model whose filters match, none for a topic no mode
   assert.deepEqual(routeOf('line/l2/coolant'), [2]);
   assert.deepEqual(routeOf('legacy/p1/bearing'), []);
   for (let i = 0; i < 20; i++) assert.deepEqual(routeOf(`plant/p${i}/bearing`), [0, 1], 'the same answer past the cache size');
+  // A shared subscription delivers messages on the topics of its filter.
+  const shared = createRouter([route(['$share/line3/plant/+/bearing']), route(['$queue/line/#'])]);
+  assert.deepEqual(shared('plant/p1/bearing'), [0]);
+  assert.deepEqual(shared('line/l2/spindle'), [1]);
+  assert.deepEqual(shared('$share/line3/plant/p1/bearing'), []);
 });

@@ -130,3 +130,14 @@ test('a second open of the same store is refused with EDGE_ERR_STORE_LOCKED nami
   const again = openStore(storeOptionsSchema.parse({ path }));
   again.close();
 });
+
+test('the dedup window counts messages, not rows: a message predicted by several models is one key', { timeout: 30000 }, (t) => {
+  const dir = tempDir(t);
+  const s = openStore(storeOptionsSchema.parse({ path: join(dir, 'a.db') }));
+  teardown(t, () => s.close());
+  const ids = Array.from({ length: 10 }, (_, i) => s.appendInbox({ receivedAt: i, topic: 't', qos: 1, dedupKey: `k${i}`, payload: Buffer.from('{}') }));
+  const row = (model: string, i: number) => ({ receivedAt: i, asset: 'a', topic: 't', modelName: model, modelVersion: '1', features: [1], outputs: [1], label: null, score: null, latencyMs: 1, inboxId: ids[i] as number, dedupKey: `k${i}` });
+  s.commitBatch(ids.flatMap((_, i) => [row('a', i), row('b', i)]), [], ids);
+  assert.deepEqual(s.recentDedupKeys(10, 2), Array.from({ length: 10 }, (_, i) => `k${9 - i}`), 'the last 10 messages, each once');
+  assert.equal(s.recentDedupKeys(10).length, 5, 'read as one row per message, the window would hold half of them');
+});

@@ -88,6 +88,9 @@ test('each model takes its own topics, mapping and result topic; a shared topic 
     publishSequence(gateway, 'line/lathe-2/spindle', N + M, 25, 5, N).done,
   ]);
   await gateway.publishAsync('legacy/press-9/bearing', seqPayload(9999), { qos: 1 });
+  // On the shared topic, a reading only the spindle model can read: a dead letter of the bearing model, a spindle prediction.
+  const lone = N + M;
+  await gateway.publishAsync('plant/press-7/bearing', JSON.stringify({ temperature_c: 45, speed_rpm: 1000 + lone * 0.25 }), { qos: 1 });
 
   const db = openDb(dbPath);
   teardown(t, () => db.close());
@@ -96,15 +99,18 @@ test('each model takes its own topics, mapping and result topic; a shared topic 
       const f = JSON.parse(r.features) as number[];
       return seqOf(f[f.length - 1] as number);
     });
-  await waitFor('every reading stored by each model that takes it', () => seqs('bearing-health').length >= N && seqs('spindle-speed').length >= N + M && (db.prepare('SELECT count(*) AS n FROM dead_letters').get() as { n: number }).n >= 1, 60_000);
-  await waitFor('every result', () => bearingResults.length >= N && spindleSeqs.length >= N + M, 30_000);
+  await waitFor('every reading stored by each model that takes it', () => seqs('bearing-health').length >= N && seqs('spindle-speed').length >= N + M + 1 && (db.prepare('SELECT count(*) AS n FROM dead_letters').get() as { n: number }).n >= 2, 60_000);
+  await waitFor('every result', () => bearingResults.length >= N && spindleSeqs.length >= N + M + 1, 30_000);
   const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
   assert.deepEqual(seqs('bearing-health').sort((a, b) => a - b), range(0, N), 'the bearing model: each bearing reading once, nothing else');
-  assert.deepEqual(seqs('spindle-speed').sort((a, b) => a - b), range(0, N + M), 'the spindle model: the bearing readings and its own, each once');
+  assert.deepEqual(seqs('spindle-speed').sort((a, b) => a - b), range(0, N + M + 1), 'the spindle model: the bearing readings and its own, each once');
   assert.deepEqual([...new Set(bearingResults)], ['bearing-health plant/press-1/bearing'], 'only bearing results on the bearing result topic');
-  assert.deepEqual(spindleSeqs.sort((a, b) => a - b), range(0, N + M), 'one spindle result per reading it took, on its own result topic');
-  const dead = db.prepare('SELECT topic, reason_code AS code, model FROM dead_letters').all();
-  assert.deepEqual(dead, [{ topic: 'legacy/press-9/bearing', code: 'REJECT_NO_MODEL', model: null }]);
+  assert.deepEqual(spindleSeqs.sort((a, b) => a - b), range(0, N + M + 1), 'one spindle result per reading it took, on its own result topic');
+  const dead = db.prepare('SELECT topic, reason_code AS code, model FROM dead_letters ORDER BY topic').all();
+  assert.deepEqual(dead, [
+    { topic: 'legacy/press-9/bearing', code: 'REJECT_NO_MODEL', model: null },
+    { topic: 'plant/press-7/bearing', code: 'REJECT_MISSING_FIELD', model: 'bearing-health' },
+  ]);
   await waitFor('the inbox emptied', () => (db.prepare('SELECT count(*) AS n FROM inbox').get() as { n: number }).n === 0);
 
   // The status names every model with its versions.
