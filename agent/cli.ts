@@ -10,7 +10,7 @@ import { loadConfig } from './config.js';
 import { runDemo } from './demo.js';
 import { EdgeError, isEdgeError } from './errors.js';
 import { createLogger } from './log.js';
-import { brokerUrlSchema } from './mqtt.js';
+import { brokerUrlSchema } from './ingest/mqtt.js';
 import { redactUrl } from './redact.js';
 import { fitProblems, servedModelNames, startAgent, type Agent } from './pipeline.js';
 import { simulateDefaults, startSimulator } from './simulate.js';

@@ -12,13 +12,13 @@ import { maxModelBytesSchema } from '../models/load.js';
 import { probationOptionsSchema } from '../models/probation.js';
 import { releasesOptionsSchema } from '../sync/push.js';
 import { parsePublicKey } from '../models/sign.js';
-import { mappingOptionsSchema, type MappingOptions } from './features.js';
-import { inferenceOptionsSchema } from './infer.js';
-import { ingestOptionsSchema, subscriptionsSchema, type Subscription } from './ingest.js';
+import { mappingOptionsSchema, type MappingOptions } from './ingest/features.js';
+import { inferenceOptionsSchema } from './infer/infer.js';
+import { ingestOptionsSchema, subscriptionsSchema, type Subscription } from './ingest/ingest.js';
 import { logOptionsSchema } from './log.js';
-import { mqttOptionsSchema } from './mqtt.js';
+import { mqttOptionsSchema } from './ingest/mqtt.js';
 import { publishOptionsSchema, resultTopicSchema } from './publish.js';
-import { storeOptionsSchema } from './store.js';
+import { storeOptionsSchema } from './store/store.js';
 import { resolveSecret, SecretRef, type Resolved } from './secret.js';
 import { formatPath, formatZodIssues } from './zod-format.js';
 

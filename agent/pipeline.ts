@@ -15,20 +15,20 @@ import { readManifest, type Manifest } from '../models/manifest.js';
 import { openModelVersions } from '../models/versions.js';
 import { startRegistryPull } from '../sync/pull.js';
 import { createReleaseListener, releaseTopic } from '../sync/push.js';
-import { createBatcher } from './batcher.js';
+import { createBatcher } from './infer/batcher.js';
 import { controlSocketPath, startControl } from './control.js';
-import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
+import { startEmbeddedBroker, type EmbeddedBroker } from './ingest/broker.js';
 import { allSubscriptions, type FrozenConfig, type ModelSpec } from './config.js';
 import { EdgeError } from './errors.js';
-import { createDecoder, mappingProblems } from './features.js';
-import { createIngest, type Ingest, type Message } from './ingest.js';
+import { createDecoder, mappingProblems } from './ingest/features.js';
+import { createIngest, type Ingest, type Message } from './ingest/ingest.js';
 import { createLifecycle, type CloseReport } from './lifecycle.js';
 import { createRateLimitedLog, type Logger } from './log.js';
-import { createMqttClient } from './mqtt.js';
-import { createModelSlot, createPredictor, type ModelSlot, type Route, type ServingModel } from './predict.js';
+import { createMqttClient } from './ingest/mqtt.js';
+import { createModelSlot, createPredictor, type ModelSlot, type Route, type ServingModel } from './infer/predict.js';
 import { createPublisher, modelTopicProblem, type Publisher } from './publish.js';
-import { createStats, type Stats } from './stats.js';
-import { openStore } from './store.js';
+import { createStats, type Stats } from './observe/stats.js';
+import { openStore } from './store/store.js';
 
 export interface Agent {
   readonly brokerUrl: string;

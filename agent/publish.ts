@@ -5,7 +5,7 @@
 import type { MqttClient } from 'mqtt';
 import { z } from 'zod';
 import type { Verdict } from '../models/manifest.js';
-import { publishTopicProblem, topicLevelProblem } from './topic.js';
+import { publishTopicProblem, topicLevelProblem } from './ingest/topic.js';
 
 const PLACEHOLDERS = ['asset', 'model', 'version'] as const;
 

@@ -5,8 +5,8 @@
 // message waits on any of this. Every step is recorded as a lifecycle event with its reason.
 
 import type { Logger } from '../agent/log.js';
-import type { CommittedBatch, ModelSlot, ServingModel } from '../agent/predict.js';
-import type { PredictionRow } from '../agent/store.js';
+import type { CommittedBatch, ModelSlot, ServingModel } from '../agent/infer/predict.js';
+import type { PredictionRow } from '../agent/store/store.js';
 import { interpret } from './manifest.js';
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

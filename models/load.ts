@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
-import { startInference, type Inference, type InferenceOptions, type TensorInfo } from '../agent/infer.js';
+import { startInference, type Inference, type InferenceOptions, type TensorInfo } from '../agent/infer/infer.js';
 import { servable } from './exporters.js';
 import { fixedBatchOf, outputWidth, readManifest, type Manifest } from './manifest.js';
 import { readVersionFile } from './read.js';

@@ -5,7 +5,7 @@
 // predicted labels far from the training baseline's shares.
 
 import { z } from 'zod';
-import type { CommittedBatch } from '../agent/predict.js';
+import type { CommittedBatch } from '../agent/infer/predict.js';
 
 export const probationOptionsSchema = z
   .strictObject({

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EdgeError, isEdgeError } from '../agent/errors.js';
-import { inferenceOptionsSchema } from '../agent/infer.js';
+import { inferenceOptionsSchema } from '../agent/infer/infer.js';
 import { fixedBatchOf, MANIFEST_LIMITS, parseManifest } from './manifest.js';
 import { loadModel } from './load.js';
 import { readVersionFile } from './read.js';

@@ -25,7 +25,7 @@ const NF = FEATURES.length;
 const NC = LABELS.length;
 
 // dist/models/demo/build.js → repo root is three folders up; the output goes to the source tree.
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 if (!existsSync(join(ROOT, 'models', 'manifest.ts'))) throw new Error(`repo root not found from ${import.meta.url}`);
 const OUT = join(ROOT, 'models', 'demo', 'bearing-health', '1.0.0');
 

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createBatcher } from '../../agent/batcher.js';
+import { createBatcher } from '../../agent/infer/batcher.js';
 
 test('batches cut at maxBatchRows, committed in order, flush leaves nothing', { timeout: 30000 }, async () => {
   const committed: number[][] = [];

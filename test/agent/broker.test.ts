@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createPacketSizeGuard, resultTopicPattern } from '../../agent/broker.js';
+import { createPacketSizeGuard, resultTopicPattern } from '../../agent/ingest/broker.js';
 
 /** An MQTT packet as on the wire: type byte, Remaining Length (7 bits a byte, high bit: more), body. */
 function frame(type: number, body: Buffer): Buffer {

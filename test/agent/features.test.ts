@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createDecoder, mappingOptionsSchema, mappingProblems } from '../../agent/features.js';
+import { createDecoder, mappingOptionsSchema, mappingProblems } from '../../agent/ingest/features.js';
 import { readManifest } from '../../models/manifest.js';
 import { demoModelDir } from '../helpers/parts.js';
 

@@ -1,4 +1,4 @@
-// One batch for two models on one topic (agent/predict.ts) against a real SQLite store and the real demo
+// One batch for two models on one topic (agent/infer/predict.ts) against a real SQLite store and the real demo
 // model in its worker: when the other model's worker is gone (the agent stopping), the readings it did not
 // run keep their inbox rows and nothing of them is stored for either model, so the replay gives each model
 // its one row. A model whose worker is alive but fails makes dead letters, and the inbox rows go.
@@ -6,14 +6,14 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createDecoder, mappingOptionsSchema } from '../../agent/features.js';
-import { inferenceOptionsSchema, type Inference } from '../../agent/infer.js';
-import type { Message } from '../../agent/ingest.js';
+import { createDecoder, mappingOptionsSchema } from '../../agent/ingest/features.js';
+import { inferenceOptionsSchema, type Inference } from '../../agent/infer/infer.js';
+import type { Message } from '../../agent/ingest/ingest.js';
 import { createLogger } from '../../agent/log.js';
-import { createModelSlot, createPredictor, type ServingModel } from '../../agent/predict.js';
+import { createModelSlot, createPredictor, type ServingModel } from '../../agent/infer/predict.js';
 import type { Publisher, Result } from '../../agent/publish.js';
-import { createStats } from '../../agent/stats.js';
-import { openStore, storeOptionsSchema } from '../../agent/store.js';
+import { createStats } from '../../agent/observe/stats.js';
+import { openStore, storeOptionsSchema } from '../../agent/store/store.js';
 import { loadModel } from '../../models/load.js';
 import { demoModelDir, readingPayload, teardown, tempDir } from '../helpers/parts.js';
 

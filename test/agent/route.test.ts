@@ -3,8 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createRouter, type Route } from '../../agent/predict.js';
-import { topicMatches } from '../../agent/topic.js';
+import { createRouter, type Route } from '../../agent/infer/predict.js';
+import { topicMatches } from '../../agent/ingest/topic.js';
 
 test('topic filters match as MQTT says: + one whole level, # the rest including none, $ topics not by a leading wildcard', { timeout: 10000 }, () => {
   const cases: [string, string, boolean][] = [

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { MIGRATIONS, openStore, storeOptionsSchema } from '../../agent/store.js';
+import { MIGRATIONS, openStore, storeOptionsSchema } from '../../agent/store/store.js';
 import { teardown, tempDir } from '../helpers/parts.js';
 
 test('default durability is WAL + synchronous=NORMAL; FULL when configured', { timeout: 30000 }, (t) => {
@@ -20,7 +20,7 @@ test('default durability is WAL + synchronous=NORMAL; FULL when configured', { t
   assert.deepEqual(full.durability(), { journalMode: 'wal', synchronous: 'FULL' });
   full.close();
   const db = new Database(join(dir, 'f.db'));
-  assert.equal(db.pragma('user_version', { simple: true }), 5, 'migrations recorded');
+  assert.equal(db.pragma('user_version', { simple: true }), 6, 'migrations recorded');
   db.close();
 });
 
@@ -30,7 +30,7 @@ test('commitBatch stores predictions and dead letters and deletes their inbox ro
   teardown(t, () => s.close());
   const a = s.appendInbox({ receivedAt: 1, topic: 't/a', qos: 1, dedupKey: '1:x', payload: Buffer.from('{}') });
   const b = s.appendInbox({ receivedAt: 2, topic: 't/b', qos: 1, dedupKey: '2:y', payload: Buffer.from('{') });
-  assert.deepEqual(s.pendingInbox().map((r) => r.id), [a, b]);
+  assert.deepEqual(s.inboxPage(0, 1000).map((r) => r.id), [a, b]);
   const ids = s.commitBatch(
     [{ receivedAt: 1, asset: 'a', topic: 't/a', modelName: 'm', modelVersion: '1', features: [1, 2], outputs: [0.5], label: 'x', score: 0.5, latencyMs: 1, inboxId: a, dedupKey: '1:x' }],
     [{ receivedAt: 2, topic: 't/b', reasonCode: 'REJECT_MALFORMED_JSON', reason: 'bad', payload: Buffer.from('{'), inboxId: b, dedupKey: '2:y', model: 'm' }],
@@ -53,9 +53,9 @@ test('commitBatch deletes exactly the inbox rows it names, contiguous or not', {
   teardown(t, () => s.close());
   const ids = Array.from({ length: 6 }, (_, i) => s.appendInbox({ receivedAt: i, topic: 't', qos: 1, dedupKey: null, payload: Buffer.from('{}') }));
   s.commitBatch([], [], [ids[0]!, ids[2]!, ids[3]!]); // not contiguous: row by row
-  assert.deepEqual(s.pendingInbox().map((r) => r.id), [ids[1], ids[4], ids[5]]);
+  assert.deepEqual(s.inboxPage(0, 1000).map((r) => r.id), [ids[1], ids[4], ids[5]]);
   s.commitBatch([], [], [ids[4]!, ids[5]!]); // contiguous: one range
-  assert.deepEqual(s.pendingInbox().map((r) => r.id), [ids[1]]);
+  assert.deepEqual(s.inboxPage(0, 1000).map((r) => r.id), [ids[1]]);
 });
 
 test('a database from a newer agent is refused with EDGE_ERR_STORE', { timeout: 30000 }, (t) => {
@@ -114,7 +114,7 @@ test('migration 2 keeps inbox rows and continues inbox ids past every id already
   db.close();
   const s = openStore(storeOptionsSchema.parse({ path }));
   teardown(t, () => s.close());
-  assert.deepEqual(s.pendingInbox().map((r) => [r.id, r.dedupKey]), [[7, 'k7']]);
+  assert.deepEqual(s.inboxPage(0, 1000).map((r) => [r.id, r.dedupKey]), [[7, 'k7']]);
   assert.equal(s.appendInbox({ receivedAt: 2, topic: 't', qos: 1, dedupKey: 'k', payload: Buffer.from('{}') }), 501);
 });
 
@@ -140,4 +140,47 @@ test('the dedup window counts messages, not rows: a message predicted by several
   s.commitBatch(ids.flatMap((_, i) => [row('a', i), row('b', i)]), [], ids);
   assert.deepEqual(s.recentDedupKeys(10, 2), Array.from({ length: 10 }, (_, i) => `k${9 - i}`), 'the last 10 messages, each once');
   assert.equal(s.recentDedupKeys(10).length, 5, 'read as one row per message, the window would hold half of them');
+});
+
+test('one write path: a write made while a group of inbox rows is open commits the group first, then itself', { timeout: 30000 }, (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'a.db');
+  const s = openStore(storeOptionsSchema.parse({ path }));
+  teardown(t, () => s.close());
+  s.appendInbox({ receivedAt: 1, topic: 't', qos: 1, dedupKey: 'k1', payload: Buffer.from('{}') });
+  const reader = new Database(path, { readonly: true });
+  teardown(t, () => reader.close());
+  const seen = () => reader.prepare('SELECT (SELECT count(*) FROM inbox) AS inbox, (SELECT count(*) FROM model_events) AS events').get();
+  assert.deepEqual(seen(), { inbox: 0, events: 0 }, 'the open group is not visible to other connections');
+  s.recordModelEvent({ model: 'm', version: '1', event: 'installed', reason: 'test' });
+  assert.deepEqual(seen(), { inbox: 1, events: 1 }, 'the event is committed on its own, after the group');
+  // A later group is still a group: its rows are visible only once committed.
+  s.appendInbox({ receivedAt: 2, topic: 't', qos: 1, dedupKey: 'k2', payload: Buffer.from('{}') });
+  assert.deepEqual(seen(), { inbox: 1, events: 1 });
+  s.commitGroup();
+  assert.deepEqual(seen(), { inbox: 2, events: 1 });
+});
+
+test('migration 6 keeps prediction and dead-letter rows and ids, and ids are never reused after every row is deleted', { timeout: 30000 }, (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'v5.db');
+  const db = new Database(path);
+  for (let v = 0; v < 5; v++) db.exec(MIGRATIONS[v] as string);
+  db.pragma('user_version = 5');
+  db.prepare(`INSERT INTO predictions (id, received_at, asset, topic, model_name, model_version, features, outputs, label, score, latency_ms, inbox_id, dedup_key, created_at)
+    VALUES (41, 1, 'a', 't', 'm', '1', '[1]', '[1]', 'x', 0.5, 1, 3, 'k3', 1)`).run();
+  db.prepare(`INSERT INTO dead_letters (id, received_at, topic, reason_code, reason, payload, inbox_id, dedup_key, created_at, model) VALUES (9, 1, 't', 'R', 'r', x'00', 4, 'k4', 1, 'm')`).run();
+  db.close();
+  const s = openStore(storeOptionsSchema.parse({ path }));
+  s.close();
+  const after = new Database(path);
+  teardown(t, () => after.close());
+  assert.deepEqual(after.prepare('SELECT id, dedup_key AS k, role FROM predictions').all(), [{ id: 41, k: 'k3', role: 'active' }]);
+  assert.deepEqual(after.prepare('SELECT id, model FROM dead_letters').all(), [{ id: 9, model: 'm' }]);
+  assert.match((after.prepare("SELECT value FROM meta WHERE key = 'store_id'").get() as { value: string }).value, /^[0-9a-f]{32}$/);
+  after.exec('DELETE FROM predictions; DELETE FROM dead_letters;');
+  after.prepare(`INSERT INTO predictions (received_at, asset, topic, model_name, model_version, features, outputs, latency_ms, created_at) VALUES (1, 'a', 't', 'm', '1', '[]', '[]', 1, 1)`).run();
+  after.prepare(`INSERT INTO dead_letters (received_at, topic, reason_code, reason, payload, created_at) VALUES (1, 't', 'R', 'r', x'00', 1)`).run();
+  assert.deepEqual(after.prepare('SELECT id FROM predictions').all(), [{ id: 42 }], 'a prediction id is never used twice');
+  assert.deepEqual(after.prepare('SELECT id FROM dead_letters').all(), [{ id: 10 }], 'a dead-letter id is never used twice');
 });

@@ -13,7 +13,7 @@ import Database from 'better-sqlite3';
 import mqtt, { type MqttClient } from 'mqtt';
 import { stringify } from 'yaml';
 
-export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url));
 export const cliPath = join(repoRoot, 'dist', 'agent', 'cli.js');
 export const demoModelDir = join(repoRoot, 'models', 'demo', 'bearing-health', '1.0.0');
 

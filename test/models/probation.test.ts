@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { CommittedBatch } from '../../agent/predict.js';
+import type { CommittedBatch } from '../../agent/infer/predict.js';
 import { createProbation, labelPsi, probationOptionsSchema } from '../../models/probation.js';
 
 const batch = (labels: string[], bad: string[] = [], modelMs = 1): CommittedBatch =>

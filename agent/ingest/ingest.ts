@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import type { IPublishPacket } from 'mqtt';
 import { z } from 'zod';
-import type { Store } from './store.js';
+import type { Store } from '../store/store.js';
 
 /**
  * Topic filters to subscribe to (+ and # wildcards) with their QoS. QoS 2 is not offered: mqtt.js keeps
@@ -46,6 +46,9 @@ export const ingestOptionsSchema = z.strictObject({
 });
 
 export type IngestOptions = z.infer<typeof ingestOptionsSchema>;
+
+/** Inbox rows read at once when the inbox is replayed after a crash. */
+const REPLAY_PAGE = 1000;
 
 /** Messages handled before the event loop gets a turn (for model results, timers, result acks). */
 const YIELD_EVERY = 128;
@@ -113,11 +116,11 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
   let sinceYield = 0;
   let release: (() => void) | null = null;
 
+  /** Corks the broker socket for this turn's group; the store opens the group's transaction with its first row. */
   function openGroup() {
     if (release) return;
     release = deps.cork();
     setImmediate(commitGroup);
-    deps.store.beginGroup();
   }
 
   function failGroup(err: Error) {
@@ -198,11 +201,16 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
     },
 
     async replay() {
-      const rows = deps.store.pendingInbox();
-      for (const r of rows) {
-        if (!deps.accept(toMessage(r.id, r.dedupKey, r.topic, r.payload, r.receivedAt))) await deps.drained();
+      // In pages: a backlog of days must not be read into memory at once.
+      let count = 0;
+      for (let after = 0, page = deps.store.inboxPage(after, REPLAY_PAGE); page.length; page = deps.store.inboxPage(after, REPLAY_PAGE)) {
+        for (const r of page) {
+          if (!deps.accept(toMessage(r.id, r.dedupKey, r.topic, r.payload, r.receivedAt))) await deps.drained();
+        }
+        after = (page[page.length - 1] as { id: number }).id;
+        count += page.length;
       }
-      return rows.length;
+      return count;
     },
 
     pause() {

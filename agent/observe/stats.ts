@@ -2,7 +2,7 @@
 // Takes events; gives a snapshot with rates and in-agent latency percentiles.
 
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { RejectReason } from './errors.js';
+import type { RejectReason } from '../errors.js';
 
 const WINDOW = 4096;
 

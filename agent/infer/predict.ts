@@ -4,16 +4,16 @@
 // and the dead letters and removes their inbox rows. Then the results are published and observers hear
 // "batch committed". A model swapped in meanwhile serves the next batch; this one finishes on its own.
 
-import { interpret, outputWidth, type Manifest } from '../models/manifest.js';
-import { EdgeError, type RejectReason } from './errors.js';
-import type { Decoded, Decoder } from './features.js';
+import { interpret, outputWidth, type Manifest } from '../../models/manifest.js';
+import { EdgeError, type RejectReason } from '../errors.js';
+import type { Decoded, Decoder } from '../ingest/features.js';
 import type { Inference, InferResult } from './infer.js';
-import type { Message } from './ingest.js';
-import { createRateLimitedLog, type Logger } from './log.js';
-import { deliveredFilter, topicMatches } from './topic.js';
-import type { Publisher, Result } from './publish.js';
-import type { Stats } from './stats.js';
-import type { DeadLetterRow, PredictionRow, Store } from './store.js';
+import type { Message } from '../ingest/ingest.js';
+import { createRateLimitedLog, type Logger } from '../log.js';
+import { deliveredFilter, topicMatches } from '../ingest/topic.js';
+import type { Publisher, Result } from '../publish.js';
+import type { Stats } from '../observe/stats.js';
+import type { DeadLetterRow, PredictionRow, Store } from '../store/store.js';
 
 /** A loaded, verified model as it serves: its contract, its worker and its decoder. */
 export interface ServingModel {

@@ -6,9 +6,9 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { z } from 'zod';
-import { EdgeError } from './errors.js';
-import type { Logger } from './log.js';
-import { secretSchema, type Resolved } from './secret.js';
+import { EdgeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { secretSchema, type Resolved } from '../secret.js';
 
 /**
  * mqtt:// or mqtts://host:port, shared with the CLI's `simulate --url`. Credentials in a URL would be

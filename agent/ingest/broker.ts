@@ -8,8 +8,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type AedesOptions, type Client } from 'aedes';
-import { EdgeError } from './errors.js';
-import { createRateLimitedLog, type Logger } from './log.js';
+import { EdgeError } from '../errors.js';
+import { createRateLimitedLog, type Logger } from '../log.js';
 import { isLoopbackHost, type EmbeddedBrokerOptions } from './mqtt.js';
 
 export interface EmbeddedBroker {

@@ -4,7 +4,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
-import { chunks } from '../models/chunks.js';
+import { chunks } from '../../models/chunks.js';
 
 export interface WorkerInit { model: Uint8Array; intraOpThreads: number; fixedBatch: number | null; fetch: string[] }
 export interface TensorInfo { name: string; type: string; shape: (number | string)[] }

@@ -4,9 +4,9 @@
 
 import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
-import type { RejectReason } from './errors.js';
+import type { RejectReason } from '../errors.js';
 import { topicLevelProblem } from './topic.js';
-import type { Manifest } from '../models/manifest.js';
+import type { Manifest } from '../../models/manifest.js';
 
 const pathString = z
   .string()

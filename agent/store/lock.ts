@@ -11,7 +11,7 @@
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
-import { EdgeError } from './errors.js';
+import { EdgeError } from '../errors.js';
 
 export interface StoreLock {
   release(): void;

@@ -4,7 +4,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
-import { EdgeError } from './errors.js';
+import { EdgeError } from '../errors.js';
 import type { TensorInfo, WorkerInit, WorkerReply, WorkerRequest } from './infer-worker.js';
 
 export const inferenceOptionsSchema = z

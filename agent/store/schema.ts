@@ -1,0 +1,162 @@
+// Store schema: the forward-only migrations of the SQLite file (PRAGMA user_version holds how many have
+// run) and the function that runs the missing ones at open. An agent refuses a file from a newer agent.
+
+import type Database from 'better-sqlite3';
+import { EdgeError } from '../errors.js';
+
+/** Forward-only migrations; PRAGMA user_version holds how many have run. */
+export const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE inbox (
+     id INTEGER PRIMARY KEY,
+     received_at INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     qos INTEGER NOT NULL,
+     dedup_key TEXT,
+     payload BLOB NOT NULL
+   );
+   CREATE TABLE predictions (
+     id INTEGER PRIMARY KEY,
+     received_at INTEGER NOT NULL,
+     asset TEXT NOT NULL,
+     topic TEXT NOT NULL,
+     model_name TEXT NOT NULL,
+     model_version TEXT NOT NULL,
+     features TEXT NOT NULL,
+     outputs TEXT NOT NULL,
+     label TEXT,
+     score REAL,
+     latency_ms REAL NOT NULL,
+     inbox_id INTEGER,
+     dedup_key TEXT,
+     created_at INTEGER NOT NULL,
+     synced_at INTEGER
+   );
+   CREATE INDEX predictions_unsynced ON predictions (id) WHERE synced_at IS NULL;
+   CREATE TABLE dead_letters (
+     id INTEGER PRIMARY KEY,
+     received_at INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     reason_code TEXT NOT NULL,
+     reason TEXT NOT NULL,
+     payload BLOB NOT NULL,
+     inbox_id INTEGER,
+     dedup_key TEXT,
+     created_at INTEGER NOT NULL
+   );`,
+  // The inbox's ids order the redelivery window across tables (predictions.inbox_id, dead_letters.inbox_id):
+  // AUTOINCREMENT so an id is never reused after the inbox empties, seeded past every id already used.
+  `CREATE TABLE inbox_v2 (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     received_at INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     qos INTEGER NOT NULL,
+     dedup_key TEXT,
+     payload BLOB NOT NULL
+   );
+   INSERT INTO inbox_v2 SELECT id, received_at, topic, qos, dedup_key, payload FROM inbox;
+   DROP TABLE inbox;
+   ALTER TABLE inbox_v2 RENAME TO inbox;
+   DELETE FROM sqlite_sequence WHERE name = 'inbox';
+   INSERT INTO sqlite_sequence (name, seq) SELECT 'inbox', max(
+     coalesce((SELECT max(id) FROM inbox), 0),
+     coalesce((SELECT max(inbox_id) FROM predictions), 0),
+     coalesce((SELECT max(inbox_id) FROM dead_letters), 0));`,
+  // The model lifecycle's audit trail: every install, activation, refusal and rollback, with its reason.
+  `CREATE TABLE model_events (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     at INTEGER NOT NULL,
+     model TEXT NOT NULL,
+     version TEXT,
+     event TEXT NOT NULL,
+     reason TEXT NOT NULL,
+     synced_at INTEGER
+   );`,
+  // Predictions of a shadow version (run beside the active one on the same rows, never published).
+  `ALTER TABLE predictions ADD COLUMN role TEXT NOT NULL DEFAULT 'active';`,
+  // Several models per agent: a dead letter names the model that refused it (null: no model takes its topic).
+  `ALTER TABLE dead_letters ADD COLUMN model TEXT;`,
+  // Upstream sync. Row ids build the idempotency keys of synced batches, so they must never be reused:
+  // predictions and dead letters get AUTOINCREMENT (rebuilt, their ids kept and continued). The store's
+  // own random id makes keys unique across agents and across a store recreated from scratch. Per target
+  // and kind of row: the cursor (the last row id the target acknowledged), the batch in flight (sent again
+  // with the same key after a crash), and what the target said last; batches a target refused for good.
+  `CREATE TABLE predictions_v6 (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     received_at INTEGER NOT NULL,
+     asset TEXT NOT NULL,
+     topic TEXT NOT NULL,
+     model_name TEXT NOT NULL,
+     model_version TEXT NOT NULL,
+     features TEXT NOT NULL,
+     outputs TEXT NOT NULL,
+     label TEXT,
+     score REAL,
+     latency_ms REAL NOT NULL,
+     inbox_id INTEGER,
+     dedup_key TEXT,
+     created_at INTEGER NOT NULL,
+     role TEXT NOT NULL DEFAULT 'active'
+   );
+   INSERT INTO predictions_v6 SELECT id, received_at, asset, topic, model_name, model_version, features, outputs, label, score,
+     latency_ms, inbox_id, dedup_key, created_at, role FROM predictions;
+   DROP TABLE predictions;
+   ALTER TABLE predictions_v6 RENAME TO predictions;
+   CREATE TABLE dead_letters_v6 (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     received_at INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     reason_code TEXT NOT NULL,
+     reason TEXT NOT NULL,
+     payload BLOB NOT NULL,
+     inbox_id INTEGER,
+     dedup_key TEXT,
+     created_at INTEGER NOT NULL,
+     model TEXT
+   );
+   INSERT INTO dead_letters_v6 SELECT id, received_at, topic, reason_code, reason, payload, inbox_id, dedup_key, created_at, model FROM dead_letters;
+   DROP TABLE dead_letters;
+   ALTER TABLE dead_letters_v6 RENAME TO dead_letters;
+   CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   INSERT INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));
+   CREATE TABLE sync_state (
+     target TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     acked_id INTEGER NOT NULL DEFAULT 0,
+     pending_first INTEGER,
+     pending_last INTEGER,
+     pending_key TEXT,
+     rows_sent INTEGER NOT NULL DEFAULT 0,
+     bytes_sent INTEGER NOT NULL DEFAULT 0,
+     last_success_at INTEGER,
+     last_error TEXT,
+     last_error_at INTEGER,
+     PRIMARY KEY (target, kind)
+   );
+   CREATE TABLE sync_rejected (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     at INTEGER NOT NULL,
+     target TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     first_id INTEGER NOT NULL,
+     last_id INTEGER NOT NULL,
+     idempotency_key TEXT NOT NULL,
+     status INTEGER,
+     response TEXT
+   );`,
+];
+
+export function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new EdgeError(
+      'EDGE_ERR_STORE',
+      `${db.name}: schema version ${current} is newer than this agent knows (${MIGRATIONS.length}); upgrade the agent`,
+    );
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v] as string);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
