@@ -15,6 +15,7 @@ import { redactUrl } from './redact.js';
 import { fitProblems, servedModelNames, startAgent, type Agent } from './pipeline.js';
 import { simulateDefaults, startSimulator } from './simulate.js';
 import { runModelCommand } from '../models/commands.js';
+import { runSyncCommand } from '../sync/commands.js';
 import { loadModel } from '../models/load.js';
 
 const HELP = `edge-agent — ONNX inference on MQTT sensor readings, every prediction kept in SQLite
@@ -27,6 +28,8 @@ Usage:
   edge-agent model pack | keygen | sign | install | rollback | list | push
                                       release tools and the model lifecycle ('edge-agent model --help')
   edge-agent drill [MODEL] --config FILE  rehearse install, probation and rollback on the running agent
+  edge-agent sync now | status --config FILE
+                                      upstream sync of the running agent ('edge-agent sync --help')
   edge-agent --help | --version
 
 Options:
@@ -43,7 +46,7 @@ Options:
   -v, --version          the agent's version
 
 Exit codes: 0 ok, 64 bad command line, 78 invalid config or model, 65 a release refused, 69 broker,
-70 internal, 74 store, 75 a push not finished in time, 130 stopped by a second signal.
+the control socket or a sync target, 70 internal, 74 store, 75 a push not finished in time, 130 stopped by a second signal.
 Docs: README.md (config reference, payload mapping, manifest format, error codes).`;
 
 function usage(message: string): never {
@@ -150,6 +153,7 @@ async function main(argv: string[]): Promise<void> {
   // The model commands have options of their own: they parse their own words.
   if (argv[0] === 'model') return runModelCommand(argv.slice(1), (s) => void process.stdout.write(s));
   if (argv[0] === 'drill') return runModelCommand(argv, (s) => void process.stdout.write(s));
+  if (argv[0] === 'sync') return runSyncCommand(argv.slice(1), (s) => void process.stdout.write(s));
   let parsed;
   try {
     parsed = parseArgs({

@@ -11,6 +11,7 @@ import { EdgeError } from './errors.js';
 import { maxModelBytesSchema } from '../models/load.js';
 import { probationOptionsSchema } from '../models/probation.js';
 import { releasesOptionsSchema } from '../sync/push.js';
+import { syncOptionsSchema } from '../sync/upstream.js';
 import { parsePublicKey } from '../models/sign.js';
 import { mappingOptionsSchema, type MappingOptions } from './ingest/features.js';
 import { inferenceOptionsSchema } from './infer/infer.js';
@@ -74,6 +75,8 @@ export const configSchema = z.strictObject({
   store: storeOptionsSchema,
   publish: publishOptionsSchema,
   releases: releasesOptionsSchema,
+  /** Upstream sync of predictions, dead letters and lifecycle events (sync/upstream.ts). */
+  sync: syncOptionsSchema,
   shutdown: z
     .strictObject({
       /** Stop taking messages, finish the batch in flight, commit, disconnect: all within this. Keep it under systemd's TimeoutStopSec. */
@@ -164,6 +167,22 @@ export function configFromObject(raw: unknown, where: string, baseDir: string): 
       missing.push(`${m.keys.dir}: got "${written}" — a folder holding model.onnx and manifest.json (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
     }
   }
+  c.sync.targets.forEach((t, i) => {
+    for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
+      const v = t.tls?.[k];
+      if (v === undefined || !t.tls) continue;
+      t.tls[k] = abs(v);
+      try {
+        accessSync(abs(v), constants.R_OK);
+      } catch (err) {
+        missing.push(`sync.targets[${i}].tls.${k}: got "${v}" — a readable file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+      }
+    }
+  });
+  const names = c.sync.targets.map((t) => t.name);
+  names.forEach((n, i) => {
+    if (names.indexOf(n) !== i) missing.push(`sync.targets[${i}].name: got "${n}" — a name no other target has (each target keeps its own cursors under its name)`);
+  });
   if (c.mqtt.tls) {
     for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
       const v = c.mqtt.tls[k];

@@ -29,6 +29,7 @@ export const ErrorCodes = {
   EDGE_ERR_RELEASE_SIGNATURE: { retryable: false, exitCode: 65, summary: "a release's signature is malformed, by an untrusted key, or does not match its manifest" },
   EDGE_ERR_RELEASE_DOWNGRADE: { retryable: false, exitCode: 65, summary: 'a release is below the highest version trusted for its model and not signed as a rollback' },
   EDGE_ERR_RELEASE_EXPIRED: { retryable: false, exitCode: 65, summary: 'a release is past its expiry (beyond the clock slack)' },
+  EDGE_ERR_SYNC: { retryable: true, exitCode: 69, summary: 'a sync target was unavailable or refused this agent (sync now)' },
   EDGE_ERR_SHUTDOWN_TIMEOUT: { retryable: false, exitCode: 70, summary: 'shutdown did not finish within shutdown.deadlineMs' },
 } as const;
 

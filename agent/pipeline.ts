@@ -14,7 +14,9 @@ import { loadModel } from '../models/load.js';
 import { readManifest, type Manifest } from '../models/manifest.js';
 import { openModelVersions } from '../models/versions.js';
 import { startRegistryPull } from '../sync/pull.js';
+import { createHttpTarget } from '../sync/http.js';
 import { createReleaseListener, releaseTopic } from '../sync/push.js';
+import { startSync, type Sync } from '../sync/upstream.js';
 import { createBatcher } from './infer/batcher.js';
 import { controlSocketPath, startControl } from './control.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './ingest/broker.js';
@@ -54,7 +56,7 @@ export interface AgentHooks {
 }
 
 /** Parts whose overrun loses nothing: a force-close there still ends in a clean stop (exit 0). */
-const SAFE_OVERRUNS = new Set(['wait for result acknowledgements', 'disconnect from broker']);
+const SAFE_OVERRUNS = new Set(['wait for result acknowledgements', 'disconnect from broker', 'stop upstream sync']);
 
 /** What keeps a model from serving with its part of the config: mapped features it lacks, a name or version no topic can hold. */
 export function fitProblems(config: FrozenConfig, spec: ModelSpec, manifest: Manifest): string[] {
@@ -185,8 +187,12 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     //    model in its slot at dispatch, is committed in order (one transaction for all models), then published.
     const predictor = createPredictor({
       routes: served.map((s) => s.route), store, publisher, stats, log, commitInbox: () => ingest.commitGroup(), onFatal: hooks.onFatal,
-      // Observers of committed batches (off the per-message path): each model's lifecycle (probation, shadow).
-      onCommitted: (b) => managers.get(b.model.manifest.name)?.observe(b),
+      // Observers of committed batches (off the per-message path): each model's lifecycle (probation, shadow),
+      // and upstream sync (an early run when the backlog grows).
+      onCommitted: (b) => {
+        managers.get(b.model.manifest.name)?.observe(b);
+        sync?.stored(b.predictions.length + b.deadLetters.length);
+      },
     });
     const batcher = createBatcher(config.inference, predictor.run, predictor.commit, (err) => {
       hooks.onFatal(err instanceof EdgeError ? err : new EdgeError('EDGE_ERR_STORE', `cannot commit a batch: ${(err as Error).message}`, { cause: err }));
@@ -242,7 +248,27 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     if (releases && registry) {
       void ready.then(() => (pull = startRegistryPull(registry, { modelNames: () => [...managers.keys()], offer: (a, from) => releases.offer(a, from), log })));
     }
+    // 10. Upstream sync: every row to each target on the schedule, once the agent is ready.
+    let sync: Sync | null = null;
+    let syncStopped = false;
+    const syncTargets = config.sync.targets.map((t) => createHttpTarget(t, agentId));
+    void ready.then(() => {
+      if (!syncStopped) sync = startSync(config.sync, { store, targets: syncTargets, agentId, log });
+    });
+    life.add({
+      name: 'stop upstream sync',
+      closeBudgetMs: 3000,
+      onOverrun: 'the batch in flight is sent again at the next start, with the same idempotency key',
+      close: async () => {
+        syncStopped = true;
+        if (sync) await sync.close();
+        else for (const t of syncTargets) t.close();
+      },
+    });
+    const syncNotRunning = () => new EdgeError('EDGE_ERR_CONTROL', 'upstream sync starts once the agent is ready (connected and subscribed)');
     const control = await startControl(controlSocketPath(config.store.path), {
+      'sync.now': async () => (sync ? sync.now() : Promise.reject(syncNotRunning())),
+      'sync.status': async () => (sync ? sync.status() : Promise.reject(syncNotRunning())),
       'model.install': async (a) => {
         const path = String(a.path);
         // With one model its manager checks the release (and records a refusal); with several, the release's

@@ -17,6 +17,7 @@ import { prepareFiles } from './files.js';
 import { createInbox, type InboxMessage, type InboxRow } from './inbox.js';
 import { lockStore, type StoreLock } from './lock.js';
 import { createRows, type DeadLetterRow, type PredictionRow } from './rows.js';
+import { createSyncRows, type SyncRows } from './sync.js';
 import { migrate } from './schema.js';
 import { createWriter } from './writer.js';
 
@@ -58,6 +59,8 @@ export interface Store {
   readonly exposure: string | null;
   /** What the connection really runs with (asserted in tests, shown by `config check`). */
   durability(): { journalMode: string; synchronous: string };
+  /** Upstream sync's rows, cursors and batches in flight (sync/). */
+  readonly sync: SyncRows;
   readonly path: string;
   close(): void;
 }
@@ -84,9 +87,11 @@ export function openStore(options: StoreOptions): Store {
   const inbox = createInbox(db, writer);
   const rows = createRows(db);
   const events = createEvents(db);
+  const sync = createSyncRows(db, writer);
   let closed = false;
   return {
     path: options.path,
+    sync,
     exposure,
     appendInbox: inbox.append,
     commitGroup: () => writer.commitGroup(),

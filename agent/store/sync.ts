@@ -1,0 +1,109 @@
+// What upstream sync reads and writes in the store: pages of rows of each kind after a target's cursor,
+// the batch in flight (its bounds and idempotency key, kept so that a crash resends exactly that batch
+// with the same key), and the acknowledgement that moves the cursor in the same transaction as the
+// counters. One cursor per target and kind; rows count as synced only once their target acknowledged them.
+
+import type Database from 'better-sqlite3';
+import type { Writer } from './writer.js';
+
+export const SYNC_KINDS = ['predictions', 'dead_letters', 'model_events'] as const;
+export type SyncKind = (typeof SYNC_KINDS)[number];
+
+/** The columns each kind of row is read with (its own id first). */
+const COLUMNS: Record<SyncKind, string> = {
+  predictions: 'id, received_at, asset, topic, model_name, model_version, role, features, outputs, label, score, latency_ms, created_at',
+  dead_letters: 'id, received_at, topic, reason_code, reason, model, payload, created_at',
+  model_events: 'id, at, model, version, event, reason',
+};
+/** When a row of each kind was stored, for the age of the oldest unsynced one. */
+const STORED_AT: Record<SyncKind, string> = { predictions: 'created_at', dead_letters: 'created_at', model_events: 'at' };
+
+export type SyncRow = Record<string, unknown> & { id: number };
+
+export interface SyncState {
+  ackedId: number;
+  pending: { first: number; last: number; key: string } | null;
+  rowsSent: number;
+  bytesSent: number;
+  lastSuccessAt: number | null;
+  lastError: string | null;
+  lastErrorAt: number | null;
+}
+
+export function createSyncRows(db: Database.Database, writer: Writer) {
+  const storeId = (db.prepare("SELECT value FROM meta WHERE key = 'store_id'").get() as { value: string }).value;
+  const after = Object.fromEntries(SYNC_KINDS.map((k) => [k, db.prepare(`SELECT ${COLUMNS[k]} FROM ${k} WHERE id > ? ORDER BY id LIMIT ?`)])) as Record<SyncKind, Database.Statement>;
+  const between = Object.fromEntries(SYNC_KINDS.map((k) => [k, db.prepare(`SELECT ${COLUMNS[k]} FROM ${k} WHERE id BETWEEN ? AND ? ORDER BY id`)])) as Record<SyncKind, Database.Statement>;
+  const backlog = Object.fromEntries(
+    SYNC_KINDS.map((k) => [k, db.prepare(`SELECT count(*) AS rows, min(${STORED_AT[k]}) AS oldest FROM ${k} WHERE id > ?`)]),
+  ) as Record<SyncKind, Database.Statement>;
+  const ensure = db.prepare('INSERT OR IGNORE INTO sync_state (target, kind) VALUES (?, ?)');
+  const select = db.prepare('SELECT * FROM sync_state WHERE target = ? AND kind = ?');
+  const setPending = db.prepare('UPDATE sync_state SET pending_first = ?, pending_last = ?, pending_key = ? WHERE target = ? AND kind = ?');
+  const ack = db.prepare(
+    `UPDATE sync_state SET acked_id = ?, pending_first = NULL, pending_last = NULL, pending_key = NULL,
+       rows_sent = rows_sent + ?, bytes_sent = bytes_sent + ?, last_success_at = ? WHERE target = ? AND kind = ?`,
+  );
+  const noteError = db.prepare('UPDATE sync_state SET last_error = ?, last_error_at = ? WHERE target = ? AND kind = ?');
+  const reject = db.prepare('INSERT INTO sync_rejected (at, target, kind, first_id, last_id, idempotency_key, status, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+  const rejectedCount = db.prepare('SELECT count(*) AS n FROM sync_rejected WHERE target = ?');
+
+  function state(target: string, kind: SyncKind): SyncState {
+    const r = select.get(target, kind) as Record<string, number | string | null> | undefined;
+    if (!r) return { ackedId: 0, pending: null, rowsSent: 0, bytesSent: 0, lastSuccessAt: null, lastError: null, lastErrorAt: null };
+    return {
+      ackedId: r.acked_id as number,
+      pending: r.pending_key === null ? null : { first: r.pending_first as number, last: r.pending_last as number, key: r.pending_key as string },
+      rowsSent: r.rows_sent as number,
+      bytesSent: r.bytes_sent as number,
+      lastSuccessAt: r.last_success_at as number | null,
+      lastError: r.last_error as string | null,
+      lastErrorAt: r.last_error_at as number | null,
+    };
+  }
+
+  return {
+    /** The store's random id (meta.store_id): part of every idempotency key. */
+    storeId,
+    state,
+    /** Up to `limit` rows of `kind` after row id `id`. */
+    after: (kind: SyncKind, id: number, limit: number) => after[kind].all(id, limit) as SyncRow[],
+    /** The rows of `kind` with ids first..last (a batch sent before, to be sent again). */
+    between: (kind: SyncKind, first: number, last: number) => between[kind].all(first, last) as SyncRow[],
+    /** Rows not yet acknowledged by `target`, and when the oldest of them was stored. */
+    backlog(target: string, kind: SyncKind): { rows: number; oldestAt: number | null } {
+      const r = backlog[kind].get(state(target, kind).ackedId) as { rows: number; oldest: number | null };
+      return { rows: r.rows, oldestAt: r.oldest };
+    },
+    /** Before a batch leaves: its bounds and key, so that after a crash the same batch goes with the same key. */
+    setPending: (target: string, kind: SyncKind, first: number, last: number, key: string) =>
+      writer.write(() => {
+        ensure.run(target, kind);
+        setPending.run(first, last, key, target, kind);
+      }),
+    /** The target acknowledged the batch in flight: the cursor moves past it. */
+    ack: (target: string, kind: SyncKind, last: number, rows: number, bytes: number) =>
+      writer.write(() => {
+        ensure.run(target, kind);
+        ack.run(last, rows, bytes, Date.now(), target, kind);
+      }),
+    /** The target refused the batch for good: recorded with its answer, and the cursor moves past it. */
+    reject: (target: string, kind: SyncKind, first: number, last: number, key: string, status: number | null, response: string) =>
+      writer.write(() => {
+        ensure.run(target, kind);
+        reject.run(Date.now(), target, kind, first, last, key, status, response);
+        ack.run(last, 0, 0, null, target, kind);
+        noteError.run(`batch ${key} refused (${status ?? 'no status'}): ${response}`, Date.now(), target, kind);
+      }),
+    /** The batch in flight is dropped without acknowledgement (its rows are read again, as a new batch). */
+    clearPending: (target: string, kind: SyncKind) => writer.write(() => void setPending.run(null, null, null, target, kind)),
+    noteError: (target: string, kind: SyncKind, message: string) =>
+      writer.write(() => {
+        ensure.run(target, kind);
+        noteError.run(message, Date.now(), target, kind);
+      }),
+    rejected: (target: string) => (rejectedCount.get(target) as { n: number }).n,
+  };
+}
+
+export type SyncRows = ReturnType<typeof createSyncRows>;

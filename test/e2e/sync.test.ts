@@ -1,0 +1,149 @@
+// Upstream sync to a real HTTP receiver (test/helpers/receiver.ts), with the agent as a child process on a
+// real mosquitto: an outage over many schedule periods loses nothing; a 429 is retried with the same key
+// after its Retry-After; a 400 puts its batch in sync_rejected and the queue goes on; kill -9 before the
+// POST, during it and after the answer loses nothing and resends the batch in flight with the same key.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { startReceiver } from '../helpers/receiver.js';
+import { agentConfig, freePort, mqttClient, openDb, publishSequence, runCli, spawnAgent, startMosquitto, stopChild, teardown, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
+
+function syncConfig(dir: string, brokerUrl: string, url: string, sync: Record<string, unknown> = {}) {
+  const dbPath = join(dir, 'agent.db');
+  const config = agentConfig({
+    url: brokerUrl, dbPath, releases: { agentId: 'line3-pc1' },
+    sync: { schedule: '* * * * * *', runDeadlineMs: 5000, batchRows: 100, retry: { minMs: 50, maxMs: 400 }, targets: [{ type: 'http', name: 'ingest', url }], ...sync },
+  });
+  return { dbPath, path: writeConfig(dir, config) };
+}
+
+const ids = (dbPath: string, table: string) => {
+  const db = openDb(dbPath);
+  try {
+    return (db.prepare(`SELECT id FROM ${table} ORDER BY id`).all() as { id: number }[]).map((r) => r.id);
+  } finally {
+    db.close();
+  }
+};
+
+async function publish(t: TestContext, brokerUrl: string, n: number) {
+  const gateway = await mqttClient(t, brokerUrl);
+  await publishSequence(gateway, 'plant/press-1/bearing', n, 50, 5).done;
+}
+
+test('an outage over many schedule periods, then recovery: every row arrives, resends carry the same key and the same rows', { timeout: 120_000 }, async (t) => {
+  const broker = await startMosquitto(t);
+  const dir = tempDir(t);
+  const port = await freePort(); // the receiver is down: nothing listens here yet
+  const { dbPath, path } = syncConfig(dir, broker.url, `http://127.0.0.1:${port}/ingest`, { runDeadlineMs: 1500 });
+  const agent = spawnAgent(t, path);
+  await agent.waitForLog('agent ready');
+  const N = 450;
+  await publish(t, broker.url, N);
+  await waitFor(`${N} predictions stored`, () => ids(dbPath, 'predictions').length === N);
+  // Several schedule periods of refused connections, each recorded.
+  await waitFor('failed runs', () => agent.logs.filter((l) => l.msg === 'sync target unavailable; trying again at the next run').length >= 3, 30_000);
+  const down = await runCli(['sync', 'status', '--config', path]);
+  assert.equal(down.code, 0, down.stderr);
+  assert.match(down.stdout, new RegExp(`predictions +backlog ${N} \\(oldest \\d+ s\\), sent 0 rows / 0 bytes, last success never.*last error .*ECONNREFUSED`));
+
+  const receiver = await startReceiver(t, port);
+  await waitFor('every prediction at the receiver', () => receiver.rows('prediction').length === N, 30_000);
+  await waitFor('the lifecycle event', () => receiver.rows('model_event').length === 1);
+  assert.deepEqual(receiver.rows('prediction').map((r) => r.id).sort((a, b) => (a as number) - (b as number)), ids(dbPath, 'predictions'), 'each stored prediction once');
+  const byKey = new Map<string, string>();
+  for (const r of receiver.requests) {
+    const rows = JSON.stringify(r.rows);
+    assert.equal(byKey.get(r.key) ?? rows, rows, `a resend of ${r.key} carries the same rows`);
+    byKey.set(r.key, rows);
+  }
+  const row = receiver.rows('prediction')[0] as Record<string, unknown>;
+  assert.deepEqual(Object.keys(row), ['kind', 'agent', 'store', 'id', 'receivedAt', 'asset', 'topic', 'model', 'version', 'role', 'features', 'outputs', 'label', 'score', 'latencyMs', 'storedAt']);
+  assert.equal(row.agent, 'line3-pc1');
+  assert.equal(receiver.requests[0]?.headers['x-edge-agent'], 'line3-pc1');
+  assert.match(String(receiver.requests[0]?.key), new RegExp(`^${String(row.store)}-`));
+
+  const up = await runCli(['sync', 'status', '--config', path]);
+  assert.match(up.stdout, /predictions +backlog 0, sent 450 rows/);
+  const now = await runCli(['sync', 'now', '--config', path]);
+  assert.equal(now.code, 0, now.stderr);
+  assert.match(now.stdout, /^ingest: 0 rows, 0 bytes acknowledged/m);
+  assert.equal(await stopChild(agent), 0);
+  const none = await runCli(['sync', 'status', '--config', path]);
+  assert.equal(none.code, 69, 'no agent running');
+});
+
+test('429 is retried with the same key after Retry-After; a 400 puts its batch in sync_rejected and the queue goes on', { timeout: 120_000 }, async (t) => {
+  const broker = await startMosquitto(t);
+  const dir = tempDir(t);
+  const receiver = await startReceiver(t);
+  // Yearly: only the start run and `sync now` run here.
+  const { dbPath, path } = syncConfig(dir, broker.url, receiver.url, { schedule: '0 0 1 1 *', batchRows: 50, retry: { minMs: 10, maxMs: 20 } });
+  const agent = spawnAgent(t, path);
+  await agent.waitForLog('agent ready');
+  await waitFor('the start run', () => receiver.rows('model_event').length === 1);
+  const N = 200;
+  await publish(t, broker.url, N);
+  await waitFor(`${N} predictions stored`, () => ids(dbPath, 'predictions').length === N);
+  receiver.script.push(() => ({ status: 429, retryAfter: '1' }), () => ({ status: 200 }), () => ({ status: 400, body: 'row 3: unknown asset' }));
+  const before = receiver.requests.length;
+  const now = await runCli(['sync', 'now', '--config', path]);
+  assert.equal(now.code, 0, now.stderr);
+  assert.match(now.stdout, /^ingest: 150 rows, \d+ bytes acknowledged, 1 batches refused for good/m);
+  const [tooMany, retried, refused] = receiver.requests.slice(before);
+  assert.equal(tooMany?.status, 429);
+  assert.equal(retried?.key, tooMany?.key, 'the retry carries the same key');
+  assert.ok((retried?.at ?? 0) - (tooMany?.at ?? 0) >= 950, `Retry-After: 1 was respected (${(retried?.at ?? 0) - (tooMany?.at ?? 0)} ms)`);
+  assert.equal(refused?.status, 400);
+  const refusedIds = (refused?.rows ?? []).map((r) => r.id);
+  const db = openDb(dbPath);
+  teardown(t, () => db.close());
+  const rejected = db.prepare('SELECT kind, first_id AS first, last_id AS last, idempotency_key AS key, status, response FROM sync_rejected').all();
+  assert.deepEqual(rejected, [{ kind: 'predictions', first: refusedIds[0], last: refusedIds[refusedIds.length - 1], key: refused?.key, status: 400, response: 'row 3: unknown asset' }]);
+  const got = receiver.rows('prediction').map((r) => r.id as number);
+  assert.deepEqual([...got, ...refusedIds].sort((a, b) => (a as number) - (b as number)), ids(dbPath, 'predictions'), 'every row either taken or recorded as refused');
+  const status = await runCli(['sync', 'status', '--config', path]);
+  assert.match(status.stdout, /ingest \(1 batches refused for good, see sync_rejected\)/);
+  assert.match(status.stdout, /predictions +backlog 0/);
+  assert.equal(await stopChild(agent), 0);
+});
+
+for (const step of ['before-post', 'during-post', 'after-response'] as const) {
+  test(`kill -9 ${step.replace('-', ' the ')}: nothing lost, the batch in flight goes again with the same key`, { timeout: 120_000 }, async (t) => {
+    const broker = await startMosquitto(t);
+    const dir = tempDir(t);
+    const receiver = await startReceiver(t);
+    const { dbPath, path } = syncConfig(dir, broker.url, receiver.url, { schedule: '0 0 1 1 *', batchRows: 40 });
+    const first = spawnAgent(t, path);
+    await first.waitForLog('agent ready');
+    await waitFor('the start run', () => receiver.rows('model_event').length === 1);
+    const N = 120;
+    await publish(t, broker.url, N);
+    await waitFor(`${N} predictions stored`, () => ids(dbPath, 'predictions').length === N);
+    assert.equal(await stopChild(first), 0);
+
+    // The next start syncs the predictions at once: it dies at the first batch.
+    const sent = receiver.requests.length;
+    if (step === 'during-post') receiver.script.push(() => ({ status: 200, holdMs: 10_000 }));
+    const dying = spawnAgent(t, path, step === 'during-post' ? {} : { EDGE_AGENT_TEST_KILL_AT_SYNC_STEP: step });
+    if (step === 'during-post') {
+      await waitFor('the POST under way', () => receiver.requests.length > sent);
+      dying.proc.kill('SIGKILL');
+    }
+    const exit = await dying.exited;
+    assert.equal(exit.signal, 'SIGKILL');
+    const seen = receiver.requests.slice(sent);
+    assert.equal(seen.length, step === 'before-post' ? 0 : 1);
+
+    // Restarted with smaller batches: the batch in flight still goes as it was, with its key (from the store).
+    const { path: smaller } = syncConfig(dir, broker.url, receiver.url, { schedule: '0 0 1 1 *', batchRows: 25 });
+    const again = spawnAgent(t, smaller);
+    await waitFor('every prediction at the receiver', () => receiver.rows('prediction').length === N, 30_000);
+    assert.deepEqual(receiver.rows('prediction').map((r) => r.id).sort((a, b) => (a as number) - (b as number)), ids(dbPath, 'predictions'), 'each row once, after resends are discarded by key');
+    const resent = receiver.requests.slice(sent + seen.length)[0];
+    if (seen[0]) assert.equal(resent?.key, seen[0].key, 'the batch in flight went again with the same key');
+    assert.equal(resent?.rows.length, 40, 'the batch in flight went again whole, with its rows and key');
+    assert.equal(await stopChild(again), 0);
+  });
+}
