@@ -14,8 +14,8 @@ import { loadModel } from '../models/load.js';
 import { readManifest, type Manifest } from '../models/manifest.js';
 import { openModelVersions } from '../models/versions.js';
 import { startRegistryPull } from '../sync/pull.js';
-import { createHttpTarget } from '../sync/http.js';
 import { createReleaseListener, releaseTopic } from '../sync/push.js';
+import { createTarget } from '../sync/targets.js';
 import { startSync, type Sync } from '../sync/upstream.js';
 import { createBatcher } from './infer/batcher.js';
 import { controlSocketPath, startControl } from './control.js';
@@ -251,7 +251,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     // 10. Upstream sync: every row to each target on the schedule, once the agent is ready.
     let sync: Sync | null = null;
     let syncStopped = false;
-    const syncTargets = config.sync.targets.map((t) => createHttpTarget(t, agentId));
+    const syncTargets = config.sync.targets.map((t) => createTarget(t, agentId));
     void ready.then(() => {
       if (!syncStopped) sync = startSync(config.sync, { store, targets: syncTargets, agentId, log });
     });

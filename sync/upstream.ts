@@ -17,7 +17,8 @@ import { z } from 'zod';
 import type { Logger } from '../agent/log.js';
 import type { Store } from '../agent/store/store.js';
 import { SYNC_KINDS, type SyncKind } from '../agent/store/sync.js';
-import { httpTargetSchema, type Outcome, type Target } from './http.js';
+import type { Outcome, Target } from './http.js';
+import { targetSchema } from './targets.js';
 import { batchKey, encodeRows } from './wire.js';
 
 const gzip = promisify(gzipCb);
@@ -50,7 +51,7 @@ export const syncOptionsSchema = z
     /** What is synced. */
     kinds: z.array(z.enum(SYNC_KINDS)).min(1).default([...SYNC_KINDS]),
     /** Where rows go; none: nothing is synced. */
-    targets: z.array(z.discriminatedUnion('type', [httpTargetSchema])).default([]),
+    targets: z.array(targetSchema).default([]),
   })
   .prefault({});
 
