@@ -30,6 +30,7 @@ import { createMqttClient } from './ingest/mqtt.js';
 import { createModelSlot, createPredictor, type ModelSlot, type Route, type ServingModel } from './infer/predict.js';
 import { createPublisher, modelTopicProblem, type Publisher } from './publish.js';
 import { createStats, type Stats } from './observe/stats.js';
+import { startRetention } from './store/retention.js';
 import { openStore } from './store/store.js';
 
 export interface Agent {
@@ -107,6 +108,13 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     const store = openStore(config.store);
     life.add({ name: 'close store', close: () => store.close() });
     if (store.exposure) log.warn({ path: store.path, problem: store.exposure }, 'store folder is readable by other users');
+    // Retention: rows past their age once every sync target has them; the database within its byte budget.
+    const syncNames = config.sync.targets.map((t) => t.name);
+    const retention = startRetention(config.store.retention, {
+      retention: store.retention, log,
+      syncedUpTo: (kind) => (syncNames.length ? Math.min(...syncNames.map((n) => store.sync.state(n, kind).ackedId)) : Number.MAX_SAFE_INTEGER),
+    });
+    life.add({ name: 'stop retention', close: () => retention.close() });
 
     // 2. Models: the versions on disk (each model's dir in the config is its first version, installed once);
     //    each model's active version loaded in its own worker (manifest, sha256, contract, golden vectors)
@@ -219,6 +227,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         hooks.onFatal(new EdgeError('EDGE_ERR_STORE', `cannot commit inbox rows: ${err.message}`, { cause: err }));
       },
       afterCommit: killHook(process.env.EDGE_AGENT_TEST_KILL_AFTER_INBOX),
+      room: () => retention.room(),
     });
 
     // 8. The model lifecycle, one manager per model: installs and rollbacks asked for on the control socket
@@ -253,7 +262,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     let syncStopped = false;
     const syncTargets = config.sync.targets.map((t) => createTarget(t, agentId));
     void ready.then(() => {
-      if (!syncStopped) sync = startSync(config.sync, { store, targets: syncTargets, agentId, log });
+      if (!syncStopped) sync = startSync(config.sync, { store, targets: syncTargets, agentId, log, afterRun: () => void retention.check() });
     });
     life.add({
       name: 'stop upstream sync',
@@ -268,7 +277,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     const syncNotRunning = () => new EdgeError('EDGE_ERR_CONTROL', 'upstream sync starts once the agent is ready (connected and subscribed)');
     const control = await startControl(controlSocketPath(config.store.path), {
       'sync.now': async () => (sync ? sync.now() : Promise.reject(syncNotRunning())),
-      'sync.status': async () => (sync ? sync.status() : Promise.reject(syncNotRunning())),
+      'sync.status': async () => (sync ? { ...sync.status(), store: retention.status() } : Promise.reject(syncNotRunning())),
       'model.install': async (a) => {
         const path = String(a.path);
         // With one model its manager checks the release (and records a refusal); with several, the release's

@@ -60,7 +60,11 @@ export async function runSyncCommand(args: string[], out: (s: string) => void): 
     if (r.targets.some((t) => t.stopped)) throw new EdgeError('EDGE_ERR_SYNC', `not every target took its rows: ${r.targets.filter((t) => t.stopped).map((t) => `${t.target} (${t.stopped})`).join(', ')}`);
     return;
   }
-  const s = answer.result as ReturnType<Sync['status']>;
+  const s = answer.result as ReturnType<Sync['status']> & { store: { usedBytes: number; maxBytes: number; freeDiskBytes: number; full: boolean; onFull: string; expired: number; trimmed: number; dropped: number; gaps: number } };
+  const st = s.store;
+  const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  out(`store ${mib(st.usedBytes)} of its ${mib(st.maxBytes)} budget${st.full ? ` — FULL (${st.onFull})` : ''}, ${mib(st.freeDiskBytes)} free on its disk; ` +
+    `deleted since start: ${st.expired} past their age, ${st.trimmed} synced for room, ${st.dropped} unsynced dropped in ${st.gaps} gaps\n`);
   out(`schedule ${s.schedule}${s.running ? ', a run is under way' : ''}; last run: ${s.lastRun ? `${s.lastRun.startedAt} (${s.lastRun.reason}, ${s.lastRun.ms} ms)` : 'none yet'}\n` +
     s.targets.map((t) => `${t.target}${t.rejectedBatches ? ` (${t.rejectedBatches} batches refused for good, see sync_rejected)` : ''}\n` +
       t.kinds.map((k) => `  ${k.kind.padEnd(13)} backlog ${k.backlog}${k.oldestUnsyncedSec !== null ? ` (oldest ${k.oldestUnsyncedSec} s)` : ''}, sent ${k.rowsSent} rows / ${k.bytesSent} bytes, last success ${k.lastSuccess ?? 'never'}` +

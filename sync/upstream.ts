@@ -71,6 +71,8 @@ export interface SyncDeps {
   targets: Target[];
   agentId: string;
   log: Logger;
+  /** After every run (retention can delete what the targets now have). */
+  afterRun?: () => void;
 }
 
 export interface RunReport {
@@ -193,6 +195,7 @@ export function startSync(o: Readonly<Omit<SyncOptions, 'targets' | 'kinds'>> & 
     const targets = await Promise.all(deps.targets.map((t) => runTarget(t, deadline)));
     const report: RunReport = { reason, startedAt: new Date(t0).toISOString(), ms: Date.now() - t0, targets };
     lastRun = report;
+    deps.afterRun?.();
     const sent = targets.reduce((n, t) => n + t.rows, 0);
     if (sent || targets.some((t) => t.rejected || t.stopped)) log.info({ reason, ms: report.ms, targets }, 'sync run finished');
     return report;

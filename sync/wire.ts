@@ -21,8 +21,10 @@ export function encodeRows(kind: SyncKind, rows: readonly SyncRow[], source: { a
     } else if (kind === 'dead_letters') {
       out += `{"kind":"dead_letter",${from},"id":${r.id},"receivedAt":${iso(r.received_at)},"topic":${str(r.topic)},"reasonCode":${str(r.reason_code)},` +
         `"reason":${str(r.reason)},"model":${str(r.model)},"payload":${JSON.stringify((r.payload as Buffer).toString('base64'))},"storedAt":${iso(r.created_at)}}\n`;
-    } else {
+    } else if (kind === 'model_events') {
       out += `{"kind":"model_event",${from},"id":${r.id},"at":${iso(r.at)},"model":${str(r.model)},"version":${str(r.version)},"event":${str(r.event)},"reason":${str(r.reason)}}\n`;
+    } else {
+      out += `{"kind":"gap",${from},"id":${r.id},"at":${iso(r.at)},"of":${str(r.kind)},"firstId":${r.first_id as number},"lastId":${r.last_id as number},"rows":${r.rows as number},"reason":${str(r.reason)}}\n`;
     }
   }
   return out;

@@ -77,6 +77,8 @@ export interface IngestDeps {
   cork: () => () => void;
   /** The group's COMMIT failed: its PUBACKs must never be sent. */
   onCommitFailed: (err: Error) => void;
+  /** Null when the store has room; else resolves when it has (the disk budget's hold-intake policy). */
+  room?: () => Promise<void> | null;
   /** Called after each group commit, before the PUBACKs leave (the crash test uses it to die then). */
   afterCommit?: (inboxRows: number) => void;
 }
@@ -151,8 +153,12 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
     return { inboxId, dedupKey, topic, payload: cut, bytes: payload.length, receivedAt, t0: performance.now() };
   }
 
-  return {
+  const ingest: Ingest = {
     handleMessage(packet, callback) {
+      // The store at its disk budget with intake on hold: the reading is taken once there is room again.
+      // Holding the callback holds mqtt.js's reading of the socket: the broker keeps what follows.
+      const held = !paused && packet.qos > 0 ? deps.room?.() : null;
+      if (held) return void held.then(() => ingest.handleMessage(packet, callback));
       const topic = packet.topic;
       const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
       const receivedAt = Date.now();
@@ -220,4 +226,5 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
 
     commitGroup,
   };
+  return ingest;
 }

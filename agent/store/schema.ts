@@ -143,6 +143,16 @@ export const MIGRATIONS: readonly string[] = [
      status INTEGER,
      response TEXT
    );`,
+  // Rows the disk budget dropped before every target had them: each drop is a gap, synced upstream like any row.
+  `CREATE TABLE gaps (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     at INTEGER NOT NULL,
+     kind TEXT NOT NULL,
+     first_id INTEGER NOT NULL,
+     last_id INTEGER NOT NULL,
+     rows INTEGER NOT NULL,
+     reason TEXT NOT NULL
+   );`,
 ];
 
 export function migrate(db: Database.Database): void {

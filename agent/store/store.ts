@@ -16,6 +16,7 @@ import { createEvents, type ModelEventRow } from './events.js';
 import { prepareFiles } from './files.js';
 import { createInbox, type InboxMessage, type InboxRow } from './inbox.js';
 import { lockStore, type StoreLock } from './lock.js';
+import { createRetention, retentionOptionsSchema, type Retention } from './retention.js';
 import { createRows, type DeadLetterRow, type PredictionRow } from './rows.js';
 import { createSyncRows, type SyncRows } from './sync.js';
 import { migrate } from './schema.js';
@@ -31,6 +32,8 @@ export const storeOptionsSchema = z
     /** NORMAL survives a process crash; FULL also survives power loss (slower). */
     synchronous: z.enum(['NORMAL', 'FULL']).default('NORMAL'),
     busyTimeoutMs: z.number().int().nonnegative().default(5000),
+    /** Age of rows, the database's byte budget and the free disk (retention.ts). */
+    retention: retentionOptionsSchema,
   })
   .prefault({});
 
@@ -61,6 +64,8 @@ export interface Store {
   durability(): { journalMode: string; synchronous: string };
   /** Upstream sync's rows, cursors and batches in flight (sync/). */
   readonly sync: SyncRows;
+  /** Deletes by age and budget (driven by startRetention). */
+  readonly retention: Retention;
   readonly path: string;
   close(): void;
 }
@@ -77,6 +82,8 @@ export function openStore(options: StoreOptions): Store {
     db.pragma('journal_mode = WAL');
     // Set explicitly: better-sqlite3's build would otherwise pick its own default.
     db.pragma(`synchronous = ${options.synchronous}`);
+    // After a checkpoint the WAL is cut back to this: it never stays larger than one burst needed.
+    db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
     migrate(db);
   } catch (err) {
     lock?.release();
@@ -88,10 +95,12 @@ export function openStore(options: StoreOptions): Store {
   const rows = createRows(db);
   const events = createEvents(db);
   const sync = createSyncRows(db, writer);
+  const retention = createRetention(db, writer, options.path);
   let closed = false;
   return {
     path: options.path,
     sync,
+    retention,
     exposure,
     appendInbox: inbox.append,
     commitGroup: () => writer.commitGroup(),

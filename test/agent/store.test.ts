@@ -20,7 +20,7 @@ test('default durability is WAL + synchronous=NORMAL; FULL when configured', { t
   assert.deepEqual(full.durability(), { journalMode: 'wal', synchronous: 'FULL' });
   full.close();
   const db = new Database(join(dir, 'f.db'));
-  assert.equal(db.pragma('user_version', { simple: true }), 6, 'migrations recorded');
+  assert.equal(db.pragma('user_version', { simple: true }), 7, 'migrations recorded');
   db.close();
 });
 
