@@ -109,6 +109,31 @@ test('429 is retried with the same key after Retry-After; a 400 puts its batch i
   assert.equal(await stopChild(agent), 0);
 });
 
+test('413 sends smaller batches; 401 stops the target until the next run, losing nothing (sync now exits 69)', { timeout: 120_000 }, async (t) => {
+  const broker = await startMosquitto(t);
+  const dir = tempDir(t);
+  const receiver = await startReceiver(t);
+  const { dbPath, path } = syncConfig(dir, broker.url, receiver.url, { schedule: '0 0 1 1 *', batchRows: 40 });
+  const agent = spawnAgent(t, path);
+  await agent.waitForLog('agent ready');
+  await waitFor('the start run', () => receiver.rows('model_event').length === 1);
+  const N = 100;
+  await publish(t, broker.url, N);
+  await waitFor(`${N} predictions stored`, () => ids(dbPath, 'predictions').length === N);
+  receiver.script.push(() => ({ status: 413 }), () => ({ status: 200 }), () => ({ status: 401, body: 'token expired' }));
+  const before = receiver.requests.length;
+  const stopped = await runCli(['sync', 'now', '--config', path]);
+  assert.equal(stopped.code, 69, stopped.stdout + stopped.stderr);
+  assert.match(stopped.stderr, /EDGE_ERR_SYNC: .*ingest \(HTTP 401: token expired/);
+  const [large, smaller, refused] = receiver.requests.slice(before);
+  assert.deepEqual([large?.rows.length, large?.status, smaller?.rows.length, smaller?.status, refused?.status], [40, 413, 20, 200, 401]);
+  assert.match((await runCli(['sync', 'status', '--config', path])).stdout, /predictions +backlog 80 \(oldest \d+ s\), .*last error .*HTTP 401: token expired/);
+  const again = await runCli(['sync', 'now', '--config', path]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(receiver.rows('prediction').map((r) => r.id).sort((a, b) => (a as number) - (b as number)), ids(dbPath, 'predictions'), 'nothing lost to the 413 or the 401');
+  assert.equal(await stopChild(agent), 0);
+});
+
 for (const step of ['before-post', 'during-post', 'after-response'] as const) {
   test(`kill -9 ${step.replace('-', ' the ')}: nothing lost, the batch in flight goes again with the same key`, { timeout: 120_000 }, async (t) => {
     const broker = await startMosquitto(t);
