@@ -72,8 +72,26 @@ export interface SyncDeps {
   agentId: string;
   log: Logger;
   /** After every run (retention can delete what the targets now have). */
-  afterRun?: () => void;
+  afterRun?: (report: RunReport) => void;
 }
+
+/**
+ * The longest gap between two runs of the schedule when nothing goes wrong: the expression's matches in UTC
+ * (no daylight-saving shifts there), over its next 200 runs. Plus the slack below, it bounds how long the
+ * agent waits before it catches up a run that did not come: a local time that does not exist on the day
+ * the clocks spring forward (node-cron skips it: tested), or a machine that slept through it.
+ */
+export function longestGapMs(schedule: string): number {
+  const twin = cron.createTask(schedule, () => undefined, { timezone: 'UTC' });
+  const runs = twin.getNextRuns(200).map((d) => d.getTime());
+  void twin.destroy();
+  let gap = 0;
+  for (let i = 1; i < runs.length; i++) gap = Math.max(gap, (runs[i] as number) - (runs[i - 1] as number));
+  return gap;
+}
+
+/** Past the longest gap, how long before a missed run is caught up: more than a daylight-saving shift (1 h). */
+const slackMs = (gap: number) => Math.min(2 * 3_600_000, gap / 2);
 
 export interface RunReport {
   reason: string;
@@ -188,14 +206,16 @@ export function startSync(o: Readonly<Omit<SyncOptions, 'targets' | 'kinds'>> & 
     return report;
   }
 
+  let lastRunAt = Date.now();
   async function run(reason: string): Promise<RunReport> {
     const t0 = Date.now();
+    lastRunAt = t0;
     sinceRun = 0;
     const deadline = t0 + o.runDeadlineMs;
     const targets = await Promise.all(deps.targets.map((t) => runTarget(t, deadline)));
     const report: RunReport = { reason, startedAt: new Date(t0).toISOString(), ms: Date.now() - t0, targets };
     lastRun = report;
-    deps.afterRun?.();
+    deps.afterRun?.(report);
     const sent = targets.reduce((n, t) => n + t.rows, 0);
     if (sent || targets.some((t) => t.rejected || t.stopped)) log.info({ reason, ms: report.ms, targets }, 'sync run finished');
     return report;
@@ -217,6 +237,17 @@ export function startSync(o: Readonly<Omit<SyncOptions, 'targets' | 'kinds'>> & 
   const task = deps.targets.length ? cron.schedule(o.schedule, () => void trigger('schedule').catch(() => undefined), { timezone: o.timezone, noOverlap: true, name: 'upstream-sync' }) : null;
   // At start: whatever accumulated while the agent was down (or the machine asleep) goes now.
   if (deps.targets.length) void trigger('start').catch(() => undefined);
+  // A run that did not come when the schedule said (a skipped local time, a machine that slept): checked on
+  // the wall clock, which moves on through a suspend while timers do not.
+  const gap = longestGapMs(o.schedule);
+  const watchdog = deps.targets.length
+    ? setInterval(() => {
+        if (!running && Date.now() - lastRunAt > gap + slackMs(gap)) {
+          log.warn({ lastRunAt: new Date(lastRunAt).toISOString(), schedule: o.schedule, timezone: o.timezone }, 'a scheduled sync did not run; catching up');
+          void trigger('missed').catch(() => undefined);
+        }
+      }, Math.min(60_000, Math.max(1000, gap / 4)))
+    : null;
 
   return {
     /** `edge-agent sync now`: a run now (or the one under way), and its report. */
@@ -254,6 +285,7 @@ export function startSync(o: Readonly<Omit<SyncOptions, 'targets' | 'kinds'>> & 
     },
     async close(): Promise<void> {
       stop.abort();
+      if (watchdog) clearInterval(watchdog);
       await task?.destroy();
       await running?.catch(() => undefined);
       for (const t of deps.targets) t.close();
