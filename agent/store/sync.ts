@@ -21,6 +21,19 @@ const STORED_AT: Record<SyncKind, string> = { predictions: 'created_at', dead_le
 
 export type SyncRow = Record<string, unknown> & { id: number };
 
+/**
+ * Prediction rows as NDJSON lines, made by SQLite: they are most of what is synced, and building each line
+ * in C took a third of the CPU time of reading the rows into JavaScript objects and formatting them there
+ * (measured on 20,000 rows). The fields and their order are the wire contract's (README, sync/wire.ts).
+ */
+const PREDICTION_LINE = `json_object('kind', 'prediction', 'agent', @agent, 'store', @store, 'id', id,
+  'receivedAt', strftime('%Y-%m-%dT%H:%M:%fZ', received_at / 1000.0, 'unixepoch'), 'asset', asset, 'topic', topic,
+  'model', model_name, 'version', model_version, 'role', role, 'features', json(features), 'outputs', json(outputs),
+  'label', label, 'score', score, 'latencyMs', latency_ms, 'storedAt', strftime('%Y-%m-%dT%H:%M:%fZ', created_at / 1000.0, 'unixepoch'))`;
+
+/** A batch's rows as NDJSON (each line ends in \n), with the ids of its first and last row. */
+export interface Lines { first: number; last: number; count: number; text: string }
+
 export interface SyncState {
   ackedId: number;
   pending: { first: number; last: number; key: string } | null;
@@ -38,6 +51,10 @@ export function createSyncRows(db: Database.Database, writer: Writer) {
   const backlog = Object.fromEntries(
     SYNC_KINDS.map((k) => [k, db.prepare(`SELECT count(*) AS rows, min(${STORED_AT[k]}) AS oldest FROM ${k} WHERE id > ?`)]),
   ) as Record<SyncKind, Database.Statement>;
+  const linesAfter = db.prepare(`SELECT id, ${PREDICTION_LINE} FROM predictions WHERE id > @after ORDER BY id LIMIT @limit`).raw(true);
+  const linesBetween = db.prepare(`SELECT id, ${PREDICTION_LINE} FROM predictions WHERE id BETWEEN @first AND @last ORDER BY id`).raw(true);
+  const toLines = (rows: [number, string][]): Lines | null =>
+    rows.length ? { first: rows[0]![0], last: rows[rows.length - 1]![0], count: rows.length, text: `${rows.map((r) => r[1]).join('\n')}\n` } : null;
   const ensure = db.prepare('INSERT OR IGNORE INTO sync_state (target, kind) VALUES (?, ?)');
   const select = db.prepare('SELECT * FROM sync_state WHERE target = ? AND kind = ?');
   const setPending = db.prepare('UPDATE sync_state SET pending_first = ?, pending_last = ?, pending_key = ? WHERE target = ? AND kind = ?');
@@ -71,6 +88,10 @@ export function createSyncRows(db: Database.Database, writer: Writer) {
     after: (kind: SyncKind, id: number, limit: number) => after[kind].all(id, limit) as SyncRow[],
     /** The rows of `kind` with ids first..last (a batch sent before, to be sent again). */
     between: (kind: SyncKind, first: number, last: number) => between[kind].all(first, last) as SyncRow[],
+    /** Up to `limit` predictions after row id `after`, as NDJSON lines; null when there are none. */
+    predictionLines: (after: number, limit: number, source: { agent: string; store: string }) => toLines(linesAfter.all({ ...source, after, limit }) as [number, string][]),
+    /** The predictions with ids first..last as NDJSON lines (a batch sent before); null when none is left. */
+    predictionLinesBetween: (first: number, last: number, source: { agent: string; store: string }) => toLines(linesBetween.all({ ...source, first, last }) as [number, string][]),
     /** Rows not yet acknowledged by `target`, and when the oldest of them was stored. */
     backlog(target: string, kind: SyncKind): { rows: number; oldestAt: number | null } {
       const r = backlog[kind].get(state(target, kind).ackedId) as { rows: number; oldest: number | null };

@@ -8,6 +8,7 @@
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { lifecycleBench } from './lifecycle.js';
+import { syncBench } from './sync.js';
 import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 50000);
@@ -130,10 +131,11 @@ async function main(): Promise<void> {
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   const ms = (n: number) => n.toFixed(1);
   console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, ${new Date().toISOString()}`);
-  // BENCH_SECTIONS=lifecycle runs only the model lifecycle figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
-  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,lifecycle').split(',');
+  // BENCH_SECTIONS=lifecycle,sync runs only those figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
+  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,lifecycle,sync').split(',');
   if (!sections.includes('throughput')) {
-    await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
+    if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
+    if (sections.includes('sync')) await syncBench(t, broker.url);
     return;
   }
   const rows: string[] = [];
@@ -159,6 +161,7 @@ async function main(): Promise<void> {
     }
   }
   if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
+  if (sections.includes('sync')) await syncBench(t, broker.url);
 }
 
 main()
