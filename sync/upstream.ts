@@ -9,19 +9,16 @@
 // a time by a promise of our own (not only the library's noOverlap), every run has a deadline, and a run
 // at start catches up whatever a stopped or sleeping agent missed.
 
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { gzip as gzipCb } from 'node:zlib';
 import cron from 'node-cron';
 import { z } from 'zod';
 import type { Logger } from '../agent/log.js';
 import type { Store } from '../agent/store/store.js';
-import { SYNC_KINDS, type Lines, type SyncKind } from '../agent/store/sync.js';
+import { SYNC_KINDS, type SyncKind } from '../agent/store/sync.js';
 import type { Outcome, Target } from './http.js';
 import { targetSchema } from './targets.js';
-import { batchKey, encodeRows } from './wire.js';
-
-const gzip = promisify(gzipCb);
+import { createReader } from './reader.js';
+import { batchKey } from './wire.js';
 
 const validZone = (tz: string) => {
   try {
@@ -106,21 +103,14 @@ export interface RunReport {
 export function startSync(o: Readonly<Omit<SyncOptions, 'targets' | 'kinds'>> & { readonly kinds: readonly SyncKind[] }, deps: SyncDeps) {
   const { store, log } = deps;
   const rows = store.sync;
-  const source = { agent: deps.agentId, store: rows.storeId };
+  // Batches are read, formatted and gzipped in a thread of their own (reader.ts); none without targets.
+  const reader = deps.targets.length ? createReader(store.path, { agent: deps.agentId, store: rows.storeId }, o.gzipLevel) : null;
   const stop = new AbortController();
   let running: Promise<RunReport> | null = null;
   let lastRun: RunReport | null = null;
   let sinceRun = 0;
   // Consecutive failures per target: the exponent of its backoff.
   const failures = new Map<string, number>();
-
-  /** A batch of `kind` as NDJSON: predictions formatted by SQLite, the other kinds here. */
-  function read(kind: SyncKind, at: { after: number; limit: number } | { first: number; last: number }): Lines | null {
-    if (kind === 'predictions') return 'after' in at ? rows.predictionLines(at.after, at.limit, source) : rows.predictionLinesBetween(at.first, at.last, source);
-    const got = 'after' in at ? rows.after(kind, at.after, at.limit) : rows.between(kind, at.first, at.last);
-    if (!got.length) return null;
-    return { first: got[0]!.id, last: got[got.length - 1]!.id, count: got.length, text: encodeRows(kind as Exclude<SyncKind, 'predictions'>, got, source) };
-  }
 
   function backoffMs(target: string, retryAfter: number | null): number {
     const n = failures.get(target) ?? 0;
@@ -142,21 +132,16 @@ export function startSync(o: Readonly<Omit<SyncOptions, 'targets' | 'kinds'>> & 
           return report;
         }
         const st = rows.state(t.name, kind);
-        let lines: Lines | null;
-        if (st.pending) {
-          // The batch in flight when the agent stopped: exactly its rows again, with its key.
-          lines = read(kind, { first: st.pending.first, last: st.pending.last });
-          if (!lines) {
-            rows.clearPending(t.name, kind);
-            continue;
-          }
-        } else {
-          lines = read(kind, { after: st.ackedId, limit });
-          if (!lines) break;
+        // The batch in flight when the agent stopped goes again: exactly its rows, with its key.
+        const read = await (reader as NonNullable<typeof reader>).read(kind, st.pending ? { first: st.pending.first, last: st.pending.last } : { after: st.ackedId, limit });
+        if (!read) {
+          if (!st.pending) break;
+          rows.clearPending(t.name, kind);
+          continue;
         }
-        const batch = { count: lines.count, first: st.pending?.first ?? lines.first, last: st.pending?.last ?? lines.last, key: st.pending?.key ?? batchKey(rows.storeId, kind, lines.first, lines.last) };
+        const batch = { count: read.count, first: st.pending?.first ?? read.first, last: st.pending?.last ?? read.last, key: st.pending?.key ?? batchKey(rows.storeId, kind, read.first, read.last) };
         if (!st.pending) rows.setPending(t.name, kind, batch.first, batch.last, batch.key);
-        const body = await gzip(lines.text, { level: o.gzipLevel });
+        const body = read.body;
         testKillPoint('before-post');
         let outcome: Outcome;
         try {
@@ -268,6 +253,10 @@ export function startSync(o: Readonly<Omit<SyncOptions, 'targets' | 'kinds'>> & 
         void trigger('backlog').catch(() => undefined);
       }
     },
+    /** A run is under way. */
+    get running(): boolean {
+      return running !== null;
+    },
     /** Per target and kind: backlog, the oldest unsynced row's age, last success and error, rows and bytes sent. */
     status() {
       const now = Date.now();
@@ -297,6 +286,7 @@ export function startSync(o: Readonly<Omit<SyncOptions, 'targets' | 'kinds'>> & 
       await task?.destroy();
       await running?.catch(() => undefined);
       for (const t of deps.targets) t.close();
+      await reader?.close();
     },
   };
 }

@@ -44,17 +44,38 @@ export interface SyncState {
   lastErrorAt: number | null;
 }
 
-export function createSyncRows(db: Database.Database, writer: Writer) {
-  const storeId = (db.prepare("SELECT value FROM meta WHERE key = 'store_id'").get() as { value: string }).value;
+/** Where a batch's rows are: the next ones after the cursor, or the batch in flight again. */
+export type BatchAt = { after: number; limit: number } | { first: number; last: number };
+
+/**
+ * The reads of a batch, on any connection: the sync reader's own read-only one in its worker thread
+ * (sync/reader-worker.ts), so that reading and formatting a batch never holds up the agent's event loop.
+ * `encode` formats the rows of the kinds SQLite does not format (sync/wire.ts).
+ */
+export function createBatchReads(db: Database.Database, encode: (kind: Exclude<SyncKind, 'predictions'>, rows: SyncRow[]) => string) {
   const after = Object.fromEntries(SYNC_KINDS.map((k) => [k, db.prepare(`SELECT ${COLUMNS[k]} FROM ${k} WHERE id > ? ORDER BY id LIMIT ?`)])) as Record<SyncKind, Database.Statement>;
   const between = Object.fromEntries(SYNC_KINDS.map((k) => [k, db.prepare(`SELECT ${COLUMNS[k]} FROM ${k} WHERE id BETWEEN ? AND ? ORDER BY id`)])) as Record<SyncKind, Database.Statement>;
-  const backlog = Object.fromEntries(
-    SYNC_KINDS.map((k) => [k, db.prepare(`SELECT count(*) AS rows, min(${STORED_AT[k]}) AS oldest FROM ${k} WHERE id > ?`)]),
-  ) as Record<SyncKind, Database.Statement>;
   const linesAfter = db.prepare(`SELECT id, ${PREDICTION_LINE} FROM predictions WHERE id > @after ORDER BY id LIMIT @limit`).raw(true);
   const linesBetween = db.prepare(`SELECT id, ${PREDICTION_LINE} FROM predictions WHERE id BETWEEN @first AND @last ORDER BY id`).raw(true);
   const toLines = (rows: [number, string][]): Lines | null =>
     rows.length ? { first: rows[0]![0], last: rows[rows.length - 1]![0], count: rows.length, text: `${rows.map((r) => r[1]).join('\n')}\n` } : null;
+  /** A batch of `kind` as NDJSON; null when there are no rows there. */
+  return function read(kind: SyncKind, at: BatchAt, source: { agent: string; store: string }): Lines | null {
+    if (kind === 'predictions') {
+      const rows = 'after' in at ? linesAfter.all({ ...source, after: at.after, limit: at.limit }) : linesBetween.all({ ...source, first: at.first, last: at.last });
+      return toLines(rows as [number, string][]);
+    }
+    const got = ('after' in at ? after[kind].all(at.after, at.limit) : between[kind].all(at.first, at.last)) as SyncRow[];
+    if (!got.length) return null;
+    return { first: got[0]!.id, last: got[got.length - 1]!.id, count: got.length, text: encode(kind, got) };
+  };
+}
+
+export function createSyncRows(db: Database.Database, writer: Writer) {
+  const storeId = (db.prepare("SELECT value FROM meta WHERE key = 'store_id'").get() as { value: string }).value;
+  const backlog = Object.fromEntries(
+    SYNC_KINDS.map((k) => [k, db.prepare(`SELECT count(*) AS rows, min(${STORED_AT[k]}) AS oldest FROM ${k} WHERE id > ?`)]),
+  ) as Record<SyncKind, Database.Statement>;
   const ensure = db.prepare('INSERT OR IGNORE INTO sync_state (target, kind) VALUES (?, ?)');
   const select = db.prepare('SELECT * FROM sync_state WHERE target = ? AND kind = ?');
   const setPending = db.prepare('UPDATE sync_state SET pending_first = ?, pending_last = ?, pending_key = ? WHERE target = ? AND kind = ?');
@@ -84,14 +105,6 @@ export function createSyncRows(db: Database.Database, writer: Writer) {
     /** The store's random id (meta.store_id): part of every idempotency key. */
     storeId,
     state,
-    /** Up to `limit` rows of `kind` after row id `id`. */
-    after: (kind: SyncKind, id: number, limit: number) => after[kind].all(id, limit) as SyncRow[],
-    /** The rows of `kind` with ids first..last (a batch sent before, to be sent again). */
-    between: (kind: SyncKind, first: number, last: number) => between[kind].all(first, last) as SyncRow[],
-    /** Up to `limit` predictions after row id `after`, as NDJSON lines; null when there are none. */
-    predictionLines: (after: number, limit: number, source: { agent: string; store: string }) => toLines(linesAfter.all({ ...source, after, limit }) as [number, string][]),
-    /** The predictions with ids first..last as NDJSON lines (a batch sent before); null when none is left. */
-    predictionLinesBetween: (first: number, last: number, source: { agent: string; store: string }) => toLines(linesBetween.all({ ...source, first, last }) as [number, string][]),
     /** Rows not yet acknowledged by `target`, and when the oldest of them was stored. */
     backlog(target: string, kind: SyncKind): { rows: number; oldestAt: number | null } {
       const r = backlog[kind].get(state(target, kind).ackedId) as { rows: number; oldest: number | null };

@@ -28,10 +28,15 @@ async function runsBetween(t: TestContext, from: string, to: string, schedule: s
   });
   const end = Date.parse(to);
   const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
-  await flush();
+  // A run reads in the sync reader's thread: let it finish (a real wait, bounded) before time moves on.
+  const settle = async () => {
+    for (let i = 0; i < 3 || (sync.running && i < 200_000); i++) await flush();
+    assert.equal(sync.running, false, 'a run finished');
+  };
+  await settle();
   while (Date.now() < end) {
     mock.timers.tick(60_000);
-    for (let i = 0; i < 3; i++) await flush();
+    await settle();
   }
   await sync.close();
   return runs.filter((r) => r.reason !== 'start');
