@@ -168,6 +168,8 @@ export function configFromObject(raw: unknown, where: string, baseDir: string): 
     }
   }
   c.sync.targets.forEach((t, i) => {
+    if (t.type === 'dir') t.path = abs(t.path);
+    if (!('tls' in t)) return;
     for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
       const v = t.tls?.[k];
       if (v === undefined || !t.tls) continue;

@@ -3,14 +3,17 @@
 // what became of it (see Outcome in http.ts); sync/upstream.ts drives them all the same way.
 
 import { z } from 'zod';
+import { createDirTarget, dirTargetSchema } from './dir-target.js';
 import { createHttpTarget, httpTargetSchema, type Target } from './http.js';
 
-export const targetSchema = z.discriminatedUnion('type', [httpTargetSchema]);
+export const targetSchema = z.discriminatedUnion('type', [httpTargetSchema, dirTargetSchema]);
 export type TargetOptions = z.infer<typeof targetSchema>;
 
 export function createTarget(o: Readonly<TargetOptions> & { token?: string }, agentId: string): Target {
   switch (o.type) {
     case 'http':
       return createHttpTarget(o, agentId);
+    case 'dir':
+      return createDirTarget(o, agentId);
   }
 }

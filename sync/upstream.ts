@@ -170,7 +170,7 @@ export function startSync(o: Readonly<Omit<SyncOptions, 'targets' | 'kinds'>> & 
           report.rejected++;
         } else if (outcome.type === 'stop') {
           rows.noteError(t.name, kind, outcome.reason);
-          log.error({ target: t.name, kind, reason: outcome.reason }, 'sync target refuses this agent; stopped until the next run');
+          log.error({ target: t.name, kind, reason: outcome.reason }, 'sync target cannot take rows from this agent; stopped until the next run');
           report.stopped = outcome.reason;
           return report;
         } else {
