@@ -5,14 +5,17 @@
 import { z } from 'zod';
 import { createDirTarget, dirTargetSchema } from './dir-target.js';
 import { createHttpTarget, httpTargetSchema, type Target } from './http.js';
+import { createMqttTarget, mqttTargetSchema } from './mqtt-target.js';
 
-export const targetSchema = z.discriminatedUnion('type', [httpTargetSchema, dirTargetSchema]);
+export const targetSchema = z.discriminatedUnion('type', [httpTargetSchema, mqttTargetSchema, dirTargetSchema]);
 export type TargetOptions = z.infer<typeof targetSchema>;
 
-export function createTarget(o: Readonly<TargetOptions> & { token?: string }, agentId: string): Target {
+export function createTarget(o: Readonly<TargetOptions> & { token?: string; password?: string }, agentId: string): Target {
   switch (o.type) {
     case 'http':
       return createHttpTarget(o, agentId);
+    case 'mqtt':
+      return createMqttTarget(o, agentId);
     case 'dir':
       return createDirTarget(o, agentId);
   }
