@@ -10,6 +10,7 @@ import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { z } from 'zod';
 import { secretSchema } from '../agent/secret.js';
 import type { SyncKind } from '../agent/store/sync.js';
+import { tlsFilesSchema } from '../agent/ingest/mqtt.js';
 
 export const httpTargetSchema = z.strictObject({
   type: z.literal('http'),
@@ -19,14 +20,7 @@ export const httpTargetSchema = z.strictObject({
   url: z.url({ protocol: /^https?$/ }),
   /** Sent as `Authorization: Bearer <token>`; inline, { env } or { file }. */
   token: secretSchema.optional(),
-  tls: z
-    .strictObject({
-      caFile: z.string().min(1).optional(),
-      certFile: z.string().min(1).optional(),
-      keyFile: z.string().min(1).optional(),
-      rejectUnauthorized: z.boolean().default(true),
-    })
-    .optional(),
+  tls: tlsFilesSchema.optional(),
   /** One POST, from connect to the end of the answer. */
   timeoutMs: z.number().int().min(100).max(600_000).default(30_000),
 });

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
 import { secretSchema } from '../agent/secret.js';
 import type { Batch, Outcome } from './http.js';
+import { tlsFilesSchema } from '../agent/ingest/mqtt.js';
 
 const PLACEHOLDER = /\{([^}]*)\}/g;
 
@@ -26,14 +27,7 @@ export const mqttTargetSchema = z.strictObject({
   username: z.string().optional(),
   /** Inline, { env } or { file }. */
   password: secretSchema.optional(),
-  tls: z
-    .strictObject({
-      caFile: z.string().min(1).optional(),
-      certFile: z.string().min(1).optional(),
-      keyFile: z.string().min(1).optional(),
-      rejectUnauthorized: z.boolean().default(true),
-    })
-    .optional(),
+  tls: tlsFilesSchema.optional(),
   /** Where batches are published; {agent} is the agent's id, {kind} predictions, dead_letters or model_events. */
   topic: z
     .string()

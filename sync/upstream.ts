@@ -43,6 +43,8 @@ export const syncOptionsSchema = z
     runDeadlineMs: z.number().int().min(1000).max(86_400_000).default(300_000),
     /** A run starts early once this many rows were stored since the last one (0: only on the schedule). */
     earlyAtRows: z.number().int().nonnegative().default(50_000),
+    /** During a long drain, a `sync progress` log line this often (rows done, rows/s, backlog, time left). */
+    progressEveryMs: z.number().int().min(1).default(10_000),
     /** Waits between retries of a batch: exponential with full jitter, at least what Retry-After asks. */
     retry: z
       .strictObject({ minMs: z.number().int().min(1).default(1000), maxMs: z.number().int().min(1).default(300_000) })
@@ -122,7 +124,7 @@ export function startSync(o: Readonly<Omit<SyncOptions, 'targets' | 'kinds'>> & 
   /** One target, every kind, until nothing is left, the deadline passes or the target says stop. */
   async function runTarget(t: Target, deadline: number): Promise<RunReport['targets'][number]> {
     const report = { target: t.name, rows: 0, bytes: 0, rejected: 0, stopped: null as string | null };
-    let progressAt = Date.now() + 10_000;
+    let progressAt = Date.now() + o.progressEveryMs;
     const started = Date.now();
     let limit = o.batchRows;
     for (const kind of o.kinds) {
@@ -200,7 +202,7 @@ export function startSync(o: Readonly<Omit<SyncOptions, 'targets' | 'kinds'>> & 
           }
         }
         if (Date.now() >= progressAt) {
-          progressAt = Date.now() + 10_000;
+          progressAt = Date.now() + o.progressEveryMs;
           const left = rows.backlog(t.name, kind).rows;
           const rate = report.rows / ((Date.now() - started) / 1000);
           log.info({ target: t.name, kind, rowsDone: report.rows, rowsPerSec: Math.round(rate), backlog: left, secondsLeft: rate > 0 ? Math.round(left / rate) : null }, 'sync progress');

@@ -40,6 +40,14 @@ export const embeddedBrokerOptionsSchema = z.strictObject({
 
 export type EmbeddedBrokerOptions = Resolved<z.infer<typeof embeddedBrokerOptionsSchema>>;
 
+/** TLS files (PEM) of a connection: the CA to trust, a client certificate and its key. Paths are checked at load. */
+export const tlsFilesSchema = z.strictObject({
+  caFile: z.string().min(1).optional(),
+  certFile: z.string().min(1).optional(),
+  keyFile: z.string().min(1).optional(),
+  rejectUnauthorized: z.boolean().default(true),
+});
+
 export const mqttOptionsSchema = z
   .strictObject({
     /** mqtt:// or mqtts:// URL of the plant broker. Absent: the agent starts its embedded broker. */
@@ -49,14 +57,7 @@ export const mqttOptionsSchema = z
     clientId: z.string().min(1).max(128).default(`edge-agent-${hostname()}`),
     username: z.string().optional(),
     password: secretSchema.optional(),
-    tls: z
-      .strictObject({
-        caFile: z.string().optional(),
-        certFile: z.string().optional(),
-        keyFile: z.string().optional(),
-        rejectUnauthorized: z.boolean().default(true),
-      })
-      .optional(),
+    tls: tlsFilesSchema.optional(),
     protocolVersion: z.literal([4, 5]).default(4),
     /** MQTT 5 only: how long the broker keeps the session while the agent is away. */
     sessionExpirySec: z.number().int().nonnegative().default(7 * 24 * 3600),

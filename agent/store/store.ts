@@ -61,7 +61,7 @@ export interface Store {
   /** Folder modes that let other users read the store (the inbox holds raw payloads), for a warning. */
   readonly exposure: string | null;
   /** What the connection really runs with (asserted in tests, shown by `config check`). */
-  durability(): { journalMode: string; synchronous: string };
+  durability(): { journalMode: string; synchronous: string; journalSizeLimit: number };
   /** Upstream sync's rows, cursors and batches in flight (sync/). */
   readonly sync: SyncRows;
   /** Deletes by age and budget (driven by startRetention). */
@@ -119,6 +119,7 @@ export function openStore(options: StoreOptions): Store {
     recentDedupKeys: inbox.recentKeys,
     counts: rows.counts,
     durability: () => ({
+      journalSizeLimit: Number(db.pragma('journal_size_limit', { simple: true })),
       journalMode: String(db.pragma('journal_mode', { simple: true })),
       synchronous: ['OFF', 'NORMAL', 'FULL', 'EXTRA'][db.pragma('synchronous', { simple: true }) as number] ?? 'unknown',
     }),

@@ -10,17 +10,7 @@ import { test } from 'node:test';
 import {
   agentConfig, countRows, freePort, mqttClient, readingPayload, spawnAgent, spawnChild, startMosquitto, stopChild, tempDir, waitFor, writeConfig,
 } from '../helpers/parts.js';
-
-/** A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
-function makePki(dir: string) {
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe', timeout: 60000 });
-  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=edge-agent test CA');
-  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.crt', '-days', '2', '-subj', '/CN=127.0.0.1',
-    '-CA', 'ca.crt', '-CAkey', 'ca.key', '-addext', 'subjectAltName=IP:127.0.0.1');
-  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'client.key', '-out', 'client.crt', '-days', '2', '-subj', '/CN=line3',
-    '-CA', 'ca.crt', '-CAkey', 'ca.key');
-  return { ca: join(dir, 'ca.crt'), cert: join(dir, 'client.crt'), key: join(dir, 'client.key'), serverCert: join(dir, 'server.crt'), serverKey: join(dir, 'server.key') };
-}
+import { makePki } from '../helpers/pki.js';
 
 test('mqtts with CA, client certificate and a password from a file; wrong password is retried, not fatal', { timeout: 90000 }, async (t) => {
   const dir = tempDir(t);

@@ -114,7 +114,7 @@ test('wrong credentials stop the target, shown in sync status; with the password
   await publishSequence(gateway, 'plant/press-1/bearing', 120, 40, 5).done;
   await waitFor('120 predictions stored', () => ids(dbPath).length === 120);
   // The start run already stopped at the lifecycle event: wait for a run that tried the predictions.
-  await waitFor('the target stopped at the predictions', () => agent.logs.some((l) => l.msg === 'sync target refuses this agent; stopped until the next run' && l.kind === 'predictions'), 20_000);
+  await waitFor('the target stopped at the predictions', () => agent.logs.some((l) => l.msg === 'sync target cannot take rows from this agent; stopped until the next run' && l.kind === 'predictions'), 20_000);
   const status = await runCli(['sync', 'status', '--config', path]);
   assert.equal(status.code, 0, status.stderr);
   assert.match(status.stdout, /predictions +backlog 120 .*last error [^\n]*CONNACK 135: Connection refused: Not authorized/); // mosquitto 2.0 answers a wrong password so

@@ -6,14 +6,15 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { makePki } from '../helpers/pki.js';
 import { startReceiver } from '../helpers/receiver.js';
 import { agentConfig, freePort, mqttClient, openDb, publishSequence, runCli, spawnAgent, startMosquitto, stopChild, teardown, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
 
-function syncConfig(dir: string, brokerUrl: string, url: string, sync: Record<string, unknown> = {}) {
+function syncConfig(dir: string, brokerUrl: string, url: string, sync: Record<string, unknown> = {}, target: Record<string, unknown> = {}) {
   const dbPath = join(dir, 'agent.db');
   const config = agentConfig({
     url: brokerUrl, dbPath, releases: { agentId: 'line3-pc1' },
-    sync: { schedule: '* * * * * *', runDeadlineMs: 5000, batchRows: 100, retry: { minMs: 50, maxMs: 400 }, targets: [{ type: 'http', name: 'ingest', url }], ...sync },
+    sync: { schedule: '* * * * * *', runDeadlineMs: 5000, batchRows: 100, retry: { minMs: 50, maxMs: 400 }, targets: [{ type: 'http', name: 'ingest', url, ...target }], ...sync },
   });
   return { dbPath, path: writeConfig(dir, config) };
 }
@@ -36,7 +37,7 @@ test('an outage over many schedule periods, then recovery: every row arrives, re
   const broker = await startMosquitto(t);
   const dir = tempDir(t);
   const port = await freePort(); // the receiver is down: nothing listens here yet
-  const { dbPath, path } = syncConfig(dir, broker.url, `http://127.0.0.1:${port}/ingest`, { runDeadlineMs: 1500 });
+  const { dbPath, path } = syncConfig(dir, broker.url, `http://127.0.0.1:${port}/ingest`, { runDeadlineMs: 1500, progressEveryMs: 1 });
   const agent = spawnAgent(t, path);
   await agent.waitForLog('agent ready');
   const N = 450;
@@ -51,6 +52,9 @@ test('an outage over many schedule periods, then recovery: every row arrives, re
   const receiver = await startReceiver(t, port);
   await waitFor('every prediction at the receiver', () => receiver.rows('prediction').length === N, 30_000);
   await waitFor('the lifecycle event', () => receiver.rows('model_event').length === 1);
+  // The drain reported its progress (every progressEveryMs; 1 ms here).
+  const progress = agent.logs.find((l) => l.msg === 'sync progress' && l.kind === 'predictions');
+  assert.ok(progress && typeof progress.rowsDone === 'number' && typeof progress.rowsPerSec === 'number' && typeof progress.backlog === 'number' && 'secondsLeft' in progress, JSON.stringify(progress));
   assert.deepEqual(receiver.rows('prediction').map((r) => r.id).sort((a, b) => (a as number) - (b as number)), ids(dbPath, 'predictions'), 'each stored prediction once');
   const byKey = new Map<string, string>();
   for (const r of receiver.requests) {
@@ -79,16 +83,20 @@ test('429 is retried with the same key after Retry-After; a 400 puts its batch i
   const dir = tempDir(t);
   const receiver = await startReceiver(t);
   // Yearly: only the start run and `sync now` run here.
-  const { dbPath, path } = syncConfig(dir, broker.url, receiver.url, { schedule: '0 0 1 1 *', batchRows: 50, retry: { minMs: 10, maxMs: 20 } });
-  const agent = spawnAgent(t, path);
+  const { dbPath, path } = syncConfig(dir, broker.url, receiver.url, { schedule: '0 0 1 1 *', batchRows: 50, retry: { minMs: 10, maxMs: 20 } }, { token: { env: 'EDGE_TEST_SYNC_TOKEN' } });
+  // The token comes from the environment: the agent's and the one the commands run in (they read the config too).
+  const env = { ...process.env, EDGE_TEST_SYNC_TOKEN: 's3cret-token' };
+  const agent = spawnAgent(t, path, { EDGE_TEST_SYNC_TOKEN: 's3cret-token' });
   await agent.waitForLog('agent ready');
   await waitFor('the start run', () => receiver.rows('model_event').length === 1);
+  assert.equal(receiver.requests[0]?.headers.authorization, 'Bearer s3cret-token', 'the token from the environment');
+  assert.ok(!agent.logs.some((l) => JSON.stringify(l).includes('s3cret-token')), 'the token is never logged');
   const N = 200;
   await publish(t, broker.url, N);
   await waitFor(`${N} predictions stored`, () => ids(dbPath, 'predictions').length === N);
   receiver.script.push(() => ({ status: 429, retryAfter: '1' }), () => ({ status: 200 }), () => ({ status: 400, body: 'row 3: unknown asset' }));
   const before = receiver.requests.length;
-  const now = await runCli(['sync', 'now', '--config', path]);
+  const now = await runCli(['sync', 'now', '--config', path], env);
   assert.equal(now.code, 0, now.stderr);
   assert.match(now.stdout, /^ingest: 150 rows, \d+ bytes acknowledged, 1 batches refused for good/m);
   const [tooMany, retried, refused] = receiver.requests.slice(before);
@@ -103,7 +111,7 @@ test('429 is retried with the same key after Retry-After; a 400 puts its batch i
   assert.deepEqual(rejected, [{ kind: 'predictions', first: refusedIds[0], last: refusedIds[refusedIds.length - 1], key: refused?.key, status: 400, response: 'row 3: unknown asset' }]);
   const got = receiver.rows('prediction').map((r) => r.id as number);
   assert.deepEqual([...got, ...refusedIds].sort((a, b) => (a as number) - (b as number)), ids(dbPath, 'predictions'), 'every row either taken or recorded as refused');
-  const status = await runCli(['sync', 'status', '--config', path]);
+  const status = await runCli(['sync', 'status', '--config', path], env);
   assert.match(status.stdout, /ingest \(1 batches refused for good, see sync_rejected\)/);
   assert.match(status.stdout, /predictions +backlog 0/);
   assert.equal(await stopChild(agent), 0);
@@ -172,3 +180,59 @@ for (const step of ['before-post', 'during-post', 'after-response'] as const) {
     assert.equal(await stopChild(again), 0);
   });
 }
+
+test('a backlog past earlyAtRows starts a run before the schedule', { timeout: 120_000 }, async (t) => {
+  const broker = await startMosquitto(t);
+  const dir = tempDir(t);
+  const receiver = await startReceiver(t);
+  // Yearly: without the early run nothing after the start run would be sent.
+  const { dbPath, path } = syncConfig(dir, broker.url, receiver.url, { schedule: '0 0 1 1 *', earlyAtRows: 100 });
+  const agent = spawnAgent(t, path);
+  await agent.waitForLog('agent ready');
+  await waitFor('the start run', () => receiver.rows('model_event').length === 1);
+  await publish(t, broker.url, 250);
+  await waitFor('the rows past the threshold sent without sync now', () => receiver.rows('prediction').length >= 100, 30_000);
+  await waitFor('250 predictions stored', () => ids(dbPath, 'predictions').length === 250);
+  await waitFor('the early run logged', () => agent.logs.some((l) => l.msg === 'sync run finished' && (l as { reason?: string }).reason === 'backlog'));
+  assert.equal(await stopChild(agent), 0);
+});
+
+test('sync and each of its commands answer --help; bad usage exits 64', { timeout: 60_000 }, async () => {
+  const top = await runCli(['sync', '--help']);
+  assert.equal(top.code, 0);
+  assert.match(top.stdout, /now --config FILE/);
+  assert.match(top.stdout, /status --config FILE/);
+  for (const cmd of ['now', 'status']) {
+    const r = await runCli(['sync', cmd, '--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, new RegExp(`^Usage: edge-agent sync ${cmd} --config FILE`));
+  }
+  const unknown = await runCli(['sync', 'later']);
+  assert.equal(unknown.code, 64);
+  assert.match(unknown.stderr, /unknown sync command "later"/);
+  const noConfig = await runCli(['sync', 'now']);
+  assert.equal(noConfig.code, 64);
+  assert.match(noConfig.stderr, /--config FILE is required/);
+});
+
+test('HTTPS with a client certificate: the receiver that demands one gets every row; without it the target only fails, nothing is lost', { timeout: 120_000 }, async (t) => {
+  const broker = await startMosquitto(t);
+  const dir = tempDir(t);
+  const pki = makePki(dir);
+  const receiver = await startReceiver(t, 0, { cert: pki.serverCert, key: pki.serverKey, ca: pki.ca });
+  const { dbPath, path } = syncConfig(dir, broker.url, receiver.url, { schedule: '0 0 1 1 *' }, { tls: { caFile: pki.ca } });
+  const noCert = spawnAgent(t, path);
+  await noCert.waitForLog('agent ready');
+  await publish(t, broker.url, 60);
+  await waitFor('60 predictions stored', () => ids(dbPath, 'predictions').length === 60);
+  const refused = await runCli(['sync', 'now', '--config', path]);
+  assert.equal(refused.code, 69, refused.stdout);
+  assert.equal(receiver.requests.length, 0, 'no request without a client certificate');
+  assert.equal(await stopChild(noCert), 0);
+
+  const withCert = syncConfig(dir, broker.url, receiver.url, { schedule: '0 0 1 1 *' }, { tls: { caFile: pki.ca, certFile: pki.cert, keyFile: pki.key } });
+  const agent = spawnAgent(t, withCert.path);
+  await waitFor('every prediction over mutual TLS', () => receiver.rows('prediction').length === 60, 30_000);
+  assert.deepEqual([...new Set(receiver.requests.map((r) => r.clientCn))], ['line3']);
+  assert.equal(await stopChild(agent), 0);
+});

@@ -3,26 +3,31 @@
 // (key, headers, rows, when) and the rows of each key once, as a receiver that discards resends would.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { TLSSocket } from 'node:tls';
 import { gunzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import { teardown, type Teardown } from './parts.js';
 
-export interface Received { key: string; kind: string; at: number; headers: IncomingMessage['headers']; rows: Record<string, unknown>[]; status: number }
+export interface Received { key: string; kind: string; at: number; headers: IncomingMessage['headers']; rows: Record<string, unknown>[]; status: number; clientCn: string | null }
 export interface Answer { status: number; retryAfter?: string; body?: string; holdMs?: number }
 
-export async function startReceiver(t: Teardown, port = 0) {
+/** `tls`: HTTPS that demands a client certificate signed by `ca`. */
+export async function startReceiver(t: Teardown, port = 0, tls?: { cert: string; key: string; ca: string }) {
   const requests: Received[] = [];
   const byKey = new Map<string, Record<string, unknown>[]>();
   /** Answers for the coming requests, in order; when empty, 200. */
   const script: ((r: Received) => Answer | undefined)[] = [];
   let onRequest: (r: Received) => void = () => undefined;
-  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const text = gunzipSync(Buffer.concat(chunks)).toString('utf8');
       const rows = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
-      const r: Received = { key: String(req.headers['idempotency-key']), kind: String(req.headers['x-edge-agent-kind']), at: Date.now(), headers: req.headers, rows, status: 200 };
+      const peer = tls ? (req.socket as TLSSocket).getPeerCertificate() : null;
+      const r: Received = { key: String(req.headers['idempotency-key']), kind: String(req.headers['x-edge-agent-kind']), at: Date.now(), headers: req.headers, rows, status: 200, clientCn: typeof peer?.subject?.CN === 'string' ? peer.subject.CN : null };
       const answer = script.shift()?.(r) ?? { status: 200 };
       r.status = answer.status;
       requests.push(r);
@@ -35,7 +40,10 @@ export async function startReceiver(t: Teardown, port = 0) {
       if (answer.holdMs) setTimeout(reply, answer.holdMs);
       else reply();
     });
-  });
+  };
+  const server: Server = tls
+    ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key), ca: readFileSync(tls.ca), requestCert: true, rejectUnauthorized: true }, handler)
+    : createServer(handler);
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const close = () => new Promise<void>((resolve) => {
     server.closeAllConnections();
@@ -43,7 +51,7 @@ export async function startReceiver(t: Teardown, port = 0) {
   });
   teardown(t, close);
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`,
     port: (server.address() as AddressInfo).port,
     requests,
     script,
