@@ -38,7 +38,7 @@ export const syncOptionsSchema = z
     /** gzip level of the batches: 1 fastest, 9 smallest; in the reader's thread, 6 drains as fast as 1 here (bench). */
     gzipLevel: z.number().int().min(1).max(9).default(6),
     /** The most rows in one batch (one POST). */
-    batchRows: z.number().int().min(1).max(100_000).default(5000),
+    batchRows: z.number().int().min(1).max(100_000).default(10_000),
     /** One run stops starting new batches after this; the batch in flight finishes or is sent again next run. */
     runDeadlineMs: z.number().int().min(1000).max(86_400_000).default(300_000),
     /** A run starts early once this many rows were stored since the last one (0: only on the schedule). */

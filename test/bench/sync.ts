@@ -13,7 +13,7 @@ import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, tempDir
 
 const ROWS = Number(process.env.BENCH_SYNC_ROWS ?? 1_000_000);
 const READINGS = Number(process.env.BENCH_SYNC_READINGS ?? 50_000);
-const BATCH = Number(process.env.BENCH_SYNC_BATCH ?? 5000);
+const BATCH = Number(process.env.BENCH_SYNC_BATCH ?? 10_000);
 const GZIP = Number(process.env.BENCH_SYNC_GZIP ?? 6);
 
 function prefill(path: string): void {
