@@ -7,8 +7,9 @@ import type { ReadReply, ReadRequest } from './reader-worker.js';
 
 export interface ReadBatch { first: number; last: number; count: number; body: Buffer }
 
-export function createReader(path: string, source: { agent: string; store: string }, level: number) {
-  const worker = new Worker(new URL('./reader-worker.js', import.meta.url), { workerData: { path } });
+/** `nice`: how far below the agent's own threads the reader runs (Linux: a nice value per thread). */
+export function createReader(path: string, source: { agent: string; store: string }, level: number, nice: number) {
+  const worker = new Worker(new URL('./reader-worker.js', import.meta.url), { workerData: { path, nice } });
   const waiting = new Map<number, { resolve: (b: ReadBatch | null) => void; reject: (e: Error) => void }>();
   let next = 0;
   let failure: Error | null = null;

@@ -15,6 +15,7 @@ const ROWS = Number(process.env.BENCH_SYNC_ROWS ?? 1_000_000);
 const READINGS = Number(process.env.BENCH_SYNC_READINGS ?? 50_000);
 const BATCH = Number(process.env.BENCH_SYNC_BATCH ?? 10_000);
 const GZIP = Number(process.env.BENCH_SYNC_GZIP ?? 6);
+const NICE = Number(process.env.BENCH_SYNC_NICE ?? 5);
 
 function prefill(path: string): void {
   const store = openStore(storeOptionsSchema.parse({ path }));
@@ -57,7 +58,7 @@ async function run(t: Teardown, brokerUrl: string, withSync: boolean) {
   const clientId = `bench-sync-${withSync}-${Date.now()}`;
   const config = writeConfig(dir, agentConfig({
     url: brokerUrl, dbPath, mqtt: { url: brokerUrl, clientId }, log: { level: 'info' },
-    sync: { schedule: '0 0 1 1 *', runDeadlineMs: 3_600_000, batchRows: BATCH, gzipLevel: GZIP, earlyAtRows: 0, targets: withSync ? [{ type: 'http', name: 'bench', url: sink.url }] : [] },
+    sync: { schedule: '0 0 1 1 *', runDeadlineMs: 3_600_000, batchRows: BATCH, gzipLevel: GZIP, readerNice: NICE, earlyAtRows: 0, targets: withSync ? [{ type: 'http', name: 'bench', url: sink.url }] : [] },
   }));
   // Subscribe once (persistent session), then build the backlog while the agent is away.
   const first = await mqtt.connectAsync(brokerUrl, { clientId, clean: false });
@@ -81,7 +82,7 @@ export async function syncBench(t: Teardown, brokerUrl: string): Promise<void> {
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   const without = await run(t, brokerUrl, false);
   const draining = await run(t, brokerUrl, true);
-  console.log(`\nUpstream sync: ${f(ROWS)} predictions in the store drained to a local HTTP receiver (gzip level ${GZIP} NDJSON, ${f(BATCH)} rows a batch) while the agent takes ${f(READINGS)} QoS 1 readings from a backlog\n`);
+  console.log(`\nUpstream sync: ${f(ROWS)} predictions in the store drained to a local HTTP receiver (gzip level ${GZIP} NDJSON, ${f(BATCH)} rows a batch, reader thread nice +${NICE}) while the agent takes ${f(READINGS)} QoS 1 readings from a backlog\n`);
   console.log('| | ingest committed msg/s | sync rows/s (from the CONNACK to the last batch) | bytes on the wire per row |\n|---|---|---|---|');
   console.log(`| no sync target | ${f(without.ingestPerSec)} | | |`);
   console.log(`| draining to HTTP | ${f(draining.ingestPerSec)} (${Math.round((100 * draining.ingestPerSec) / without.ingestPerSec)} % of it) | ${f(draining.syncPerSec)} | ${draining.bytesPerRow.toFixed(1)} |`);

@@ -4,6 +4,7 @@
 // POST, during it and after the answer loses nothing and resends the batch in flight with the same key.
 
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { makePki } from '../helpers/pki.js';
@@ -181,7 +182,7 @@ for (const step of ['before-post', 'during-post', 'after-response'] as const) {
   });
 }
 
-test('a backlog past earlyAtRows starts a run before the schedule', { timeout: 120_000 }, async (t) => {
+test('a backlog past earlyAtRows starts a run before the schedule; the sync reader thread runs at nice +5', { timeout: 120_000 }, async (t) => {
   const broker = await startMosquitto(t);
   const dir = tempDir(t);
   const receiver = await startReceiver(t);
@@ -190,6 +191,10 @@ test('a backlog past earlyAtRows starts a run before the schedule', { timeout: 1
   const agent = spawnAgent(t, path);
   await agent.waitForLog('agent ready');
   await waitFor('the start run', () => receiver.rows('model_event').length === 1);
+  // The thread that reads, formats and gzips batches runs below the agent's own (sync.readerNice, default 5).
+  const nices = () => readdirSync(`/proc/${agent.proc.pid}/task`).map((tid) => Number(readFileSync(`/proc/${agent.proc.pid}/task/${tid}/stat`, 'utf8').split(') ')[1]?.split(' ')[16]));
+  assert.equal(nices()[0], 0, 'the main thread at its own priority');
+  assert.ok(nices().includes(5), `a thread at nice 5: ${nices().join(',')}`);
   await publish(t, broker.url, 250);
   await waitFor('the rows past the threshold sent without sync now', () => receiver.rows('prediction').length >= 100, 30_000);
   await waitFor('250 predictions stored', () => ids(dbPath, 'predictions').length === 250);
