@@ -167,36 +167,28 @@ export function configFromObject(raw: unknown, where: string, baseDir: string): 
       missing.push(`${m.keys.dir}: got "${written}" — a folder holding model.onnx and manifest.json (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
     }
   }
-  c.sync.targets.forEach((t, i) => {
-    if (t.type === 'dir') t.path = abs(t.path);
-    if (!('tls' in t)) return;
+  /** TLS files: taken from the config's folder when relative, and checked to be readable. */
+  const tlsFiles = (tls: { caFile?: string; certFile?: string; keyFile?: string } | undefined, at: string) => {
     for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
-      const v = t.tls?.[k];
-      if (v === undefined || !t.tls) continue;
-      t.tls[k] = abs(v);
+      const v = tls?.[k];
+      if (v === undefined || !tls) continue;
+      tls[k] = abs(v);
       try {
         accessSync(abs(v), constants.R_OK);
       } catch (err) {
-        missing.push(`sync.targets[${i}].tls.${k}: got "${v}" — a readable file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+        missing.push(`${at}.${k}: got "${v}" — a readable file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
       }
     }
+  };
+  tlsFiles(c.mqtt.tls, 'mqtt.tls');
+  c.sync.targets.forEach((t, i) => {
+    if (t.type === 'dir') t.path = abs(t.path);
+    else tlsFiles(t.tls, `sync.targets[${i}].tls`);
   });
   const names = c.sync.targets.map((t) => t.name);
   names.forEach((n, i) => {
     if (names.indexOf(n) !== i) missing.push(`sync.targets[${i}].name: got "${n}" — a name no other target has (each target keeps its own cursors under its name)`);
   });
-  if (c.mqtt.tls) {
-    for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
-      const v = c.mqtt.tls[k];
-      if (v === undefined) continue;
-      c.mqtt.tls[k] = abs(v);
-      try {
-        accessSync(abs(v), constants.R_OK);
-      } catch (err) {
-        missing.push(`mqtt.tls.${k}: got "${v}" — a readable file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-      }
-    }
-  }
   // One per store, like the store's lock: two agents with stores in one folder never share versions.
   c.model.versionsDir = c.model.versionsDir ? abs(c.model.versionsDir) : join(dirname(c.store.path), `${basename(c.store.path, extname(c.store.path))}.models`);
   c.model.trust.keyFiles = c.model.trust.keyFiles.map((f, i) => {

@@ -121,15 +121,15 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     //    and put in its slot, with the topics it takes and its result topic.
     const versions = openModelVersions(config.model.versionsDir as string);
     for (const r of versions.recovered) log.warn({ model: r.model, removedIncoming: r.removedIncoming, problem: r.problem }, 'model versions recovered after an unclean stop');
-    const names = servedModelNames(config);
+    servedModelNames(config); // each model once
     const served: Served[] = [];
-    for (const [i, spec] of config.models.entries()) {
+    for (const spec of config.models) {
       const policy = installPolicy(config, spec);
       const name = await seedVersion(versions, spec, policy, (e) => store.recordModelEvent(e));
       const first = await serve(config, spec, versions.versionDir(name, versions.state(name).active as string));
       const slot = createModelSlot(first);
-      life.add({ name: names.length > 1 ? `close model ${name}` : 'close model', close: () => slot.current.inference.close() });
-      served.push({ name: names[i] as string, spec, policy, slot, route: { slot, filters: spec.subscriptions.map((s) => s.topic), resultTopic: spec.resultTopic } });
+      life.add({ name: config.models.length > 1 ? `close model ${name}` : 'close model', close: () => slot.current.inference.close() });
+      served.push({ name, spec, policy, slot, route: { slot, filters: spec.subscriptions.map((s) => s.topic), resultTopic: spec.resultTopic } });
       const { manifest } = first;
       log.info({ model: manifest.name, version: manifest.version, dir: first.dir, golden: manifest.golden.length, subscriptions: spec.subscriptions.map((s) => s.topic) }, 'model loaded and verified');
     }
@@ -357,20 +357,30 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
 }
 
 /**
- * The manager of the model a command names (`model`: a name, or undefined when the agent serves one model);
- * a name the agent does not serve is refused naming those it does, and recorded through `refused` when given.
+ * Which of the served models (`names`) a command or a release names: `model` undefined picks the only one;
+ * a name the agent does not serve is refused naming those it does (a release's refusal is
+ * EDGE_ERR_RELEASE_FILES, a command's EDGE_ERR_CLI_USAGE). Used by the running agent and by the commands
+ * that work on the store when no agent runs.
  */
-function managerFor(managers: ReadonlyMap<string, ModelManager>, model: unknown, refused?: (e: { model: string; event: string; reason: string }) => void): ModelManager {
-  const served = [...managers.keys()];
+export function servedModelIndex(names: readonly string[], model: unknown, release = false): number {
   if (model === undefined || model === null) {
-    if (managers.size === 1) return managers.values().next().value as ModelManager;
-    throw new EdgeError('EDGE_ERR_CLI_USAGE', `this agent serves several models (${served.join(', ')}): name one`);
+    if (names.length === 1) return 0;
+    throw new EdgeError('EDGE_ERR_CLI_USAGE', `this agent serves several models (${names.join(', ')}): name one`);
   }
-  const m = managers.get(String(model));
-  if (m) return m;
-  const reason = `this agent serves ${served.join(', ')}, not ${String(model)}`;
-  refused?.({ model: String(model), event: 'refused', reason });
-  throw new EdgeError(refused ? 'EDGE_ERR_RELEASE_FILES' : 'EDGE_ERR_CLI_USAGE', reason);
+  const i = names.indexOf(String(model));
+  if (i >= 0) return i;
+  throw new EdgeError(release ? 'EDGE_ERR_RELEASE_FILES' : 'EDGE_ERR_CLI_USAGE', `this agent serves ${names.join(', ')}, not ${String(model)}`);
+}
+
+/** The manager of the model a command names (see servedModelIndex); a release's refusal is recorded through `refused`. */
+function managerFor(managers: ReadonlyMap<string, ModelManager>, model: unknown, refused?: (e: { model: string; event: string; reason: string }) => void): ModelManager {
+  const list = [...managers.values()];
+  try {
+    return list[servedModelIndex([...managers.keys()], model, refused !== undefined)] as ModelManager;
+  } catch (err) {
+    refused?.({ model: String(model), event: 'refused', reason: (err as Error).message });
+    throw err;
+  }
 }
 
 /**

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
 import { readVersionFile } from './read.js';
 import { loadConfig, type ModelSpec } from '../agent/config.js';
-import { servedModelNames } from '../agent/pipeline.js';
+import { servedModelIndex, servedModelNames } from '../agent/pipeline.js';
 import { callControl, controlSocketPath } from '../agent/control.js';
 import { brokerUrlSchema } from '../agent/ingest/mqtt.js';
 import { openStore } from '../agent/store/store.js';
@@ -264,10 +264,7 @@ async function lifecycleCommand(command: 'install' | 'rollback' | 'list' | 'prom
     const names = servedModelNames(config);
     for (const spec of config.models) await seedVersion(versions, spec, installPolicy(config, spec), record);
     const pick = (name: string | undefined): { name: string; spec: ModelSpec } => {
-      if (name === undefined && names.length > 1) throw new EdgeError('EDGE_ERR_CLI_USAGE', `this agent serves several models (${names.join(', ')}): name one`);
-      // With one model, a release of another is refused by the install itself (naming both, recorded).
-      const i = name === undefined || (command === 'install' && names.length === 1) ? 0 : names.indexOf(name);
-      if (i < 0) throw new EdgeError(command === 'install' ? 'EDGE_ERR_RELEASE_FILES' : 'EDGE_ERR_CLI_USAGE', `this agent serves ${names.join(', ')}, not ${String(name)}`);
+      const i = servedModelIndex(names, name, command === 'install');
       return { name: names[i] as string, spec: config.models[i] as ModelSpec };
     };
     if (command === 'list') {

@@ -4,13 +4,12 @@
 // next run (its URL or credentials are wrong: no batch is given up for that). The README's "Wire contract"
 // documents the same table for whoever writes the receiver.
 
-import { readFileSync } from 'node:fs';
 import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { z } from 'zod';
 import { secretSchema } from '../agent/secret.js';
 import type { SyncKind } from '../agent/store/sync.js';
-import { tlsFilesSchema } from '../agent/ingest/mqtt.js';
+import { readTlsFiles, tlsFilesSchema } from '../agent/ingest/mqtt.js';
 
 export const httpTargetSchema = z.strictObject({
   type: z.literal('http'),
@@ -65,13 +64,7 @@ export function createHttpTarget(o: Readonly<HttpTargetOptions> & { token?: stri
   const url = new URL(o.url);
   const https = url.protocol === 'https:';
   const agent = https
-    ? new HttpsAgent({
-        keepAlive: true,
-        ca: o.tls?.caFile ? readFileSync(o.tls.caFile) : undefined,
-        cert: o.tls?.certFile ? readFileSync(o.tls.certFile) : undefined,
-        key: o.tls?.keyFile ? readFileSync(o.tls.keyFile) : undefined,
-        rejectUnauthorized: o.tls?.rejectUnauthorized ?? true,
-      })
+    ? new HttpsAgent({ keepAlive: true, ...readTlsFiles(o.tls, `sync.targets (${o.name}).tls`) })
     : new HttpAgent({ keepAlive: true });
   const request = https ? httpsRequest : httpRequest;
 

@@ -3,13 +3,12 @@
 // own, and says what the PUBACK means, with the same Outcome as the HTTP target. The README's "Wire
 // contract (MQTT)" documents it for whoever subscribes.
 
-import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
 import { secretSchema } from '../agent/secret.js';
 import type { Batch, Outcome } from './http.js';
-import { tlsFilesSchema } from '../agent/ingest/mqtt.js';
+import { readTlsFiles, tlsFilesSchema } from '../agent/ingest/mqtt.js';
 
 const PLACEHOLDER = /\{([^}]*)\}/g;
 
@@ -94,10 +93,7 @@ export function createMqttTarget(o: Readonly<MqttTargetOptions> & { password?: s
     reconnectPeriod: 0,
     connectTimeout: o.timeoutMs,
     keepalive: 60,
-    ca: o.tls?.caFile ? readFileSync(o.tls.caFile) : undefined,
-    cert: o.tls?.certFile ? readFileSync(o.tls.certFile) : undefined,
-    key: o.tls?.keyFile ? readFileSync(o.tls.keyFile) : undefined,
-    rejectUnauthorized: o.tls?.rejectUnauthorized ?? true,
+    ...readTlsFiles(o.tls, `sync.targets (${o.name}).tls`),
   };
   let client: MqttClient | null = null;
   let maxPacket = Infinity;

@@ -5,40 +5,22 @@
 
 import type { SyncKind, SyncRow } from '../agent/store/sync.js';
 
-/**
- * JSON of the strings and times of one batch, remembered: a batch repeats the same asset, topic, model,
- * version, label and storage time thousands of times, and stringifying them was most of the encoding time.
- */
-function memo<K, V>(fn: (k: K) => V): (k: K) => V {
-  const seen = new Map<K, V>();
-  return (k) => {
-    let v = seen.get(k);
-    if (v === undefined) {
-      v = fn(k);
-      if (seen.size < 10_000) seen.set(k, v);
-    }
-    return v;
-  };
-}
+const iso = (ms: unknown) => new Date(ms as number).toISOString();
 
-/** One line per row, each ending in \n. `source`: the `"agent":…,"store":…` part every line carries. */
+/** One line per row, each ending in \n. `source`: the agent and the store every line names. */
 export function encodeRows(kind: Exclude<SyncKind, 'predictions'>, rows: readonly SyncRow[], source: { agent: string; store: string }): string {
-  const from = `"agent":${JSON.stringify(source.agent)},"store":${JSON.stringify(source.store)}`;
-  const str = memo((v: unknown) => (v === null || v === undefined ? 'null' : JSON.stringify(v)));
-  const isoOnce = memo((ms: number) => JSON.stringify(new Date(ms).toISOString()));
-  const iso = (ms: unknown) => (kind === 'dead_letters' ? JSON.stringify(new Date(ms as number).toISOString()) : isoOnce(ms as number));
-  const parts: string[] = [];
+  const { agent, store } = source;
+  let out = '';
   for (const r of rows) {
-    if (kind === 'dead_letters') {
-      parts.push(`{"kind":"dead_letter",${from},"id":${r.id},"receivedAt":${iso(r.received_at)},"topic":${str(r.topic)},"reasonCode":${str(r.reason_code)},` +
-        `"reason":${JSON.stringify(r.reason)},"model":${str(r.model)},"payload":${JSON.stringify((r.payload as Buffer).toString('base64'))},"storedAt":${isoOnce(r.created_at as number)}}\n`);
-    } else if (kind === 'model_events') {
-      parts.push(`{"kind":"model_event",${from},"id":${r.id},"at":${iso(r.at)},"model":${str(r.model)},"version":${str(r.version)},"event":${str(r.event)},"reason":${JSON.stringify(r.reason)}}\n`);
-    } else {
-      parts.push(`{"kind":"gap",${from},"id":${r.id},"at":${iso(r.at)},"of":${str(r.kind)},"firstId":${r.first_id as number},"lastId":${r.last_id as number},"rows":${r.rows as number},"reason":${JSON.stringify(r.reason)}}\n`);
-    }
+    const line =
+      kind === 'dead_letters'
+        ? { kind: 'dead_letter', agent, store, id: r.id, receivedAt: iso(r.received_at), topic: r.topic, reasonCode: r.reason_code, reason: r.reason, model: r.model, payload: (r.payload as Buffer).toString('base64'), storedAt: iso(r.created_at) }
+        : kind === 'model_events'
+          ? { kind: 'model_event', agent, store, id: r.id, at: iso(r.at), model: r.model, version: r.version, event: r.event, reason: r.reason }
+          : { kind: 'gap', agent, store, id: r.id, at: iso(r.at), of: r.kind, firstId: r.first_id, lastId: r.last_id, rows: r.rows, reason: r.reason };
+    out += `${JSON.stringify(line)}\n`;
   }
-  return parts.join('');
+  return out;
 }
 
 /** The idempotency key of a batch: the same on every retry (its bounds are kept in the store), never the same for two agents or two stores. */

@@ -228,12 +228,13 @@ export function createPredictor(deps: PredictDeps) {
         if ((part.decoded[j] as Decoded).ok && (batch[i] as Message).inboxId !== null) keep.add(i);
       }
     }
-    const shares: { part: BatchPart; predictions: number; dead: number }[] = [];
+    // Each model's rows are one stretch of `predictions` and `dead`: [from, to) of each.
+    const shares: { part: BatchPart; p: [number, number]; d: [number, number] }[] = [];
     for (const part of outcome.parts) {
       const p0 = predictions.length;
       const d0 = dead.length;
       collect(batch, part, keep, { predictions, results, t0s, dead });
-      shares.push({ part, predictions: p0, dead: d0 });
+      shares.push({ part, p: [p0, predictions.length], d: [d0, dead.length] });
     }
     for (const i of outcome.unrouted) {
       const m = batch[i] as Message;
@@ -258,8 +259,9 @@ export function createPredictor(deps: PredictDeps) {
       stats.reject(d.reasonCode as RejectReason);
       rejectLog(d.reasonCode, (suppressed) => log.warn({ topic: d.topic, model: d.model, reason: d.reasonCode, detail: d.reason, suppressedSinceLast: suppressed }, 'message rejected'));
     }
-    shares.forEach(({ part, predictions: p0, dead: d0 }, n) => {
-      const next = shares[n + 1];
+    // The whole array when one model has all of it (no copy on the usual path), else its stretch.
+    const stretch = <T>(a: T[], [from, to]: [number, number]) => (from === 0 && to === a.length ? a : a.slice(from, to));
+    for (const { part, p, d } of shares) {
       const { manifest, inference } = part.model;
       const modelMs = part.result?.ms ?? 0;
       if (part.result) {
@@ -270,9 +272,8 @@ export function createPredictor(deps: PredictDeps) {
         log.error({ err: part.error.message, rows: part.rows.length, keptForReplay: keep.size, model: manifest.name, version: manifest.version }, 'inference failed');
         if (!inference.alive) deps.onFatal(part.error instanceof EdgeError ? part.error : new EdgeError('EDGE_ERR_INFERENCE', part.error.message));
       }
-      const share = shares.length === 1 && outcome.unrouted.length === 0 ? { predictions, deadLetters: dead } : { predictions: predictions.slice(p0, next?.predictions), deadLetters: dead.slice(d0, next?.dead ?? dead.length - outcome.unrouted.length) };
-      deps.onCommitted?.({ model: part.model, ...share, modelMs });
-    });
+      deps.onCommitted?.({ model: part.model, predictions: stretch(predictions, p), deadLetters: stretch(dead, d), modelMs });
+    }
   }
 
   /** Resolves when no batch that captured `model` is still in flight (it can then be closed). */

@@ -90,13 +90,20 @@ export type MqttOptions = Resolved<z.infer<typeof mqttOptionsSchema>>;
 
 export interface Subscription { topic: string; qos: 0 | 1 | 2 }
 
-function readTls(file: string | undefined, what: string): Buffer | undefined {
-  if (!file) return undefined;
-  try {
-    return readFileSync(file);
-  } catch (err) {
-    throw new EdgeError('EDGE_ERR_CONFIG', `mqtt.tls.${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
+/**
+ * The TLS files of a connection read into what node:tls takes; an unreadable one is EDGE_ERR_CONFIG naming
+ * its key (`at`: where the tls block is in the config, e.g. mqtt.tls).
+ */
+export function readTlsFiles(tls: Readonly<z.infer<typeof tlsFilesSchema>> | undefined, at: string): { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized: boolean } {
+  const read = (file: string | undefined, what: string): Buffer | undefined => {
+    if (!file) return undefined;
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new EdgeError('EDGE_ERR_CONFIG', `${at}.${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  };
+  return { ca: read(tls?.caFile, 'caFile'), cert: read(tls?.certFile, 'certFile'), key: read(tls?.keyFile, 'keyFile'), rejectUnauthorized: tls?.rejectUnauthorized ?? true };
 }
 
 /** Creates the client (not yet connected: call `client.connect()` after installing handleMessage). */
@@ -126,14 +133,7 @@ export function createMqttClient(
     ...(o.password !== undefined ? { password: o.password } : {}),
     ...(o.protocolVersion === 5 ? { properties: { sessionExpiryInterval: o.sessionExpirySec, maximumPacketSize: o.maxPacketBytes } } : {}),
   };
-  if (o.tls) {
-    Object.assign(options, {
-      ca: readTls(o.tls.caFile, 'caFile'),
-      cert: readTls(o.tls.certFile, 'certFile'),
-      key: readTls(o.tls.keyFile, 'keyFile'),
-      rejectUnauthorized: o.tls.rejectUnauthorized,
-    });
-  }
+  if (o.tls) Object.assign(options, readTlsFiles(o.tls, 'mqtt.tls'));
   const client = mqtt.connect(url, options);
   let attempt = 0;
   // Runs before mqtt.js's own 'close' listener arms the reconnect timer, so the next retry waits longer.

@@ -10,8 +10,7 @@ export const SYNC_KINDS = ['predictions', 'dead_letters', 'model_events', 'gaps'
 export type SyncKind = (typeof SYNC_KINDS)[number];
 
 /** The columns each kind of row is read with (its own id first). */
-const COLUMNS: Record<SyncKind, string> = {
-  predictions: 'id, received_at, asset, topic, model_name, model_version, role, features, outputs, label, score, latency_ms, created_at',
+const COLUMNS: Record<Exclude<SyncKind, 'predictions'>, string> = {
   dead_letters: 'id, received_at, topic, reason_code, reason, model, payload, created_at',
   model_events: 'id, at, model, version, event, reason',
   gaps: 'id, at, kind, first_id, last_id, rows, reason',
@@ -57,8 +56,10 @@ export type BatchAt = { after: number; limit: number } | { first: number; last: 
  * `encode` formats the rows of the kinds SQLite does not format (sync/wire.ts).
  */
 export function createBatchReads(db: Database.Database, encode: (kind: Exclude<SyncKind, 'predictions'>, rows: SyncRow[]) => string) {
-  const after = Object.fromEntries(SYNC_KINDS.map((k) => [k, db.prepare(`SELECT ${COLUMNS[k]} FROM ${k} WHERE id > ? ORDER BY id LIMIT ?`)])) as Record<SyncKind, Database.Statement>;
-  const between = Object.fromEntries(SYNC_KINDS.map((k) => [k, db.prepare(`SELECT ${COLUMNS[k]} FROM ${k} WHERE id BETWEEN ? AND ? ORDER BY id`)])) as Record<SyncKind, Database.Statement>;
+  type Other = keyof typeof COLUMNS;
+  const others = Object.keys(COLUMNS) as Other[];
+  const after = Object.fromEntries(others.map((k) => [k, db.prepare(`SELECT ${COLUMNS[k]} FROM ${k} WHERE id > ? ORDER BY id LIMIT ?`)])) as Record<Other, Database.Statement>;
+  const between = Object.fromEntries(others.map((k) => [k, db.prepare(`SELECT ${COLUMNS[k]} FROM ${k} WHERE id BETWEEN ? AND ? ORDER BY id`)])) as Record<Other, Database.Statement>;
   const linesAfter = db.prepare(`SELECT id, ${PREDICTION_LINE} FROM predictions WHERE id > @after ORDER BY id LIMIT @limit`).raw(true);
   const linesBetween = db.prepare(`SELECT id, ${PREDICTION_LINE} FROM predictions WHERE id BETWEEN @first AND @last ORDER BY id`).raw(true);
   const toLines = (rows: [number, string][]): Lines | null =>
