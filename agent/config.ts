@@ -17,6 +17,7 @@ import { mappingOptionsSchema, type MappingOptions } from './ingest/features.js'
 import { inferenceOptionsSchema } from './infer/infer.js';
 import { ingestOptionsSchema, subscriptionsSchema, type Subscription } from './ingest/ingest.js';
 import { logOptionsSchema } from './log.js';
+import { httpOptionsSchema } from './observe/http.js';
 import { mqttOptionsSchema } from './ingest/mqtt.js';
 import { publishOptionsSchema, resultTopicSchema } from './publish.js';
 import { storeOptionsSchema } from './store/store.js';
@@ -84,6 +85,8 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   log: logOptionsSchema,
+  /** Health, readiness, Prometheus metrics and the status page (agent/observe/http.ts). */
+  http: httpOptionsSchema,
 });
 
 /**

@@ -6,6 +6,7 @@
 // within its budget: stop taking messages, finish the batches, wait for result acks, disconnect keeping
 // the session, close the model and the store.
 
+import { readFileSync } from 'node:fs';
 import type { MqttClient } from 'mqtt';
 import { createModelManager } from '../models/activate.js';
 import type { ModelManager } from '../models/activate.js';
@@ -30,8 +31,11 @@ import { createMqttClient } from './ingest/mqtt.js';
 import { createModelSlot, createPredictor, type ModelSlot, type Route, type ServingModel } from './infer/predict.js';
 import { createPublisher, modelTopicProblem, type Publisher } from './publish.js';
 import { createStats, type Stats } from './observe/stats.js';
+import { startHttp, json, type HttpServer, type Route as HttpRoute } from './observe/http.js';
+import { liveness, readiness, statusSnapshot, type ObserveSources } from './observe/status.js';
 import { startRetention } from './store/retention.js';
 import { openStore } from './store/store.js';
+import { redactUrl } from './redact.js';
 
 export interface Agent {
   readonly brokerUrl: string;
@@ -49,6 +53,10 @@ export interface Agent {
   readonly closingStep: string | null;
   /** Abort: force-close everything now. Idempotent. */
   destroy(err?: Error): Promise<void>;
+  /** What the agent's parts can tell, for health checks, metrics, the status page and systemd. */
+  readonly observe: ObserveSources;
+  /** The operators' HTTP server (null when http.enabled is false). */
+  readonly http: HttpServer | null;
 }
 
 export interface AgentHooks {
@@ -102,7 +110,9 @@ interface Served {
 
 export async function startAgent(config: FrozenConfig, log: Logger, hooks: AgentHooks): Promise<Agent> {
   const stats = createStats();
+  const startedAt = Date.now();
   const life = createLifecycle(log);
+  life.add({ name: 'stop stats sampler', close: () => stats.close() });
   try {
     // 1. Store: open and migrate the SQLite file (one agent per store: it holds the store's lock).
     const store = openStore(config.store);
@@ -146,6 +156,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
 
     // 4. MQTT client: with the embedded broker the agent logs in with the credentials made for this start.
     let markReady: () => void = () => undefined;
+    let subscribed = false;
     const ready = new Promise<void>((resolve) => (markReady = resolve));
     const mqttOptions = broker ? { ...config.mqtt, ...broker.agentCredentials } : config.mqtt;
     const agentId = config.releases.agentId ?? config.mqtt.clientId;
@@ -157,6 +168,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     const subscriptions = [...readings, ...releaseTopics.map((topic) => ({ topic, qos: 1 as const }))];
     const client: MqttClient = createMqttClient(brokerUrl, mqttOptions, subscriptions, log, (refused) => {
       if (refused.length >= readings.length) return; // nothing to serve: not ready
+      subscribed = true;
       markReady();
     });
     void ready.then(() => log.info({ url: brokerUrl, models: servedNow().map((m) => `${m.name}@${m.version}`) }, 'agent ready'));
@@ -199,6 +211,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       // and upstream sync (an early run when the backlog grows).
       onCommitted: (b) => {
         managers.get(b.model.manifest.name)?.observe(b);
+        stats.countLabels(b.model.manifest.name, b.predictions);
         sync?.stored(b.predictions.length + b.deadLetters.length);
       },
     });
@@ -289,7 +302,44 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       'model.rollback': async (a) => managerFor(managers, a.model).rollback(typeof a.reason === 'string' ? a.reason : 'rolled back by hand'),
       'model.list': async (a) => ({ models: (a.model === undefined ? [...managers.values()] : [managerFor(managers, a.model)]).map((m) => m.list()), events: store.modelEvents(20) }),
       'model.drill': async (a) => managerFor(managers, a.model).drill(Number(a.readings ?? 100), Number(a.timeoutMs ?? 120_000)),
+      status: async (a) => statusSnapshot(observe, config.http.maxSyncLagSec, Number(a.historySec ?? 0) || 0),
     }, log);
+
+    // 11. Observe: what the parts can tell, read by /healthz, /readyz, /metrics, the status page, `edge-agent
+    //     status` and the systemd notifier. Readers only: nothing here is on the per-message path.
+    const observe: ObserveSources = {
+      agentId,
+      version: agentVersion(),
+      startedAt,
+      stats,
+      models: () => served.map((s) => {
+        const m = managers.get(s.name)?.list();
+        return { name: s.name, serving: s.slot.current.manifest.version, state: m?.state ?? null, versions: m?.versions ?? [], shadow: m?.shadow ?? null, workerAlive: s.slot.current.inference.alive };
+      }),
+      events: (limit) => store.modelEvents(limit),
+      sync: () => (sync ? sync.status() : null),
+      store: () => retention.status(),
+      broker: () => ({ connected: client.connected, subscribed, url: redactUrl(brokerUrl) }),
+      pingWorkers: (timeoutMs) => Promise.all(served.map(async (s) => ({ model: s.name, alive: await s.slot.current.inference.ping(timeoutMs) }))),
+    };
+    let http: HttpServer | null = null;
+    if (config.http.enabled) {
+      const maxLag = config.http.maxSyncLagSec;
+      const routes: Record<string, HttpRoute> = {
+        '/healthz': async () => {
+          const r = await liveness(observe);
+          return json(r.ok ? 200 : 503, r);
+        },
+        '/readyz': () => {
+          const r = readiness(observe, maxLag);
+          return json(r.ok ? 200 : 503, r);
+        },
+        '/api/status': (req) => json(200, statusSnapshot(observe, maxLag, Number(new URL(req.url ?? '/', 'http://x').searchParams.get('historySec') ?? 300) || 0)),
+      };
+      http = await startHttp(config.http, routes, log);
+      const h = http;
+      life.add({ name: 'close http server', closeBudgetMs: 1000, close: () => h.close(), destroy: () => h.destroy() });
+    }
 
     // The stop, in reverse of the data flow (the lifecycle closes the last added first).
     life.add({ name: 'finish batches taken while disconnecting', close: () => batcher.flush() });
@@ -349,6 +399,8 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         if (err) log.error({ err: err.message }, 'force-closing the agent');
         await life.destroy(err);
       },
+      observe,
+      http,
     };
   } catch (err) {
     await life.destroy();
@@ -380,6 +432,15 @@ function managerFor(managers: ReadonlyMap<string, ModelManager>, model: unknown,
   } catch (err) {
     refused?.({ model: String(model), event: 'refused', reason: (err as Error).message });
     throw err;
+  }
+}
+
+/** The agent's own version (package.json), for the status page, /metrics and `edge-agent status`. */
+export function agentVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
   }
 }
 

@@ -9,11 +9,14 @@ import { chunks } from '../../models/chunks.js';
 export interface WorkerInit { model: Uint8Array; intraOpThreads: number; fixedBatch: number | null; fetch: string[] }
 export interface TensorInfo { name: string; type: string; shape: (number | string)[] }
 export type WorkerRequest = { id: number; inputName: string; data: Float32Array; rows: number; cols: number };
+/** A liveness probe: answered in turn, after the batches sent before it (a stuck model never answers). */
+export type WorkerPing = { kind: 'ping'; id: number };
 export type WorkerReply =
   | { kind: 'ready'; inputs: TensorInfo[]; outputs: TensorInfo[] }
   | { kind: 'failed'; message: string }
   | { kind: 'result'; id: number; ms: number; outputs: Record<string, { data: Float32Array; dims: number[] }> }
-  | { kind: 'error'; id: number; message: string };
+  | { kind: 'error'; id: number; message: string }
+  | { kind: 'pong'; id: number };
 
 const port = parentPort;
 if (!port) throw new Error('infer-worker must run as a worker thread');
@@ -48,7 +51,8 @@ async function main(p: NonNullable<typeof parentPort>): Promise<void> {
   // as a model stuck in native code would (the golden check at load is the first).
   const stuckAfter = Number(process.env.EDGE_AGENT_TEST_WORKER_STUCK_AFTER ?? 0);
   let runs = 0;
-  p.on('message', (req: WorkerRequest) => {
+  p.on('message', (req: WorkerRequest | WorkerPing) => {
+    if ('kind' in req) return p.postMessage({ kind: 'pong', id: req.id } satisfies WorkerReply);
     runs++;
     if (exitAfter > 0 && runs > exitAfter) process.exit(1);
     if (stuckAfter > 0 && runs > stuckAfter) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600_000);

@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { EdgeError } from '../errors.js';
-import type { TensorInfo, WorkerInit, WorkerReply, WorkerRequest } from './infer-worker.js';
+import type { TensorInfo, WorkerInit, WorkerPing, WorkerReply, WorkerRequest } from './infer-worker.js';
 
 export const inferenceOptionsSchema = z
   .strictObject({
@@ -39,6 +39,11 @@ export interface Inference {
   /** False once the worker has crashed or exited: every run() rejects from then on. */
   readonly alive: boolean;
   run(inputName: string, data: Float32Array, rows: number, cols: number): Promise<InferResult>;
+  /**
+   * Whether the worker answers within `timeoutMs`: the probe queues behind the batches already sent, so a
+   * model stuck in native code, or a dead worker, gives false (health checks and the systemd watchdog).
+   */
+  ping(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -56,6 +61,7 @@ export async function startInference(model: ModelSource, options: InferenceOptio
     transferList: [model.bytes.buffer as ArrayBuffer],
   });
   const pending = new Map<number, { resolve: (r: InferResult) => void; reject: (e: Error) => void }>();
+  const pings = new Map<number, (alive: boolean) => void>();
   let nextId = 1;
   let dead: Error | null = null;
 
@@ -63,6 +69,7 @@ export async function startInference(model: ModelSource, options: InferenceOptio
     dead = err;
     for (const p of pending.values()) p.reject(err);
     pending.clear();
+    for (const answer of [...pings.values()]) answer(false);
   };
 
   const ready = await new Promise<{ inputs: TensorInfo[]; outputs: TensorInfo[] }>((resolve, reject) => {
@@ -78,6 +85,7 @@ export async function startInference(model: ModelSource, options: InferenceOptio
   });
 
   worker.on('message', (m: WorkerReply) => {
+    if (m.kind === 'pong') return pings.get(m.id)?.(true);
     if (m.kind !== 'result' && m.kind !== 'error') return;
     const p = pending.get(m.id);
     if (!p) return;
@@ -102,6 +110,20 @@ export async function startInference(model: ModelSource, options: InferenceOptio
         pending.set(id, { resolve, reject });
         const req: WorkerRequest = { id, inputName, data, rows, cols };
         worker.postMessage(req, [data.buffer as ArrayBuffer]);
+      });
+    },
+    ping(timeoutMs) {
+      if (dead || closed) return Promise.resolve(false);
+      const id = nextId++;
+      return new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => answer(false), timeoutMs);
+        const answer = (alive: boolean) => {
+          clearTimeout(timer);
+          pings.delete(id);
+          resolve(alive);
+        };
+        pings.set(id, answer);
+        worker.postMessage({ kind: 'ping', id } satisfies WorkerPing);
       });
     },
     async close() {

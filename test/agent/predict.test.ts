@@ -26,7 +26,7 @@ async function setup(t: Parameters<typeof teardown>[0], other: { alive: boolean 
   teardown(t, () => real.inference.close());
   const a: ServingModel = { ...real, decode: createDecoder(mapping, real.manifest, 65536) };
   // The second model's worker: the one part that is not real, a worker that is gone (or fails) on cue.
-  const gone: Inference = { inputs: [], outputs: [], alive: other.alive, run: () => Promise.reject(new Error('inference worker exited')), close: async () => undefined };
+  const gone: Inference = { inputs: [], outputs: [], alive: other.alive, run: () => Promise.reject(new Error('inference worker exited')), ping: async () => other.alive, close: async () => undefined };
   const manifest = { ...real.manifest, name: 'other-model' };
   const b: ServingModel = { manifest, inference: gone, decode: createDecoder(mapping, manifest, 65536) };
   const published: Result[] = [];

@@ -180,6 +180,8 @@ export function agentConfig(overrides: { url?: string; dbPath: string; [k: strin
     store: { path: dbPath },
     publish: { topic: 'plant/{asset}/predictions/{model}', qos: 1 },
     log: { level: 'info' },
+    // A free port: several agents of one test must not share the default.
+    http: { port: 0 },
     ...rest,
   };
 }
