@@ -30,6 +30,7 @@ export async function runDemo(options: { durationSec: number }): Promise<void> {
   out.write(
     `edge-agent demo\n  broker  ${agent.brokerUrl} (embedded; try: mosquitto_sub -h 127.0.0.1 -p ${agent.brokerUrl.split(':').pop()} -t 'plant/#' -v)\n` +
       `  model   ${agent.models.map((m) => `${m.name}@${m.version}`).join(', ')}\n  store   ${config.store.path}\n  log     ${logFile}\n` +
+      (agent.http ? `  page    ${agent.http.url}/ (status page; metrics at ${agent.http.url}/metrics)\n` : '') +
       `  gateway ${simulateDefaults.machines} presses at ${simulateDefaults.ratePerMachine} readings/s each; ${machineName(simulateDefaults.drifting)}'s bearing wears out over ${simulateDefaults.driftSec} s\n` +
       `Ctrl-C stops.\n\n`,
   );
