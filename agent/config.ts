@@ -17,6 +17,7 @@ import { mappingOptionsSchema, type MappingOptions } from './ingest/features.js'
 import { inferenceOptionsSchema } from './infer/infer.js';
 import { ingestOptionsSchema, subscriptionsSchema, type Subscription } from './ingest/ingest.js';
 import { logOptionsSchema } from './log.js';
+import { driftOptionsSchema } from './observe/drift.js';
 import { mqttOptionsSchema } from './ingest/mqtt.js';
 import { publishOptionsSchema, resultTopicSchema } from './publish.js';
 import { storeOptionsSchema } from './store/store.js';
@@ -84,6 +85,8 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   log: logOptionsSchema,
+  /** Input and prediction drift against each model's training baseline, and data quality (observe/drift.ts). */
+  drift: driftOptionsSchema,
 });
 
 /**

@@ -30,12 +30,15 @@ import { createMqttClient } from './ingest/mqtt.js';
 import { createModelSlot, createPredictor, type ModelSlot, type Route, type ServingModel } from './infer/predict.js';
 import { createPublisher, modelTopicProblem, type Publisher } from './publish.js';
 import { createStats, type Stats } from './observe/stats.js';
+import { createDriftMonitor, type DriftStatus } from './observe/drift.js';
 import { startRetention } from './store/retention.js';
 import { openStore } from './store/store.js';
 
 export interface Agent {
   readonly brokerUrl: string;
   readonly stats: Stats;
+  /** Drift and data quality per served model version (observe/drift.ts), for /metrics and the status page. */
+  readonly drift: { status(): DriftStatus };
   /** The models served and the version of each that serves now. */
   readonly models: readonly { name: string; version: string }[];
   /** Resolves when the broker has acknowledged the subscriptions (the agent is ready to serve). */
@@ -193,12 +196,14 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
 
     // 6. Predict: each message goes to the models whose subscriptions match its topic; a batch captures each
     //    model in its slot at dispatch, is committed in order (one transaction for all models), then published.
+    const drift = createDriftMonitor(config.drift, { log });
     const predictor = createPredictor({
       routes: served.map((s) => s.route), store, publisher, stats, log, commitInbox: () => ingest.commitGroup(), onFatal: hooks.onFatal,
       // Observers of committed batches (off the per-message path): each model's lifecycle (probation, shadow),
-      // and upstream sync (an early run when the backlog grows).
+      // drift and data quality, and upstream sync (an early run when the backlog grows).
       onCommitted: (b) => {
         managers.get(b.model.manifest.name)?.observe(b);
+        drift.observe(b);
         sync?.stored(b.predictions.length + b.deadLetters.length);
       },
     });
@@ -330,6 +335,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     return {
       brokerUrl,
       stats,
+      drift: { status: () => drift.status() },
       get models() {
         return servedNow();
       },
