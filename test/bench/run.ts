@@ -14,6 +14,8 @@ import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMo
 const N = Number(process.env.BENCH_MESSAGES ?? 50000);
 const LIVE_RATES = (process.env.BENCH_LIVE_RATES ?? '500,5000').split(',').map(Number);
 const LIVE_SEC = Number(process.env.BENCH_LIVE_SEC ?? 4);
+/** BENCH_DRIFT=off runs the agents with drift.enabled: false, to measure what the drift monitor costs. */
+const DRIFT = { enabled: process.env.BENCH_DRIFT !== 'off' };
 const TOPIC = 'plant/press-1/bearing';
 const cleanups: (() => unknown)[] = [];
 const t: Teardown = { after: (fn) => void cleanups.push(fn as () => unknown) };
@@ -56,7 +58,7 @@ async function agentBacklog(url: string, qos: 0 | 1, synchronous: 'NORMAL' | 'FU
   const clientId = `bench-agent-${qos}-${synchronous}-${Date.now()}`;
   const config = writeConfig(dir, agentConfig({
     url, dbPath, mqtt: { url, clientId }, ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos }] }, store: { path: dbPath, synchronous },
-    publish: { topic: 'plant/{asset}/predictions/{model}', qos }, log: { level: 'info' },
+    publish: { topic: 'plant/{asset}/predictions/{model}', qos }, log: { level: 'info' }, drift: DRIFT,
   }));
   const warm = spawnAgent(t, config);
   await warm.waitForLog('subscribed');
@@ -91,7 +93,7 @@ async function agentBacklog(url: string, qos: 0 | 1, synchronous: 'NORMAL' | 'FU
 async function live(url: string, qos: 0 | 1, rate: number): Promise<{ p50: number; p99: number; max: number; sent: number; loopP99: number; loopMax: number; agentP50: number; agentP99: number }> {
   const dir = tempDir(t, 'edge-agent-bench-');
   const dbPath = join(dir, 'live.db');
-  const config = writeConfig(dir, agentConfig({ url, dbPath, mqtt: { url, clientId: `bench-live-${qos}-${Date.now()}` }, ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos }] }, publish: { topic: 'plant/{asset}/predictions/{model}', qos } }));
+  const config = writeConfig(dir, agentConfig({ url, dbPath, mqtt: { url, clientId: `bench-live-${qos}-${Date.now()}` }, ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos }] }, publish: { topic: 'plant/{asset}/predictions/{model}', qos }, drift: DRIFT }));
   const agent = spawnAgent(t, config);
   await agent.waitForLog('subscribed');
   const watcher = await mqttClient(t, url, { clientId: `bench-live-watch-${Date.now()}` });
@@ -130,7 +132,7 @@ async function main(): Promise<void> {
   const broker = await startMosquitto(t, extra);
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   const ms = (n: number) => n.toFixed(1);
-  console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, ${new Date().toISOString()}`);
+  console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, drift ${DRIFT.enabled ? 'on' : 'off'}, ${new Date().toISOString()}`);
   // BENCH_SECTIONS=lifecycle,sync runs only those figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
   const sections = (process.env.BENCH_SECTIONS ?? 'throughput,lifecycle,sync').split(',');
   if (!sections.includes('throughput')) {
