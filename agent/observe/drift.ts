@@ -94,7 +94,9 @@ export interface ModelDrift {
   version: string;
   /** false: the manifest has no (usable) baseline; only the dead letters are watched. */
   available: boolean;
+  /** Predictions in the window, and its length (drift.windowRows unless shortened for a model with very many features). */
   rows: number;
+  windowRows: number;
   features: FeatureDrift[];
   /** null for a model without labels (regression) or a baseline without predicted shares. */
   predictions: { psi: number | null; shares: Record<string, number>; baseline: Record<string, number>; over: boolean } | null;
@@ -119,6 +121,14 @@ interface Track {
   name: string;
   version: string;
   available: boolean;
+  /** This version's window (windowRows, or fewer for a model with very many features: MAX_WINDOW_BYTES) and minRows. */
+  w: number;
+  minRows: number;
+  /**
+   * Threshold checks every 1 % of the window (and at status()): a crossing is seen within a few rows, and a
+   * model with thousands of features does not take thousands of logarithms per one-row batch.
+   */
+  evalEvery: number;
   features: { name: string; edges: Float64Array; expected: Float64Array; counts: Uint32Array; min: number; max: number; baselineMean: number; out: number; sum: number; over: boolean }[];
   /** Per row and feature: bin index, high bit set when outside the training range. */
   bins: Uint16Array;
@@ -141,16 +151,15 @@ interface Track {
   reasonCounts: number[];
 }
 
+/** The most one model version's window may take (10 bytes per feature and row): 6,700 features at 1000 rows. */
+const MAX_WINDOW_BYTES = 64 * 1024 * 1024;
+
 /** The high bit of a row's bin index: the value is outside the training range (a histogram has at most 1024 bins: MANIFEST_LIMITS). */
 const OUT = 0x8000;
 
 export function createDriftMonitor(options: DriftOptions, deps: { log: Logger }): DriftMonitor {
   const { log } = deps;
   const tracks = new Map<string, Track>();
-  const W = options.windowRows;
-  // Threshold checks every 1 % of the window (and at status()): a crossing is seen within a few rows, and a
-  // model with thousands of features does not take thousands of logarithms per one-row batch.
-  const evalEvery = Math.max(1, Math.floor(W / 100));
   const errorLog = createRateLimitedLog(60_000);
 
   function usable(m: Manifest): string | null {
@@ -169,11 +178,13 @@ export function createDriftMonitor(options: DriftOptions, deps: { log: Logger })
     if (problem) log.info({ model: m.name, version: m.version, problem }, 'drift unavailable for this model version');
     else if (old) log.info({ model: m.name, version: m.version, previous: old.version }, 'drift window reset for a new model version');
     const F = problem ? 0 : m.features.length;
+    const W = Math.max(1, Math.min(options.windowRows, Math.floor(MAX_WINDOW_BYTES / (10 * Math.max(F, 1)))));
+    if (W < options.windowRows) log.warn({ model: m.name, version: m.version, features: F, windowRows: W }, 'drift window shortened to bound its memory');
     const out = m.output;
     const labelNames = out.kind === 'classification' ? [...out.labels] : out.kind === 'score' ? [out.below, out.above] : [];
     const shares = m.baseline?.predictions;
     const t: Track = {
-      name: m.name, version: m.version, available: !problem,
+      name: m.name, version: m.version, available: !problem, w: W, minRows: Math.min(options.minRows, W), evalEvery: Math.max(1, Math.floor(W / 100)),
       features: problem ? [] : m.features.map((f) => {
         const b = (m.baseline as NonNullable<Manifest['baseline']>).features[f.name] as NonNullable<Manifest['baseline']>['features'][string];
         return { name: f.name, edges: Float64Array.from(b.histogram.edges), expected: Float64Array.from(b.histogram.counts), counts: new Uint32Array(b.histogram.counts.length), min: b.min, max: b.max, baselineMean: b.mean, out: 0, sum: 0, over: false };
@@ -191,6 +202,7 @@ export function createDriftMonitor(options: DriftOptions, deps: { log: Logger })
 
   function addRow(t: Track, features: readonly number[], label: string | null): void {
     const F = t.features.length;
+    const W = t.w;
     const at = t.head * F;
     const full = t.rows === W;
     for (let f = 0; f < F; f++) {
@@ -229,6 +241,7 @@ export function createDriftMonitor(options: DriftOptions, deps: { log: Logger })
   }
 
   function addMessage(t: Track, reason: string | null): void {
+    const W = t.w;
     let code = 0;
     if (reason !== null) {
       let k = t.reasons.indexOf(reason);
@@ -246,8 +259,8 @@ export function createDriftMonitor(options: DriftOptions, deps: { log: Logger })
     t.messageHead = (t.messageHead + 1) % W;
   }
 
-  const featurePsi = (t: Track, s: Track['features'][number]) => (t.rows >= options.minRows ? psi(s.expected, s.counts) : null);
-  const labelPsiOf = (t: Track) => (t.labelExpected && t.rows >= options.minRows ? psi(t.labelExpected, t.labelCounts) : null);
+  const featurePsi = (t: Track, s: Track['features'][number]) => (t.rows >= t.minRows ? psi(s.expected, s.counts) : null);
+  const labelPsiOf = (t: Track) => (t.labelExpected && t.rows >= t.minRows ? psi(t.labelExpected, t.labelCounts) : null);
 
   /** Checks every figure against its thresholds; logs a crossing either way. */
   function evaluate(t: Track): void {
@@ -286,7 +299,7 @@ export function createDriftMonitor(options: DriftOptions, deps: { log: Logger })
         addMessage(t, null);
         if (t.available) addRow(t, r.features, r.label);
       }
-      if (t.available && (t.sinceEval += batch.predictions.length) >= evalEvery) evaluate(t);
+      if (t.available && (t.sinceEval += batch.predictions.length) >= t.evalEvery) evaluate(t);
     } catch (err) {
       // A monitor must never stop the agent serving: its fault is logged, the batch is stored and published.
       errorLog('observe', (suppressed) => log.error({ err: (err as Error).message, suppressedSinceLast: suppressed }, 'drift monitor failed on a batch'));
@@ -297,7 +310,7 @@ export function createDriftMonitor(options: DriftOptions, deps: { log: Logger })
     if (t.available) evaluate(t);
     const dead = t.reasonCounts.reduce((a, b) => a + b, 0);
     return {
-      name: t.name, version: t.version, available: t.available, rows: t.rows,
+      name: t.name, version: t.version, available: t.available, rows: t.rows, windowRows: t.w,
       features: t.features.map((s) => {
         const p = featurePsi(t, s);
         return { name: s.name, psi: p === null ? null : round(p), rows: t.rows, outOfRangeShare: t.rows ? round(s.out / t.rows) : null, mean: t.rows ? round(s.sum / t.rows) : null, baselineMean: s.baselineMean, over: s.over };
@@ -312,7 +325,7 @@ export function createDriftMonitor(options: DriftOptions, deps: { log: Logger })
     };
   }
 
-  const thresholds = { psiWarn: options.psiWarn, psiClear: options.psiClear, predictionPsiWarn: options.predictionPsiWarn, predictionPsiClear: options.predictionPsiClear, minRows: options.minRows, windowRows: W };
+  const thresholds = { psiWarn: options.psiWarn, psiClear: options.psiClear, predictionPsiWarn: options.predictionPsiWarn, predictionPsiClear: options.predictionPsiClear, minRows: options.minRows, windowRows: options.windowRows };
   if (!options.enabled) return { observe: () => undefined, status: () => ({ enabled: false, thresholds, models: [] }) };
   return { observe, status: () => ({ enabled: true, thresholds, models: [...tracks.values()].map(modelStatus) }) };
 }

@@ -174,6 +174,21 @@ test('no baseline: drift unavailable, said once; dead letters still counted. A r
   assert.equal(r?.features[0]?.psi, 4.6043);
 });
 
+test('a model with very many features gets a shorter window, at most 64 MiB, and says so', { timeout: 10_000 }, () => {
+  const { log, msgs } = captureLog();
+  const names = Array.from({ length: 4096 }, (_, i) => `f${i}`);
+  const base = toy().baseline?.features.x as NonNullable<Manifest['baseline']>['features'][string];
+  const wide = toy({
+    name: 'wide', features: names.map((name) => ({ name, unit: '1', min: -10, max: 10 })),
+    baseline: { rows: 100, features: Object.fromEntries(names.map((n) => [n, base])) },
+  });
+  const drift = createDriftMonitor(driftOptionsSchema.parse({ windowRows: 100_000 }), { log });
+  drift.observe(batch(wide, [row(wide, names.map(() => 0.5), 'a')]));
+  // 64 MiB / (10 bytes × 4096 features) = 67,108,864 / 40,960 = 1638.4 rows.
+  assert.equal(drift.status().models[0]?.windowRows, 1638);
+  assert.deepEqual(msgs('drift window shortened to bound its memory').map((l) => [l.model, l.windowRows]), [['wide', 1638]]);
+});
+
 test('drift.enabled false: nothing watched; config errors name the key', { timeout: 5_000 }, (t) => {
   const { log } = captureLog();
   const off = createDriftMonitor(driftOptionsSchema.parse({ enabled: false }), { log });

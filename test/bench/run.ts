@@ -4,10 +4,13 @@
 //     SQLite, result published; for QoS 1 at synchronous=NORMAL and FULL;
 //  3. publish-to-result latency p50/p99 at a paced live rate;
 //  4. the agent's main-thread event-loop delay while serving (inference runs in a worker thread).
+//  5. the drift monitor's cost per prediction row (drift.ts); BENCH_DRIFT=off runs the agents above with
+//     drift.enabled: false, to compare end to end.
 
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { lifecycleBench } from './lifecycle.js';
+import { driftBench } from './drift.js';
 import { syncBench } from './sync.js';
 import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
@@ -134,8 +137,9 @@ async function main(): Promise<void> {
   const ms = (n: number) => n.toFixed(1);
   console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, drift ${DRIFT.enabled ? 'on' : 'off'}, ${new Date().toISOString()}`);
   // BENCH_SECTIONS=lifecycle,sync runs only those figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
-  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,lifecycle,sync').split(',');
+  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,lifecycle,sync,drift').split(',');
   if (!sections.includes('throughput')) {
+    if (sections.includes('drift')) driftBench();
     if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
     if (sections.includes('sync')) await syncBench(t, broker.url);
     return;
@@ -162,6 +166,7 @@ async function main(): Promise<void> {
       console.log(`| ${qos} | ${f(rate)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.max)} | ${ms(l.agentP50)} / ${ms(l.agentP99)} | ${ms(l.loopP99)} / ${ms(l.loopMax)} |`);
     }
   }
+  if (sections.includes('drift')) driftBench();
   if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
   if (sections.includes('sync')) await syncBench(t, broker.url);
 }
