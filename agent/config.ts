@@ -18,6 +18,7 @@ import { inferenceOptionsSchema } from './infer/infer.js';
 import { ingestOptionsSchema, subscriptionsSchema, type Subscription } from './ingest/ingest.js';
 import { logOptionsSchema } from './log.js';
 import { httpOptionsSchema } from './observe/http.js';
+import { driftOptionsSchema } from './observe/drift.js';
 import { mqttOptionsSchema } from './ingest/mqtt.js';
 import { publishOptionsSchema, resultTopicSchema } from './publish.js';
 import { storeOptionsSchema } from './store/store.js';
@@ -87,6 +88,8 @@ export const configSchema = z.strictObject({
   log: logOptionsSchema,
   /** Health, readiness, Prometheus metrics and the status page (agent/observe/http.ts). */
   http: httpOptionsSchema,
+  /** Input and prediction drift against each model's training baseline, and data quality (observe/drift.ts). */
+  drift: driftOptionsSchema,
 });
 
 /**

@@ -33,6 +33,7 @@ import { createPublisher, modelTopicProblem, type Publisher } from './publish.js
 import { createStats, type Stats } from './observe/stats.js';
 import { startHttp, json, type HttpServer, type Route as HttpRoute } from './observe/http.js';
 import { liveness, readiness, statusSnapshot, type ObserveSources } from './observe/status.js';
+import { createDriftMonitor, type DriftStatus } from './observe/drift.js';
 import { startRetention } from './store/retention.js';
 import { openStore } from './store/store.js';
 import { redactUrl } from './redact.js';
@@ -40,6 +41,8 @@ import { redactUrl } from './redact.js';
 export interface Agent {
   readonly brokerUrl: string;
   readonly stats: Stats;
+  /** Drift and data quality per served model version (observe/drift.ts), for /metrics and the status page. */
+  readonly drift: { status(): DriftStatus };
   /** The models served and the version of each that serves now. */
   readonly models: readonly { name: string; version: string }[];
   /** Resolves when the broker has acknowledged the subscriptions (the agent is ready to serve). */
@@ -205,13 +208,15 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
 
     // 6. Predict: each message goes to the models whose subscriptions match its topic; a batch captures each
     //    model in its slot at dispatch, is committed in order (one transaction for all models), then published.
+    const drift = createDriftMonitor(config.drift, { log });
     const predictor = createPredictor({
       routes: served.map((s) => s.route), store, publisher, stats, log, commitInbox: () => ingest.commitGroup(), onFatal: hooks.onFatal,
       // Observers of committed batches (off the per-message path): each model's lifecycle (probation, shadow),
-      // and upstream sync (an early run when the backlog grows).
+      // drift and data quality, and upstream sync (an early run when the backlog grows).
       onCommitted: (b) => {
         managers.get(b.model.manifest.name)?.observe(b);
         stats.countLabels(b.model.manifest.name, b.predictions);
+        drift.observe(b);
         sync?.stored(b.predictions.length + b.deadLetters.length);
       },
     });
@@ -321,6 +326,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       store: () => retention.status(),
       broker: () => ({ connected: client.connected, subscribed, url: redactUrl(brokerUrl) }),
       pingWorkers: (timeoutMs) => Promise.all(served.map(async (s) => ({ model: s.name, alive: await s.slot.current.inference.ping(timeoutMs) }))),
+      drift: () => drift.status(),
     };
     let http: HttpServer | null = null;
     if (config.http.enabled) {
@@ -380,6 +386,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     return {
       brokerUrl,
       stats,
+      drift: { status: () => drift.status() },
       get models() {
         return servedNow();
       },

@@ -4,16 +4,21 @@
 //     SQLite, result published; for QoS 1 at synchronous=NORMAL and FULL;
 //  3. publish-to-result latency p50/p99 at a paced live rate;
 //  4. the agent's main-thread event-loop delay while serving (inference runs in a worker thread).
+//  5. the drift monitor's cost per prediction row (drift.ts); BENCH_DRIFT=off runs the agents above with
+//     drift.enabled: false, to compare end to end.
 
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { lifecycleBench } from './lifecycle.js';
+import { driftBench } from './drift.js';
 import { syncBench } from './sync.js';
 import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 50000);
 const LIVE_RATES = (process.env.BENCH_LIVE_RATES ?? '500,5000').split(',').map(Number);
 const LIVE_SEC = Number(process.env.BENCH_LIVE_SEC ?? 4);
+/** BENCH_DRIFT=off runs the agents with drift.enabled: false, to measure what the drift monitor costs. */
+const DRIFT = { enabled: process.env.BENCH_DRIFT !== 'off' };
 const TOPIC = 'plant/press-1/bearing';
 const cleanups: (() => unknown)[] = [];
 const t: Teardown = { after: (fn) => void cleanups.push(fn as () => unknown) };
@@ -56,7 +61,7 @@ async function agentBacklog(url: string, qos: 0 | 1, synchronous: 'NORMAL' | 'FU
   const clientId = `bench-agent-${qos}-${synchronous}-${Date.now()}`;
   const config = writeConfig(dir, agentConfig({
     url, dbPath, mqtt: { url, clientId }, ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos }] }, store: { path: dbPath, synchronous },
-    publish: { topic: 'plant/{asset}/predictions/{model}', qos }, log: { level: 'info' },
+    publish: { topic: 'plant/{asset}/predictions/{model}', qos }, log: { level: 'info' }, drift: DRIFT,
   }));
   const warm = spawnAgent(t, config);
   await warm.waitForLog('subscribed');
@@ -91,7 +96,7 @@ async function agentBacklog(url: string, qos: 0 | 1, synchronous: 'NORMAL' | 'FU
 async function live(url: string, qos: 0 | 1, rate: number): Promise<{ p50: number; p99: number; max: number; sent: number; loopP99: number; loopMax: number; agentP50: number; agentP99: number }> {
   const dir = tempDir(t, 'edge-agent-bench-');
   const dbPath = join(dir, 'live.db');
-  const config = writeConfig(dir, agentConfig({ url, dbPath, mqtt: { url, clientId: `bench-live-${qos}-${Date.now()}` }, ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos }] }, publish: { topic: 'plant/{asset}/predictions/{model}', qos } }));
+  const config = writeConfig(dir, agentConfig({ url, dbPath, mqtt: { url, clientId: `bench-live-${qos}-${Date.now()}` }, ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos }] }, publish: { topic: 'plant/{asset}/predictions/{model}', qos }, drift: DRIFT }));
   const agent = spawnAgent(t, config);
   await agent.waitForLog('subscribed');
   const watcher = await mqttClient(t, url, { clientId: `bench-live-watch-${Date.now()}` });
@@ -130,10 +135,11 @@ async function main(): Promise<void> {
   const broker = await startMosquitto(t, extra);
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   const ms = (n: number) => n.toFixed(1);
-  console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, ${new Date().toISOString()}`);
+  console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, drift ${DRIFT.enabled ? 'on' : 'off'}, ${new Date().toISOString()}`);
   // BENCH_SECTIONS=lifecycle,sync runs only those figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
-  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,lifecycle,sync').split(',');
+  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,lifecycle,sync,drift').split(',');
   if (!sections.includes('throughput')) {
+    if (sections.includes('drift')) driftBench();
     if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
     if (sections.includes('sync')) await syncBench(t, broker.url);
     return;
@@ -160,6 +166,7 @@ async function main(): Promise<void> {
       console.log(`| ${qos} | ${f(rate)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.max)} | ${ms(l.agentP50)} / ${ms(l.agentP99)} | ${ms(l.loopP99)} / ${ms(l.loopMax)} |`);
     }
   }
+  if (sections.includes('drift')) driftBench();
   if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
   if (sections.includes('sync')) await syncBench(t, broker.url);
 }
