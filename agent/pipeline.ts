@@ -30,12 +30,15 @@ import { createMqttClient } from './ingest/mqtt.js';
 import { createModelSlot, createPredictor, type ModelSlot, type Route, type ServingModel } from './infer/predict.js';
 import { createPublisher, modelTopicProblem, type Publisher } from './publish.js';
 import { createStats, type Stats } from './observe/stats.js';
+import { createTruth, truthOff, type Truth } from './observe/truth.js';
 import { startRetention } from './store/retention.js';
 import { openStore } from './store/store.js';
 
 export interface Agent {
   readonly brokerUrl: string;
   readonly stats: Stats;
+  /** Ground truth: labels joined, accuracy / MAE per model version (enabled: false when truth is off). */
+  readonly truth: Truth;
   /** The models served and the version of each that serves now. */
   readonly models: readonly { name: string; version: string }[];
   /** Resolves when the broker has acknowledged the subscriptions (the agent is ready to serve). */
@@ -154,7 +157,8 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     }
     const releaseTopics = config.releases.enabled ? [releaseTopic(config.releases.topicPrefix, 'agents', agentId), ...config.releases.groups.map((g) => releaseTopic(config.releases.topicPrefix, 'groups', g))] : [];
     const readings = allSubscriptions(config.models);
-    const subscriptions = [...readings, ...releaseTopics.map((topic) => ({ topic, qos: 1 as const }))];
+    const labelTopics = config.truth.enabled ? [config.truth.topic] : [];
+    const subscriptions = [...readings, ...[...releaseTopics, ...labelTopics].map((topic) => ({ topic, qos: 1 as const }))];
     const client: MqttClient = createMqttClient(brokerUrl, mqttOptions, subscriptions, log, (refused) => {
       if (refused.length >= readings.length) return; // nothing to serve: not ready
       markReady();
@@ -199,6 +203,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       // and upstream sync (an early run when the backlog grows).
       onCommitted: (b) => {
         managers.get(b.model.manifest.name)?.observe(b);
+        truth?.observe(b);
         sync?.stored(b.predictions.length + b.deadLetters.length);
       },
     });
@@ -229,6 +234,12 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       afterCommit: killHook(process.env.EDGE_AGENT_TEST_KILL_AFTER_INBOX),
       room: () => retention.room(),
     });
+
+    // 7b. Ground truth (optional): labels stored before their PUBACK, joined to predictions off the per-message path.
+    const truth = config.truth.enabled
+      ? createTruth(config.truth, { store, log, models: served.map((s) => s.name), maxPayloadBytes: config.ingest.maxPayloadBytes })
+      : null;
+    if (truth) life.add({ name: 'stop ground truth', close: () => truth.close() });
 
     // 8. The model lifecycle, one manager per model: installs and rollbacks asked for on the control socket
     //    (edge-agent model …), pushed or pulled releases (each names its model).
@@ -288,6 +299,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       'model.promote': async (a) => managerFor(managers, a.model).promote(),
       'model.rollback': async (a) => managerFor(managers, a.model).rollback(typeof a.reason === 'string' ? a.reason : 'rolled back by hand'),
       'model.list': async (a) => ({ models: (a.model === undefined ? [...managers.values()] : [managerFor(managers, a.model)]).map((m) => m.list()), events: store.modelEvents(20) }),
+      'truth.status': async () => (truth ?? truthOff).status(),
       'model.drill': async (a) => managerFor(managers, a.model).drill(Number(a.readings ?? 100), Number(a.timeoutMs ?? 120_000)),
     }, log);
 
@@ -314,10 +326,13 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     const replayed = await ingest.replay();
     stats.counters.replayed = replayed;
     if (replayed) log.info({ rows: replayed }, 'replaying inbox rows left by an unclean stop');
-    // Release announcements are not readings: they go to the release listener, everything else to ingest.
-    client.handleMessage = releases
+    truth?.start();
+    // Release announcements and labels are not readings: they go to the release listener and to ground truth,
+    // everything else to ingest.
+    client.handleMessage = releases || truth
       ? (packet, callback) => {
-          if (!releases.handles(packet.topic)) return ingest.handleMessage(packet, callback);
+          if (truth?.handles(packet.topic)) return truth.handleMessage(packet, callback);
+          if (!releases?.handles(packet.topic)) return ingest.handleMessage(packet, callback);
           releases.receive(packet.topic, typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload);
           callback();
         }
@@ -330,6 +345,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     return {
       brokerUrl,
       stats,
+      truth: truth ?? truthOff,
       get models() {
         return servedNow();
       },
