@@ -237,7 +237,11 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
 
     // 7b. Ground truth (optional): labels stored before their PUBACK, joined to predictions off the per-message path.
     const truth = config.truth.enabled
-      ? createTruth(config.truth, { store, log, models: served.map((s) => s.name), maxPayloadBytes: config.ingest.maxPayloadBytes })
+      ? createTruth(config.truth, {
+        store, log, models: served.map((s) => s.name), maxPayloadBytes: config.ingest.maxPayloadBytes,
+        // Test-only: SIGKILL once a label is stored and acknowledged, before any join pass (a crash test).
+        afterStore: process.env.EDGE_AGENT_TEST_KILL_AFTER_LABEL === '1' ? () => process.kill(process.pid, 'SIGKILL') : undefined,
+      })
       : null;
     if (truth) life.add({ name: 'stop ground truth', close: () => truth.close() });
 

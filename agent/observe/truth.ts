@@ -36,7 +36,7 @@ export const truthOff: Truth = {
   status: () => ({ enabled: false, topic: null, counters: { received: 0, joined: 0, unmatched: 0, bad: 0, duplicates: 0, pending: 0 }, models: [] }),
 };
 
-export function createTruth(o: Readonly<TruthOptions>, deps: { store: Store; log: Logger; models: readonly string[]; maxPayloadBytes: number }) {
+export function createTruth(o: Readonly<TruthOptions>, deps: { store: Store; log: Logger; models: readonly string[]; maxPayloadBytes: number; afterStore?: () => void }) {
   const { store, log } = deps;
   const labels = store.labels;
   const read = createLabelReader(o);
@@ -152,6 +152,7 @@ export function createTruth(o: Readonly<TruthOptions>, deps: { store: Store; log
       counters.pending++;
       schedule();
       callback();
+      deps.afterStore?.();
     },
 
     /** A committed batch (off the per-message path): its predictions become joinable. */
@@ -188,6 +189,9 @@ export function createTruth(o: Readonly<TruthOptions>, deps: { store: Store; log
       log.info({ topic: o.topic, pending: counters.pending, predictionsInMemory: seeded.length, keys: recent.keys }, 'ground truth started');
       schedule();
     },
+
+    /** A join pass now (what the timer runs). */
+    joinNow: () => join(),
 
     status(): TruthStatus {
       return { enabled: true, topic: o.topic, counters: { ...counters }, models: rolling.status() };
