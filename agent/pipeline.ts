@@ -327,10 +327,11 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     life.add({ name: 'close control socket', close: () => control.close() });
     life.add({ name: 'stop registry pull', close: () => pull?.close() });
 
+    // Ground truth loads its memory of recent predictions before the replay commits more of them.
+    truth?.start();
     const replayed = await ingest.replay();
     stats.counters.replayed = replayed;
     if (replayed) log.info({ rows: replayed }, 'replaying inbox rows left by an unclean stop');
-    truth?.start();
     // Release announcements and labels are not readings: they go to the release listener and to ground truth,
     // everything else to ingest.
     client.handleMessage = releases || truth

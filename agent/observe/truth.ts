@@ -73,6 +73,7 @@ export function createTruth(o: Readonly<TruthOptions>, deps: { store: Store; log
     const dead: DeadLetterRow[] = [];
     const done: number[] = [];
     const taken = new Set<number>();
+    let joined = 0;
     let waiting = false;
     for (const r of labels.pending(0, PAGE)) {
       if (floor !== null && r.inboxSeen >= floor) {
@@ -104,11 +105,12 @@ export function createTruth(o: Readonly<TruthOptions>, deps: { store: Store; log
         taken.add(j.predictionId);
         rows.push({ ...j, receivedAt: r.receivedAt, topic: r.topic, dedupKey: r.dedupKey });
       }
-      counters.joined++;
+      joined++;
     }
     if (done.length) {
       labels.commit(rows, dead, done);
       counters.pending -= done.length;
+      counters.joined += joined;
       for (const j of rows) rolling.add(j.modelName, j.modelVersion, j);
       for (const d of dead) {
         if (d.reasonCode === 'REJECT_BAD_LABEL') counters.bad++;
