@@ -8,13 +8,14 @@ import { test } from 'node:test';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { IPublishPacket } from 'mqtt';
+import { configFromObject } from '../../agent/config.js';
 import { createLabelReader, truthOptionsSchema } from '../../agent/ingest/labels.js';
 import { createLogger } from '../../agent/log.js';
 import { createTruth } from '../../agent/observe/truth.js';
 import { createRecentPredictions, createRolling, judge } from '../../agent/observe/truth-join.js';
 import type { RecentPrediction } from '../../agent/store/labels.js';
 import { openStore, storeOptionsSchema, type PredictionRow } from '../../agent/store/store.js';
-import { teardown, tempDir, waitFor } from '../helpers/parts.js';
+import { agentConfig, teardown, tempDir, waitFor } from '../helpers/parts.js';
 
 const T = 1_700_000_000_000;
 const pred = (id: number, asset: string, receivedAt: number, label: string | null, score: number | null, model = 'm', version = '1'): RecentPrediction =>
@@ -142,4 +143,20 @@ test('on a real store: a label waits while a reading before it is in the inbox, 
   await new Promise<void>((resolve) => truth.handleMessage({ cmd: 'publish', topic: 'quality/press-1/label', qos: 1, dup: true, retain: false, messageId: 1, payload: Buffer.from(JSON.stringify({ asset: 'press-1', outcome: 'wear' })) } as IPublishPacket, () => resolve()));
   assert.equal(truth.status().counters.duplicates, 1);
   assert.equal(count('SELECT count(*) AS n FROM labels') + count('SELECT count(*) AS n FROM label_inbox'), 1);
+});
+
+test('config: truth is off by default; a bad truth key is a config error naming the key, the value and what is expected', { timeout: 5_000 }, (t) => {
+  const dir = tempDir(t);
+  const base = agentConfig({ dbPath: join(dir, 'a.db') });
+  const c = configFromObject(base, 'agent.yaml', dir);
+  assert.deepEqual({ enabled: c.truth.enabled, topic: c.truth.topic, key: c.truth.key, windowMs: c.truth.windowMs, rollingWindow: c.truth.rollingWindow },
+    { enabled: false, topic: 'edge-agent/labels/#', key: { field: 'asset' }, windowMs: 600_000, rollingWindow: 100 });
+  assert.throws(() => configFromObject({ ...base, truth: { enabled: true, windowMs: -5, topic: 'quality/#/label', extra: 1 } }, 'agent.yaml', dir), (err: Error & { code?: string; details?: string[] }) => {
+    assert.equal(err.code, 'EDGE_ERR_CONFIG');
+    const text = (err.details ?? []).join('\n');
+    assert.match(text, /truth\.windowMs: .*-5/);
+    assert.match(text, /truth\.topic: .*# only as the last level/);
+    assert.match(text, /truth.*extra/);
+    return true;
+  });
 });
