@@ -16,6 +16,7 @@ import { parsePublicKey } from '../models/sign.js';
 import { mappingOptionsSchema, type MappingOptions } from './ingest/features.js';
 import { inferenceOptionsSchema } from './infer/infer.js';
 import { ingestOptionsSchema, subscriptionsSchema, type Subscription } from './ingest/ingest.js';
+import { truthOptionsSchema } from './ingest/labels.js';
 import { logOptionsSchema } from './log.js';
 import { httpOptionsSchema } from './observe/http.js';
 import { driftOptionsSchema } from './observe/drift.js';
@@ -79,6 +80,8 @@ export const configSchema = z.strictObject({
   releases: releasesOptionsSchema,
   /** Upstream sync of predictions, dead letters and lifecycle events (sync/upstream.ts). */
   sync: syncOptionsSchema,
+  /** Ground truth: labels from a quality station joined to predictions (agent/observe/truth.ts). Off by default. */
+  truth: truthOptionsSchema,
   shutdown: z
     .strictObject({
       /** Stop taking messages, finish the batch in flight, commit, disconnect: all within this. Keep it under systemd's TimeoutStopSec. */

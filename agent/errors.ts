@@ -70,6 +70,8 @@ export const RejectReasons = {
   REJECT_INFERENCE_FAILED: 'the model failed on this batch',
   REJECT_NONFINITE_OUTPUT: 'the model gave NaN or an infinite value for this reading',
   REJECT_NO_MODEL: "no model in the config subscribes to the message's topic (a subscription an earlier config left in the broker session)",
+  REJECT_BAD_LABEL: 'a label message (truth.topic) cannot be read: not a JSON object, no key, no outcome, a bad time, an unknown model, or text for a regression',
+  REJECT_UNMATCHED_LABEL: 'a label found no prediction to join: none for its key within truth.windowMs before its time, that one has a label already, or the label came too late',
 } as const;
 
 export type RejectReason = keyof typeof RejectReasons;

@@ -34,6 +34,7 @@ import { createStats, type Stats } from './observe/stats.js';
 import { startHttp, json, type HttpServer, type Route as HttpRoute } from './observe/http.js';
 import { liveness, readiness, statusSnapshot, type ObserveSources } from './observe/status.js';
 import { createDriftMonitor, type DriftStatus } from './observe/drift.js';
+import { createTruth, truthOff, type Truth } from './observe/truth.js';
 import { startRetention } from './store/retention.js';
 import { openStore } from './store/store.js';
 import { redactUrl } from './redact.js';
@@ -43,6 +44,8 @@ export interface Agent {
   readonly stats: Stats;
   /** Drift and data quality per served model version (observe/drift.ts), for /metrics and the status page. */
   readonly drift: { status(): DriftStatus };
+  /** Ground truth: labels joined, accuracy / MAE per model version (enabled: false when truth is off). */
+  readonly truth: Truth;
   /** The models served and the version of each that serves now. */
   readonly models: readonly { name: string; version: string }[];
   /** Resolves when the broker has acknowledged the subscriptions (the agent is ready to serve). */
@@ -168,7 +171,8 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     }
     const releaseTopics = config.releases.enabled ? [releaseTopic(config.releases.topicPrefix, 'agents', agentId), ...config.releases.groups.map((g) => releaseTopic(config.releases.topicPrefix, 'groups', g))] : [];
     const readings = allSubscriptions(config.models);
-    const subscriptions = [...readings, ...releaseTopics.map((topic) => ({ topic, qos: 1 as const }))];
+    const labelTopics = config.truth.enabled ? [config.truth.topic] : [];
+    const subscriptions = [...readings, ...[...releaseTopics, ...labelTopics].map((topic) => ({ topic, qos: 1 as const }))];
     const client: MqttClient = createMqttClient(brokerUrl, mqttOptions, subscriptions, log, (refused) => {
       if (refused.length >= readings.length) return; // nothing to serve: not ready
       subscribed = true;
@@ -217,6 +221,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         managers.get(b.model.manifest.name)?.observe(b);
         stats.countLabels(b.model.manifest.name, b.predictions);
         drift.observe(b);
+        truth?.observe(b);
         sync?.stored(b.predictions.length + b.deadLetters.length);
       },
     });
@@ -247,6 +252,16 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       afterCommit: killHook(process.env.EDGE_AGENT_TEST_KILL_AFTER_INBOX),
       room: () => retention.room(),
     });
+
+    // 7b. Ground truth (optional): labels stored before their PUBACK, joined to predictions off the per-message path.
+    const truth = config.truth.enabled
+      ? createTruth(config.truth, {
+        store, log, models: served.map((s) => s.name), maxPayloadBytes: config.ingest.maxPayloadBytes,
+        // Test-only: SIGKILL once a label is stored and acknowledged, before any join pass (a crash test).
+        afterStore: process.env.EDGE_AGENT_TEST_KILL_AFTER_LABEL === '1' ? () => process.kill(process.pid, 'SIGKILL') : undefined,
+      })
+      : null;
+    if (truth) life.add({ name: 'stop ground truth', close: () => truth.close() });
 
     // 8. The model lifecycle, one manager per model: installs and rollbacks asked for on the control socket
     //    (edge-agent model …), pushed or pulled releases (each names its model).
@@ -306,6 +321,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       'model.promote': async (a) => managerFor(managers, a.model).promote(),
       'model.rollback': async (a) => managerFor(managers, a.model).rollback(typeof a.reason === 'string' ? a.reason : 'rolled back by hand'),
       'model.list': async (a) => ({ models: (a.model === undefined ? [...managers.values()] : [managerFor(managers, a.model)]).map((m) => m.list()), events: store.modelEvents(20) }),
+      'truth.status': async () => (truth ?? truthOff).status(),
       'model.drill': async (a) => managerFor(managers, a.model).drill(Number(a.readings ?? 100), Number(a.timeoutMs ?? 120_000)),
       status: async (a) => statusSnapshot(observe, config.http.maxSyncLagSec, Number(a.historySec ?? 0) || 0),
     }, log);
@@ -327,6 +343,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       broker: () => ({ connected: client.connected, subscribed, url: redactUrl(brokerUrl) }),
       pingWorkers: (timeoutMs) => Promise.all(served.map(async (s) => ({ model: s.name, alive: await s.slot.current.inference.ping(timeoutMs) }))),
       drift: () => drift.status(),
+      truth: () => (truth ?? truthOff).status(),
     };
     let http: HttpServer | null = null;
     if (config.http.enabled) {
@@ -367,13 +384,17 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     life.add({ name: 'close control socket', close: () => control.close() });
     life.add({ name: 'stop registry pull', close: () => pull?.close() });
 
+    // Ground truth loads its memory of recent predictions before the replay commits more of them.
+    truth?.start();
     const replayed = await ingest.replay();
     stats.counters.replayed = replayed;
     if (replayed) log.info({ rows: replayed }, 'replaying inbox rows left by an unclean stop');
-    // Release announcements are not readings: they go to the release listener, everything else to ingest.
-    client.handleMessage = releases
+    // Release announcements and labels are not readings: they go to the release listener and to ground truth,
+    // everything else to ingest.
+    client.handleMessage = releases || truth
       ? (packet, callback) => {
-          if (!releases.handles(packet.topic)) return ingest.handleMessage(packet, callback);
+          if (truth?.handles(packet.topic)) return truth.handleMessage(packet, callback);
+          if (!releases?.handles(packet.topic)) return ingest.handleMessage(packet, callback);
           releases.receive(packet.topic, typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload);
           callback();
         }
@@ -387,6 +408,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       brokerUrl,
       stats,
       drift: { status: () => drift.status() },
+      truth: truth ?? truthOff,
       get models() {
         return servedNow();
       },

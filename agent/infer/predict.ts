@@ -87,6 +87,8 @@ export interface BatchOutcome {
 export interface CommittedBatch {
   model: ServingModel;
   predictions: readonly PredictionRow[];
+  /** The predictions' row ids, in the same order. */
+  ids: readonly number[];
   deadLetters: readonly DeadLetterRow[];
   modelMs: number;
 }
@@ -272,7 +274,7 @@ export function createPredictor(deps: PredictDeps) {
         log.error({ err: part.error.message, rows: part.rows.length, keptForReplay: keep.size, model: manifest.name, version: manifest.version }, 'inference failed');
         if (!inference.alive) deps.onFatal(part.error instanceof EdgeError ? part.error : new EdgeError('EDGE_ERR_INFERENCE', part.error.message));
       }
-      deps.onCommitted?.({ model: part.model, predictions: stretch(predictions, p), deadLetters: stretch(dead, d), modelMs });
+      deps.onCommitted?.({ model: part.model, predictions: stretch(predictions, p), ids: stretch(ids, p), deadLetters: stretch(dead, d), modelMs });
     }
   }
 

@@ -36,11 +36,11 @@ export type Decoded =
 /** An asset id fills {asset} in the result topic: one topic level a broker accepts (see topic.ts). */
 const MAX_ASSET_CHARS = 128;
 
-function compilePath(path: string): (string | number)[] {
+export function compilePath(path: string): (string | number)[] {
   return path.split('.').map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
 }
 
-function readPath(root: unknown, path: readonly (string | number)[]): unknown {
+export function readPath(root: unknown, path: readonly (string | number)[]): unknown {
   let v = root;
   for (const key of path) {
     if (v === null || typeof v !== 'object') return undefined;

@@ -33,7 +33,7 @@ export const retentionOptionsSchema = z
 export type RetentionOptions = z.infer<typeof retentionOptionsSchema>;
 
 /** The kinds of row that retention trims: the ones that grow with the line's readings. */
-const TRIMMED = ['predictions', 'dead_letters'] as const;
+const TRIMMED = ['predictions', 'dead_letters', 'labels'] as const;
 const CHUNK = 5000;
 
 export function createRetention(db: Database.Database, writer: Writer, path: string) {

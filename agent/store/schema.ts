@@ -153,6 +153,40 @@ export const MIGRATIONS: readonly string[] = [
      rows INTEGER NOT NULL,
      reason TEXT NOT NULL
    );`,
+  // Ground truth (agent/observe/truth.ts). label_inbox: label messages stored before their PUBACK, waiting to
+  // be joined (inbox_seen: the readings' inbox sequence when the label came; it is joined once those readings
+  // are committed). labels: each label joined to a prediction, synced as its own kind with its own cursor, so
+  // that a label reaches upstream even when its prediction was synced before it came. No index is added on
+  // predictions: the join looks predictions up in memory (truth.ts), so the prediction path writes no more.
+  `CREATE TABLE label_inbox (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     received_at INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     dedup_key TEXT,
+     inbox_seen INTEGER NOT NULL,
+     payload BLOB NOT NULL
+   );
+   CREATE INDEX label_inbox_dedup ON label_inbox (dedup_key);
+   CREATE TABLE labels (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     prediction_id INTEGER NOT NULL,
+     model_name TEXT NOT NULL,
+     model_version TEXT NOT NULL,
+     join_key TEXT NOT NULL,
+     outcome TEXT NOT NULL,
+     value REAL,
+     predicted_label TEXT,
+     predicted_score REAL,
+     correct INTEGER,
+     abs_error REAL,
+     label_at INTEGER NOT NULL,
+     received_at INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     dedup_key TEXT,
+     created_at INTEGER NOT NULL
+   );
+   CREATE INDEX labels_prediction ON labels (prediction_id);
+   CREATE INDEX labels_dedup ON labels (dedup_key);`,
 ];
 
 export function migrate(db: Database.Database): void {

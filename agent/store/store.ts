@@ -2,7 +2,7 @@
 // predictions and dead letters, shadow predictions and lifecycle events; gives durable rows, pending inbox
 // rows to replay at start, and the recent dedup keys that let a redelivered QoS 1 message be recognised.
 // Every write goes through one write path (writer.ts); the concerns live beside it: schema.ts (migrations),
-// files.ts (modes), lock.ts (one agent per store), inbox.ts, rows.ts, events.ts.
+// files.ts (modes), lock.ts (one agent per store), inbox.ts, rows.ts, events.ts, labels.ts.
 //
 // Durability: WAL mode. synchronous=NORMAL (the default) makes each commit a write() into the WAL
 // without fsync: it survives a crash or kill -9 of the process, but the last commits can be lost on
@@ -15,6 +15,7 @@ import { EdgeError } from '../errors.js';
 import { createEvents, type ModelEventRow } from './events.js';
 import { prepareFiles } from './files.js';
 import { createInbox, type InboxMessage, type InboxRow } from './inbox.js';
+import { createLabels, type LabelStore } from './labels.js';
 import { lockStore, type StoreLock } from './lock.js';
 import { createRetention, retentionOptionsSchema, type Retention } from './retention.js';
 import { createRows, type DeadLetterRow, type PredictionRow } from './rows.js';
@@ -64,6 +65,8 @@ export interface Store {
   durability(): { journalMode: string; synchronous: string; journalSizeLimit: number };
   /** Upstream sync's rows, cursors and batches in flight (sync/). */
   readonly sync: SyncRows;
+  /** Ground truth: label messages waiting to be joined, joined labels (agent/observe/truth.ts). */
+  readonly labels: LabelStore;
   /** Deletes by age and budget (driven by startRetention). */
   readonly retention: Retention;
   readonly path: string;
@@ -96,11 +99,13 @@ export function openStore(options: StoreOptions): Store {
   const events = createEvents(db);
   const sync = createSyncRows(db, writer);
   const retention = createRetention(db, writer, options.path);
+  const labels = createLabels(db, writer, (dead) => rows.deadLetters(dead));
   let closed = false;
   return {
     path: options.path,
     sync,
     retention,
+    labels,
     exposure,
     appendInbox: inbox.append,
     commitGroup: () => writer.commitGroup(),

@@ -6,7 +6,7 @@
 import type Database from 'better-sqlite3';
 import type { Writer } from './writer.js';
 
-export const SYNC_KINDS = ['predictions', 'dead_letters', 'model_events', 'gaps'] as const;
+export const SYNC_KINDS = ['predictions', 'dead_letters', 'model_events', 'gaps', 'labels'] as const;
 export type SyncKind = (typeof SYNC_KINDS)[number];
 
 /** The columns each kind of row is read with (its own id first). */
@@ -14,9 +14,10 @@ const COLUMNS: Record<Exclude<SyncKind, 'predictions'>, string> = {
   dead_letters: 'id, received_at, topic, reason_code, reason, model, payload, created_at',
   model_events: 'id, at, model, version, event, reason',
   gaps: 'id, at, kind, first_id, last_id, rows, reason',
+  labels: 'id, prediction_id, model_name, model_version, join_key, outcome, value, predicted_label, predicted_score, correct, abs_error, label_at, received_at, topic, created_at',
 };
 /** When a row of each kind was stored, for the age of the oldest unsynced one. */
-const STORED_AT: Record<SyncKind, string> = { predictions: 'created_at', dead_letters: 'created_at', model_events: 'at', gaps: 'at' };
+const STORED_AT: Record<SyncKind, string> = { predictions: 'created_at', dead_letters: 'created_at', model_events: 'at', gaps: 'at', labels: 'created_at' };
 
 export type SyncRow = Record<string, unknown> & { id: number };
 

@@ -56,7 +56,7 @@ const row = (manifest: Manifest, features: number[], label: string | null): Pred
 });
 const dead = (reasonCode: string): DeadLetterRow => ({ receivedAt: 0, topic: 'plant/p1/x', reasonCode, reason: 'test', payload: Buffer.from('{}'), inboxId: null, dedupKey: null, model: 'toy' });
 const batch = (manifest: Manifest, predictions: PredictionRow[], deadLetters: DeadLetterRow[] = []): CommittedBatch => ({
-  model: { manifest } as ServingModel, predictions, deadLetters, modelMs: 1,
+  model: { manifest } as ServingModel, predictions, deadLetters, modelMs: 1, ids: predictions.map((_, i) => i + 1),
 });
 /** `n` rows: the first `inFirst` at x = 0.5 (first bin), the rest at `rest` (1.5 unless told), each labelled. */
 const rows = (m: Manifest, n: number, inFirst: number, label: string | null = 'a', rest: (i: number) => number = () => 1.5) =>

@@ -25,7 +25,7 @@ export function driftBench(): void {
   console.log('| rows per batch | ns per row |\n|---|---|');
   for (const size of [1, 16, 256]) {
     const batches: CommittedBatch[] = [];
-    for (let i = 0; i + size <= rows.length; i += size) batches.push({ model: { manifest } as ServingModel, predictions: rows.slice(i, i + size), deadLetters: [], modelMs: 1 });
+    for (let i = 0; i + size <= rows.length; i += size) batches.push({ model: { manifest } as ServingModel, predictions: rows.slice(i, i + size), deadLetters: [], modelMs: 1, ids: rows.slice(i, i + size).map((_, k) => i + k + 1) });
     const rounds: number[] = [];
     for (let round = 0; round < 5; round++) {
       const drift = createDriftMonitor(driftOptionsSchema.parse({}), { log: createLogger({ level: 'silent' }) });

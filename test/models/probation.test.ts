@@ -8,7 +8,7 @@ import type { CommittedBatch } from '../../agent/infer/predict.js';
 import { createProbation, labelPsi, probationOptionsSchema } from '../../models/probation.js';
 
 const batch = (labels: string[], bad: string[] = [], modelMs = 1): CommittedBatch =>
-  ({ model: {} as CommittedBatch['model'], modelMs, predictions: labels.map((label) => ({ label })) as unknown as CommittedBatch['predictions'], deadLetters: bad.map((reasonCode) => ({ reasonCode })) as unknown as CommittedBatch['deadLetters'] });
+  ({ model: {} as CommittedBatch['model'], modelMs, ids: labels.map((_, i) => i + 1), predictions: labels.map((label) => ({ label })) as unknown as CommittedBatch['predictions'], deadLetters: bad.map((reasonCode) => ({ reasonCode })) as unknown as CommittedBatch['deadLetters'] });
 
 test('good readings commit; NaN outputs fail early; the batch budget and (when set) the label shares are checked', { timeout: 5_000 }, () => {
   const opts = probationOptionsSchema.parse({ predictions: 100 });
