@@ -33,6 +33,7 @@ import { createPublisher, modelTopicProblem, type Publisher } from './publish.js
 import { createStats, type Stats } from './observe/stats.js';
 import { startHttp, json, type HttpServer, type Route as HttpRoute } from './observe/http.js';
 import { liveness, readiness, statusSnapshot, type ObserveSources } from './observe/status.js';
+import { statusPageRoutes } from './observe/page.js';
 import { startRetention } from './store/retention.js';
 import { openStore } from './store/store.js';
 import { redactUrl } from './redact.js';
@@ -335,6 +336,8 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
           return json(r.ok ? 200 : 503, r);
         },
         '/api/status': (req) => json(200, statusSnapshot(observe, maxLag, Number(new URL(req.url ?? '/', 'http://x').searchParams.get('historySec') ?? 300) || 0)),
+        // The status page at / (its script, style and uPlot under /assets/): it polls /api/status.
+        ...statusPageRoutes(log),
       };
       http = await startHttp(config.http, routes, log);
       const h = http;
