@@ -69,15 +69,23 @@ export const PAGE_SCRIPT = String.raw`
   // Drift and ground truth come from observers whose shape may grow: any object is shown as a table where
   // its members are alike (rows of figures), otherwise as a list of keys, nested. A row flagged over its
   // threshold (over, alert, exceeded: true) is shown in red.
+  // An item of a list is named by its model or name (and version) when it has one.
+  function rowName(x, i) {
+    if (!isObj(x)) return String(i + 1);
+    var n = x.model || x.name;
+    return typeof n === 'string' ? n + (typeof x.version === 'string' ? '@' + x.version : '') : String(i + 1);
+  }
   function generic(v, depth) {
     if (!isObj(v) && !Array.isArray(v)) return document.createTextNode(scalar(v));
     if (depth > 5) return document.createTextNode(JSON.stringify(v));
-    var entries = Array.isArray(v) ? v.map(function (x, i) { return [String(i + 1), x]; }) : Object.entries(v);
+    var entries = Array.isArray(v) ? v.map(function (x, i) { return [rowName(x, i), x]; }) : Object.entries(v);
     if (!entries.length) return na('none yet');
     if (Array.isArray(v) && v.every(function (x) { return typeof x !== 'object' || x === null; })) return document.createTextNode(v.map(scalar).join(', '));
     if (entries.every(function (e) { return isObj(e[1]) && flat(e[1]); })) {
       var cols = [];
-      entries.forEach(function (e) { Object.keys(e[1]).forEach(function (k) { if (cols.indexOf(k) < 0) cols.push(k); }); });
+      // A list's items named by model (and version) need not repeat them in columns.
+      var named = Array.isArray(v) && entries.every(function (e) { return !/^\d+$/.test(e[0]); });
+      entries.forEach(function (e) { Object.keys(e[1]).forEach(function (k) { if (cols.indexOf(k) < 0 && !(named && /^(model|name|version)$/.test(k))) cols.push(k); }); });
       return table([''].concat(cols), entries.map(function (e) {
         return { bad: overIn(e[1]), cells: [e[0]].concat(cols.map(function (c) { var x = e[1][c]; return Array.isArray(x) ? x.map(scalar).join(', ') : scalar(x); })) };
       }), [false].concat(cols.map(function (c) { return entries.some(function (e) { return typeof e[1][c] === 'number'; }); })));

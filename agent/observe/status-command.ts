@@ -110,9 +110,16 @@ function overThreshold(v: unknown, path: string[]): string[] {
       found.push(`${path.join(' ') || 'drift'}${typeof psi === 'number' ? ` (PSI ${psi.toFixed(2)})` : ''}`);
     } else if (OVER.test(k) && Array.isArray(x)) {
       for (const item of x) found.push([...path, typeof item === 'object' ? JSON.stringify(item) : String(item)].join(' '));
-    } else found.push(...overThreshold(x, Array.isArray(v) ? path : [...path, k]));
+    } else found.push(...overThreshold(x, [...path, Array.isArray(v) ? itemName(x) : k].filter((p) => p !== '')));
   }
   return [...new Set(found)];
+}
+
+/** An item of a list is named by its model or name (and version) when it has one. */
+function itemName(x: unknown): string {
+  const o = (x ?? {}) as { model?: unknown; name?: unknown; version?: unknown };
+  const n = typeof o.model === 'string' ? o.model : typeof o.name === 'string' ? o.name : '';
+  return n && typeof o.version === 'string' ? `${n}@${o.version}` : n;
 }
 
 function table(head: string[], rows: string[][]): string[] {
