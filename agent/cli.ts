@@ -16,6 +16,7 @@ import { fitProblems, servedModelNames, startAgent, type Agent } from './pipelin
 import { simulateDefaults, startSimulator } from './simulate.js';
 import { runModelCommand } from '../models/commands.js';
 import { runSyncCommand } from '../sync/commands.js';
+import { runStatusCommand } from './observe/status-command.js';
 import { loadModel } from '../models/load.js';
 
 const HELP = `edge-agent — ONNX inference on MQTT sensor readings, every prediction kept in SQLite
@@ -30,6 +31,8 @@ Usage:
   edge-agent drill [MODEL] --config FILE  rehearse install, probation and rollback on the running agent
   edge-agent sync now | status --config FILE
                                       upstream sync of the running agent ('edge-agent sync --help')
+  edge-agent status [--config FILE] [--json]
+                                      the running agent at a glance ('edge-agent status --help')
   edge-agent --help | --version
 
 Options:
@@ -154,6 +157,7 @@ async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'model') return runModelCommand(argv.slice(1), (s) => void process.stdout.write(s));
   if (argv[0] === 'drill') return runModelCommand(argv, (s) => void process.stdout.write(s));
   if (argv[0] === 'sync') return runSyncCommand(argv.slice(1), (s) => void process.stdout.write(s));
+  if (argv[0] === 'status') return runStatusCommand(argv.slice(1), (s) => void process.stdout.write(s));
   let parsed;
   try {
     parsed = parseArgs({

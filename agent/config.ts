@@ -264,3 +264,28 @@ export function loadConfig(path: string): FrozenConfig {
   }
   return parseConfig(text, path, dirname(resolve(path)));
 }
+
+/**
+ * Only `store.path` from a config file, resolved like loadConfig does (relative to the file's folder; the
+ * schema's default when absent). For `edge-agent status`, which needs no more than where the control socket
+ * is: nothing else is validated, and no secret is read, so an `{ env }` secret the operator's shell lacks
+ * does not stop it.
+ */
+export function readStorePath(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new EdgeError('EDGE_ERR_CONFIG', `${path}: cannot read the config file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length) {
+    const details = doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`);
+    throw new EdgeError('EDGE_ERR_CONFIG', `${path}: not valid YAML\n  ${details.join('\n  ')}`, { details });
+  }
+  const raw = (doc.toJS() ?? {}) as { store?: { path?: unknown } | null };
+  const value = raw.store && typeof raw.store === 'object' ? raw.store.path : undefined;
+  if (value === undefined) return storeOptionsSchema.parse({}).path;
+  if (typeof value !== 'string' || !value) throw configError(path, [`store.path: got ${JSON.stringify(value)} — the SQLite file's path`]);
+  return isAbsolute(value) ? value : resolve(dirname(resolve(path)), value);
+}

@@ -35,6 +35,7 @@ import { startHttp, json, type HttpServer, type Route as HttpRoute } from './obs
 import { liveness, readiness, statusSnapshot, type ObserveSources } from './observe/status.js';
 import { createDriftMonitor, type DriftStatus } from './observe/drift.js';
 import { createTruth, truthOff, type Truth } from './observe/truth.js';
+import { statusPageRoutes } from './observe/page.js';
 import { startRetention } from './store/retention.js';
 import { openStore } from './store/store.js';
 import { redactUrl } from './redact.js';
@@ -358,6 +359,8 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
           return json(r.ok ? 200 : 503, r);
         },
         '/api/status': (req) => json(200, statusSnapshot(observe, maxLag, Number(new URL(req.url ?? '/', 'http://x').searchParams.get('historySec') ?? 300) || 0)),
+        // The status page at / (its script, style and uPlot under /assets/): it polls /api/status.
+        ...statusPageRoutes(log),
       };
       http = await startHttp(config.http, routes, log);
       const h = http;

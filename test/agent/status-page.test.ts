@@ -1,0 +1,54 @@
+// The status page (in Debian's chromium) drawing a given snapshot: drift and ground truth, whose observers
+// are built elsewhere, shown as tables with a feature over its threshold in red; a model's previous version,
+// shadow and last event; the failing readiness check; a sync error. The page is served by the agent's own
+// HTTP server and routes; only /api/status is a fixed answer here.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { createLogger } from '../../agent/log.js';
+import { json, startHttp } from '../../agent/observe/http.js';
+import { statusPageRoutes } from '../../agent/observe/page.js';
+import { statusFixture } from '../helpers/status-fixture.js';
+import { teardown, waitFor } from '../helpers/parts.js';
+
+test('the page shows drift, ground truth, models, checks and sync from the snapshot', { timeout: 90_000 }, async (t) => {
+  const log = createLogger({ level: 'silent' });
+  let answering = true;
+  const server = await startHttp({ enabled: true, host: '127.0.0.1', port: 0, maxSyncLagSec: 0 }, {
+    ...statusPageRoutes(log),
+    '/api/status': () => (answering ? json(200, statusFixture()) : json(503, { error: 'stopping' })),
+  }, log);
+  teardown(t, () => server.close());
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'], timeout: 30_000 });
+  teardown(t, () => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors: string[] = [];
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.url}/`, { timeout: 30_000 });
+  await waitFor('the first answer drawn', async () => (await page.locator('#t-predictions .v').getAttribute('data-value')) === '1200', 30_000, 100);
+
+  assert.equal(await page.locator('#ready').textContent(), 'NOT READY: broker');
+  assert.match(await page.locator('#checks tr.bad').innerText(), /broker\s+not connected to mqtt:\/\/10\.0\.3\.5:1883/);
+  const models = await page.locator('#models').innerText();
+  assert.match(models, /bearing-health\s+1\.1\.0\s+1\.0\.0\s+1\.0\.0, 1\.1\.0, 1\.2\.0\s+1\.2\.0 \(agrees 99 % of 400\)\s+alive\s+committed 1\.1\.0/);
+  // Drift: the model's features as a table, the one over its threshold in red.
+  assert.match(await page.locator('#drift').innerText(), /bearing-health@1\.1\.0/);
+  assert.match(await page.locator('#drift tr.bad').innerText(), /^rms_g\s+0\.310\s+1,000\s+0\.020\s+2\.40\s+yes$/);
+  assert.equal(await page.locator('#drift tr.bad').count(), 1, 'only rms_g is over');
+  assert.match(await page.locator('#truth').innerText(), /bearing-health@1\.1\.0\s+250\s+0\.964\s+500/);
+  assert.match(await page.locator('#sync tr.bad').innerText(), /plant-server\s+predictions\s+150\s+1 min\s.*connect ECONNREFUSED 10\.0\.9\.9:443/);
+  assert.match(await page.locator('#rejects').innerText(), /REJECT_OUT_OF_RANGE\s+2/);
+  assert.match(await page.locator('#t-store .s').innerText(), /of 2\.0 GiB budget \(4\.9 %\)/);
+
+  assert.deepEqual(errors, []);
+
+  // The agent answers 503: the page says so and keeps the figures (chromium itself logs the failed request).
+  answering = false;
+  await page.locator('#link').filter({ hasText: 'HTTP 503' }).waitFor({ state: 'visible', timeout: 30_000 });
+  assert.equal(await page.locator('#t-predictions .v').getAttribute('data-value'), '1200');
+  answering = true;
+  await page.locator('#link').waitFor({ state: 'hidden', timeout: 30_000 });
+  assert.deepEqual(errors.filter((e) => !/Failed to load resource: .* 503/.test(e)), [], 'a 503 from the agent is said on the page, not thrown');
+});
