@@ -83,7 +83,7 @@ test('the status page shows what was sent, live, asking only this agent', { time
   assert.equal(await page.locator('#ready').textContent(), 'READY');
   assert.match(await page.locator('#models').innerText(), /bearing-health\s+1\.0\.0/);
   assert.match(await page.locator('#rejects').innerText(), /REJECT_MALFORMED_JSON\s+4/);
-  assert.match(await page.locator('#drift').innerText(), /not available/, 'drift is null here: said so');
+  assert.match(await page.locator('#drift').innerText(), /bearing-health@1\.0\.0/, 'drift of the serving version shown');
   await waitFor('the sync table', async () => /usb-archive\s+predictions/.test(await page.locator('#sync').innerText()) && /plant-server/.test(await page.locator('#sync').innerText()), STEP_MS, 200);
 
   // Live: more readings show up without a reload (the page polls), and the charts are drawn.
