@@ -1,6 +1,7 @@
 // Metrics figures for `npm run bench` (BENCH_SECTIONS=metrics): what /metrics costs.
 //  1. The agent (a child process) drains a backlog of BENCH_METRICS_MESSAGES QoS 1 readings with HTTP off, and
-//     with /metrics on and a scraper fetching it every second; rounds alternate, medians of BENCH_METRICS_ROUNDS.
+//     with /metrics on and a scraper fetching it every second: without a sync target, and with one whose backlog
+//     (every row, as it sends nothing meanwhile) each scrape counts; rounds alternate, medians of BENCH_METRICS_ROUNDS.
 //  2. The scrape time of /metrics (median and p99 of BENCH_METRICS_SCRAPES scrapes in a row) with a store of
 //     BENCH_METRICS_ROWS predictions, all of them unsynced to a target (so the sync backlog is counted in full).
 
@@ -32,16 +33,16 @@ function prefill(path: string, rows: number, synced: boolean): void {
 }
 
 /** The agent drains MESSAGES readings from a backlog: committed msg/s from its CONNACK; with `metrics`, scraped every second meanwhile. */
-async function drain(t: Teardown, brokerUrl: string, metrics: boolean): Promise<{ perSec: number; scrapes: number }> {
+async function drain(t: Teardown, brokerUrl: string, metrics: boolean, withTarget: boolean): Promise<{ perSec: number; scrapes: number }> {
   const dir = tempDir(t, 'edge-agent-bench-metrics-');
   const dbPath = join(dir, 'bench.db');
-  const clientId = `bench-metrics-${metrics}-${Date.now()}`;
+  const clientId = `bench-metrics-${metrics}-${withTarget}-${Date.now()}`;
   const config = writeConfig(dir, agentConfig({
     url: brokerUrl, dbPath, mqtt: { url: brokerUrl, clientId }, log: { level: 'info' },
     http: metrics ? { port: 0 } : { enabled: false },
     // A sync target as a line has one, that sends nothing during the drain (its folder is not there: sync stops
     // until the next run, a year away): its backlog is counted at every scrape.
-    sync: { schedule: '0 0 1 1 *', earlyAtRows: 0, targets: [{ type: 'dir', name: 'usb', path: join(dir, 'not-mounted') }] },
+    sync: { schedule: '0 0 1 1 *', earlyAtRows: 0, targets: withTarget ? [{ type: 'dir', name: 'usb', path: join(dir, 'not-mounted') }] : [] },
   }));
   const first = await mqtt.connectAsync(brokerUrl, { clientId, clean: false });
   await first.subscribeAsync('plant/+/bearing', { qos: 1 });
@@ -104,21 +105,27 @@ async function scrapeTimes(t: Teardown, brokerUrl: string, synced: boolean): Pro
 
 export async function metricsBench(t: Teardown, brokerUrl: string): Promise<void> {
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
-  const off: number[] = [];
-  const on: number[] = [];
-  let scrapes = 0;
+  const modes = [
+    { name: 'HTTP off', metrics: false, withTarget: false },
+    { name: '/metrics on, scraped every second', metrics: true, withTarget: false },
+    { name: '/metrics on, scraped every second, a sync target whose backlog each scrape counts', metrics: true, withTarget: true },
+  ].map((m) => ({ ...m, runs: [] as number[], scrapes: 0 }));
   for (let r = 0; r < ROUNDS; r++) {
-    off.push((await drain(t, brokerUrl, false)).perSec);
-    const run = await drain(t, brokerUrl, true);
-    on.push(run.perSec);
-    scrapes += run.scrapes;
+    for (const m of modes) {
+      const run = await drain(t, brokerUrl, m.metrics, m.withTarget);
+      m.runs.push(run.perSec);
+      m.scrapes += run.scrapes;
+    }
   }
+  const base = median((modes[0] as (typeof modes)[number]).runs);
   const unsynced = await scrapeTimes(t, brokerUrl, false);
   const synced = await scrapeTimes(t, brokerUrl, true);
   console.log(`\nMetrics: the agent drains ${f(MESSAGES)} QoS 1 readings from a backlog (committed msg/s from its CONNACK), medians of ${ROUNDS} alternating rounds\n`);
   console.log('| | committed msg/s (median) | runs |\n|---|---|---|');
-  console.log(`| HTTP off | ${f(median(off))} | ${off.map(f).join(', ')} |`);
-  console.log(`| /metrics on, scraped every second (${scrapes} scrapes in all) | ${f(median(on))} (${(100 * (median(on) / median(off) - 1)).toFixed(1)} %) | ${on.map(f).join(', ')} |`);
+  for (const m of modes) {
+    const change = m.metrics ? ` (${(100 * (median(m.runs) / base - 1)).toFixed(1)} %)` : '';
+    console.log(`| ${m.name}${m.metrics ? ` (${m.scrapes} scrapes in all)` : ''} | ${f(median(m.runs))}${change} | ${m.runs.map(f).join(', ')} |`);
+  }
   console.log(`\nScrape time of /metrics (${f(unsynced.bytes)} bytes of text) with ${f(ROWS)} predictions in the store, ${SCRAPES} scrapes in a row\n`);
   console.log('| the store\'s predictions | median (ms) | p99 (ms) | max (ms) |\n|---|---|---|---|');
   for (const [name, s] of [['all unsynced (the sync backlog is counted at each scrape)', unsynced], ['all synced', synced]] as const) {
