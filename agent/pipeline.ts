@@ -31,6 +31,7 @@ import { createMqttClient } from './ingest/mqtt.js';
 import { createModelSlot, createPredictor, type ModelSlot, type Route, type ServingModel } from './infer/predict.js';
 import { createPublisher, modelTopicProblem, type Publisher } from './publish.js';
 import { createStats, type Stats } from './observe/stats.js';
+import { createMetrics } from './observe/metrics.js';
 import { startHttp, json, type HttpServer, type Route as HttpRoute } from './observe/http.js';
 import { liveness, readiness, statusSnapshot, type ObserveSources } from './observe/status.js';
 import { createDriftMonitor, type DriftStatus } from './observe/drift.js';
@@ -120,11 +121,20 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
   const startedAt = Date.now();
   const life = createLifecycle(log);
   life.add({ name: 'stop stats sampler', close: () => stats.close() });
+  // Prometheus metrics: counted from here on (lifecycle events, received messages, committed batches), read at scrape.
+  const metrics = config.http.enabled && config.http.metrics.enabled
+    ? createMetrics(config.http.metrics, { stats, subscriptions: allSubscriptions(config.models), maxBatchRows: config.inference.maxBatchRows })
+    : null;
+  if (metrics) life.add({ name: 'stop metrics sampler', close: () => metrics.close() });
   try {
     // 1. Store: open and migrate the SQLite file (one agent per store: it holds the store's lock).
     const store = openStore(config.store);
     life.add({ name: 'close store', close: () => store.close() });
     if (store.exposure) log.warn({ path: store.path, problem: store.exposure }, 'store folder is readable by other users');
+    const recordEvent = (e: Parameters<typeof store.recordModelEvent>[0]) => {
+      store.recordModelEvent(e);
+      metrics?.modelEvent(e);
+    };
     // Retention: rows past their age once every sync target has them; the database within its byte budget.
     const syncNames = config.sync.targets.map((t) => t.name);
     const retention = startRetention(config.store.retention, {
@@ -142,7 +152,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     const served: Served[] = [];
     for (const spec of config.models) {
       const policy = installPolicy(config, spec);
-      const name = await seedVersion(versions, spec, policy, (e) => store.recordModelEvent(e));
+      const name = await seedVersion(versions, spec, policy, recordEvent);
       const first = await serve(config, spec, versions.versionDir(name, versions.state(name).active as string));
       const slot = createModelSlot(first);
       life.add({ name: config.models.length > 1 ? `close model ${name}` : 'close model', close: () => slot.current.inference.close() });
@@ -223,6 +233,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         stats.countLabels(b.model.manifest.name, b.predictions);
         drift.observe(b);
         truth?.observe(b);
+        metrics?.committed(b);
         sync?.stored(b.predictions.length + b.deadLetters.length);
       },
     });
@@ -244,6 +255,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         duplicateLog('duplicate', (suppressed) => log.info({ topic, suppressedSinceLast: suppressed, duplicates: stats.counters.duplicates }, 'redelivered message already stored; acknowledged again'));
       },
       onRefused: () => void stats.counters.refusedWhileStopping++,
+      onReceived: metrics?.received,
       cork: corkBroker,
       onCommitFailed: (err) => {
         // The PUBACKs of this group are in the corked socket buffer: destroy it so they are never sent.
@@ -271,7 +283,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       managers.set(s.name, createModelManager({
         versions, slot: s.slot, load: (dir) => serve(config, s.spec, dir), retired: (m) => predictor.retired(m),
         record: (e) => {
-          store.recordModelEvent(e);
+          recordEvent(e);
           releases?.onEvent(e);
         },
         storeShadow: (rows) => store.commitShadow(rows),
@@ -316,7 +328,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         const path = String(a.path);
         // With one model its manager checks the release (and records a refusal); with several, the release's
         // manifest says which model it is for (an unreadable one is refused here, with its own error).
-        const m = managers.size === 1 ? managerFor(managers, undefined) : managerFor(managers, readManifest(path).name, (e) => store.recordModelEvent({ ...e, version: candidateVersion(path) }));
+        const m = managers.size === 1 ? managerFor(managers, undefined) : managerFor(managers, readManifest(path).name, (e) => recordEvent({ ...e, version: candidateVersion(path) }));
         return a.shadow === true ? m.installShadow(path) : m.install(path);
       },
       'model.promote': async (a) => managerFor(managers, a.model).promote(),
@@ -362,6 +374,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
         // The status page at / (its script, style and uPlot under /assets/): it polls /api/status.
         ...statusPageRoutes(log),
       };
+      if (metrics) routes['/metrics'] = async () => ({ status: 200, ...(await metrics.scrape(observe)) });
       http = await startHttp(config.http, routes, log);
       const h = http;
       life.add({ name: 'close http server', closeBudgetMs: 1000, close: () => h.close(), destroy: () => h.destroy() });

@@ -73,6 +73,8 @@ export interface IngestDeps {
   drained: () => Promise<void>;
   onDuplicate: (topic: string) => void;
   onRefused: (topic: string, qos: number) => void;
+  /** Every PUBLISH taken (before dedup), for /metrics: must stay O(1). */
+  onReceived?: (topic: string, qos: number) => void;
   /** Holds the broker socket's writes until the returned release is called. */
   cork: () => () => void;
   /** The group's COMMIT failed: its PUBACKs must never be sent. */
@@ -160,6 +162,7 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
       const held = !paused && packet.qos > 0 ? deps.room?.() : null;
       if (held) return void held.then(() => ingest.handleMessage(packet, callback));
       const topic = packet.topic;
+      deps.onReceived?.(topic, packet.qos);
       const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
       const receivedAt = Date.now();
       let inboxId: number | null = null;

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { EdgeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { secretSchema } from '../secret.js';
+import { metricsOptionsSchema } from './metrics.js';
 
 export const httpOptionsSchema = z
   .strictObject({
@@ -23,6 +24,8 @@ export const httpOptionsSchema = z
     token: secretSchema.optional(),
     /** /readyz fails when a sync target holds rows unsynced for longer than this (0: never). */
     maxSyncLagSec: z.number().int().nonnegative().default(90_000),
+    /** /metrics (agent/observe/metrics.ts). */
+    metrics: metricsOptionsSchema,
   })
   .prefault({});
 

@@ -98,6 +98,38 @@ export const PAGE_SCRIPT = String.raw`
     return dl;
   }
 
+  // Drift (agent/observe/drift.ts DriftStatus): per model version, each feature's PSI against the training
+  // baseline, its mean against the baseline's, its share outside the training range; the predicted labels' PSI.
+  function driftView(d) {
+    if (!d || !d.enabled) return na('drift is off (drift.enabled: false)');
+    if (!d.models.length) return na('no predictions yet');
+    var box = el('div');
+    d.models.forEach(function (m) {
+      var head = m.name + '@' + m.version + ': ' + num(m.rows) + ' of ' + num(m.windowRows) + ' rows in the window' +
+        (m.rows < d.thresholds.minRows ? ' (judged from ' + num(d.thresholds.minRows) + ')' : '') +
+        '; dead letters ' + num(100 * m.deadLetters.share, 1) + ' % of ' + num(m.deadLetters.messages) + ' messages';
+      box.append(el('p', m.over.features.length || m.over.predictions ? 'bad' : null, [head]));
+      if (!m.available) { box.append(na('no training baseline in this version\'s manifest')); return; }
+      var rows = m.features.map(function (f) {
+        return { bad: f.over, cells: [f.name, f.psi === null ? '–' : num(f.psi, 3), num(f.mean, 3), num(f.baselineMean, 3), num(100 * f.outOfRangeShare, 1) + ' %'] };
+      });
+      if (m.predictions) rows.push({ bad: m.predictions.over, cells: ['predicted labels', m.predictions.psi === null ? '–' : num(m.predictions.psi, 3), Object.keys(m.predictions.shares).map(function (k) { return k + ' ' + num(100 * m.predictions.shares[k], 0) + ' %'; }).join(', '), Object.keys(m.predictions.baseline).map(function (k) { return k + ' ' + num(100 * m.predictions.baseline[k], 0) + ' %'; }).join(', '), '–'] });
+      box.append(table(['feature', 'PSI (warn ' + d.thresholds.psiWarn + ')', 'mean now', 'training mean', 'outside training range'], rows, [false, true, true, true, true]));
+    });
+    return box;
+  }
+  // Ground truth (agent/observe/truth.ts TruthStatus): labels joined, rolling accuracy or MAE per model version.
+  function truthView(t) {
+    if (!t || !t.enabled) return na('no labels topic configured (truth.enabled: false)');
+    var c = t.counters;
+    var box = el('div');
+    box.append(el('p', null, ['labels ' + num(c.received) + ' received, ' + num(c.joined) + ' joined, ' + num(c.unmatched) + ' unmatched, ' + num(c.bad) + ' bad, ' + num(c.pending) + ' waiting']));
+    box.append(t.models.length ? table(['model@version', 'joined', 'rolling', 'over the last'], t.models.map(function (m) {
+      return { cells: [m.model + '@' + m.version, num(m.joined), m.kind === 'regression' ? 'MAE ' + num(m.mae, 3) : 'accuracy ' + num(100 * m.accuracy, 1) + ' %', num(m.window) + ' labels'] };
+    }), [false, true, false, true]) : na('no label joined yet'));
+    return box;
+  }
+
   function tile(id, value, sub, state, dataValue) {
     var t = $(id);
     t.classList.remove('bad', 'warn');
@@ -222,8 +254,8 @@ export const PAGE_SCRIPT = String.raw`
       return { bad: /fail|refused|rolled|rollback/i.test(e.event), cells: [stamp(e.at), e.model, e.version || '–', e.event, e.reason] };
     })) : na('no lifecycle events yet'));
 
-    put('drift', s.drift === null || s.drift === undefined ? na() : generic(s.drift, 0));
-    put('truth', s.truth === null || s.truth === undefined ? na() : generic(s.truth, 0));
+    put('drift', driftView(s.drift));
+    put('truth', truthView(s.truth));
     put('rejects', reasons.length ? table(['reason', 'dead letters'], reasons.sort(function (x, y) { return r.rejects[y] - r.rejects[x]; }).map(function (k) { return { cells: [k, num(r.rejects[k])] }; }), [false, true]) : na('none since start'));
 
     if (!s.sync) put('sync', na('sync starts once the agent is ready'));

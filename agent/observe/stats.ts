@@ -10,6 +10,8 @@ const WINDOW = 4096;
 export const HISTORY_SEC = 600;
 /** Rates are taken over this many seconds of history. */
 const RATE_SEC = 5;
+/** Upper bounds (ms) of the in-agent latency histogram that /metrics shows. */
+const LATENCY_BOUNDS_MS = [0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
 
 /** One point of the history: cumulative counters at `t` (ms since the epoch), latency over the last second's messages. */
 export interface HistoryPoint {
@@ -26,6 +28,9 @@ export interface HistoryPoint {
 export function createStats() {
   const latencies = new Float64Array(WINDOW);
   let latencyCount = 0;
+  // Every latency also lands in a bucket (cumulative since start): /metrics reads them, a histogram with no window.
+  const latencyBuckets = new Float64Array(LATENCY_BOUNDS_MS.length + 1);
+  let latencySumMs = 0;
   const counters = {
     received: 0,
     predictions: 0,
@@ -91,7 +96,13 @@ export function createStats() {
     latency(ms: number) {
       latencies[latencyCount % WINDOW] = ms;
       latencyCount++;
+      let b = 0;
+      while (b < LATENCY_BOUNDS_MS.length && ms > (LATENCY_BOUNDS_MS[b] as number)) b++;
+      latencyBuckets[b] = (latencyBuckets[b] as number) + 1;
+      latencySumMs += ms;
     },
+    /** Every latency since start: counts per bucket (not cumulative; the last is above the highest bound), their sum and count. */
+    latencyHistogram: () => ({ boundsMs: LATENCY_BOUNDS_MS, counts: latencyBuckets, sumMs: latencySumMs, count: latencyCount }),
     /** Counts a committed batch's predictions by label (off the per-message path: once per batch and model). */
     countLabels(model: string, rows: readonly { label: string | null }[]) {
       const byLabel = (labels[model] ??= {});

@@ -7,6 +7,7 @@ import { readStorePath } from '../config.js';
 import { callControl, controlSocketPath } from '../control.js';
 import { EdgeError } from '../errors.js';
 import type { StatusSnapshot } from './status.js';
+import type { DriftStatus } from './drift.js';
 
 export const DEFAULT_CONFIG = '/etc/edge-agent/agent.yaml';
 
@@ -92,34 +93,20 @@ export function formatStatus(s: StatusSnapshot): string {
   const st = s.store;
   lines.push('');
   lines.push(`store ${bytes(st.usedBytes)} of ${bytes(st.maxBytes)} (${fixed((100 * st.usedBytes) / st.maxBytes)} %)${st.full ? `, FULL (${st.onFull})` : ''}${st.freeDiskBytes !== null ? `, ${bytes(st.freeDiskBytes)} free on disk` : ''}`);
-  const over = overThreshold(s.drift, []);
-  lines.push(s.drift === null || s.drift === undefined ? 'drift: not available' : over.length ? `drift over threshold: ${over.join('; ')}` : 'drift: nothing over its threshold');
+  const over = s.drift?.enabled ? overThreshold(s.drift) : [];
+  lines.push(!s.drift?.enabled ? 'drift: off' : over.length ? `drift over threshold: ${over.join('; ')}` : 'drift: nothing over its threshold');
   return `${lines.join('\n')}\n`;
 }
 
-// The drift observer's shape may grow: whatever it flags (over, alert, exceeded: true, or a list under such a
-// key) is named by its path, with its PSI when it has one.
-const OVER = /^(over|overthreshold|alert|alerting|exceeded|drifting|breached)$/i;
-
-function overThreshold(v: unknown, path: string[]): string[] {
-  if (v === null || typeof v !== 'object') return [];
+/** Each model version's features (and predicted labels) over drift's warning threshold, with their PSI. */
+function overThreshold(d: DriftStatus): string[] {
   const found: string[] = [];
-  for (const [k, x] of Object.entries(v)) {
-    if (OVER.test(k) && x === true) {
-      const psi = (v as { psi?: unknown }).psi;
-      found.push(`${path.join(' ') || 'drift'}${typeof psi === 'number' ? ` (PSI ${psi.toFixed(2)})` : ''}`);
-    } else if (OVER.test(k) && Array.isArray(x)) {
-      for (const item of x) found.push([...path, typeof item === 'object' ? JSON.stringify(item) : String(item)].join(' '));
-    } else found.push(...overThreshold(x, [...path, Array.isArray(v) ? itemName(x) : k].filter((p) => p !== '')));
+  for (const m of d.models) {
+    const over = m.features.filter((f) => f.over).map((f) => `${f.name} (PSI ${(f.psi ?? 0).toFixed(2)})`);
+    if (m.predictions?.over) over.push(`predicted labels (PSI ${(m.predictions.psi ?? 0).toFixed(2)})`);
+    if (over.length) found.push(`${m.name}@${m.version} ${over.join(', ')}`);
   }
-  return [...new Set(found)];
-}
-
-/** An item of a list is named by its model or name (and version) when it has one. */
-function itemName(x: unknown): string {
-  const o = (x ?? {}) as { model?: unknown; name?: unknown; version?: unknown };
-  const n = typeof o.model === 'string' ? o.model : typeof o.name === 'string' ? o.name : '';
-  return n && typeof o.version === 'string' ? `${n}@${o.version}` : n;
+  return found;
 }
 
 function table(head: string[], rows: string[][]): string[] {

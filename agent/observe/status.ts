@@ -2,7 +2,9 @@
 // operator's views of it: liveness (/healthz, the systemd watchdog), readiness (/readyz) and the status
 // snapshot that the status page, `edge-agent status` and the control socket's `status` command show.
 
+import type { DriftStatus } from './drift.js';
 import type { HistoryPoint, Stats, StatsSnapshot } from './stats.js';
+import type { TruthStatus } from './truth.js';
 
 /** A check's verdict: ok, or the problem in a few words. */
 export interface Check { name: string; ok: boolean; problem?: string }
@@ -26,8 +28,8 @@ export interface ObserveSources {
   /** Each serving model's worker answers a probe within `timeoutMs`. */
   pingWorkers(timeoutMs: number): Promise<{ model: string; alive: boolean }[]>;
   /** Drift and ground truth (issue 8's observers), when present. */
-  drift?(): unknown;
-  truth?(): unknown;
+  drift?(): DriftStatus;
+  truth?(): TruthStatus;
 }
 
 /** The process answers (this runs on its event loop) and every serving model's worker answers its probe. */
@@ -67,8 +69,8 @@ export interface StatusSnapshot {
   events: ReturnType<ObserveSources['events']>;
   sync: ReturnType<ObserveSources['sync']>;
   store: ReturnType<ObserveSources['store']>;
-  drift: unknown;
-  truth: unknown;
+  drift: DriftStatus | null;
+  truth: TruthStatus | null;
 }
 
 /** Everything the status page and `edge-agent status` show, in one JSON object. `historySec` 0 leaves the history out. */

@@ -14,7 +14,7 @@ const basic = (userPass: string) => `Basic ${Buffer.from(userPass).toString('bas
 test('the token guards every path: as a bearer token or as the Basic auth password', { timeout: 30_000 }, async (t) => {
   const token = 'tök:en-42';
   const log = createLogger({ level: 'silent' });
-  const server = await startHttp({ enabled: true, host: '127.0.0.1', port: 0, token, maxSyncLagSec: 0 }, { '/': () => ({ status: 200, type: 'text/plain', body: 'page' }) }, log);
+  const server = await startHttp({ enabled: true, host: '127.0.0.1', port: 0, token, maxSyncLagSec: 0, metrics: { enabled: false, perAsset: 0 } }, { '/': () => ({ status: 200, type: 'text/plain', body: 'page' }) }, log);
   teardown(t, () => server.close());
   const get = async (authorization?: string) => {
     const res = await fetch(`${server.url}/`, { headers: authorization ? { Authorization: authorization } : {}, signal: AbortSignal.timeout(10_000) });

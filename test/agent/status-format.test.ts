@@ -17,11 +17,14 @@ test('the terminal table names what an engineer acts on', { timeout: 10_000 }, (
   assert.match(out, /^bearing-health@1\.1\.0\s+1\.0\.0\s+1\.2\.0 \(agrees 99 %\)\s+committed 1\.1\.0 \d{4}-/m);
   assert.match(out, /^plant-server\s+152\s+1 min\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d predictions: connect ECONNREFUSED 10\.0\.9\.9:443$/m);
   assert.match(out, /^store 100\.0 MiB of 2\.0 GiB \(4\.9 %\), 40\.0 GiB free on disk$/m);
-  assert.match(out, /^drift over threshold: models bearing-health@1\.1\.0 features rms_g \(PSI 0\.31\)$/m);
+  assert.match(out, /^drift over threshold: bearing-health@1\.1\.0 rms_g \(PSI 0\.31\)$/m);
 });
 
-test('drift: not available when the agent has none, nothing over threshold when nothing is flagged', { timeout: 10_000 }, () => {
-  assert.match(formatStatus({ ...statusFixture(), drift: null }), /^drift: not available$/m);
-  assert.match(formatStatus({ ...statusFixture(), drift: { models: [{ model: 'm', features: { a: { psi: 0.01, over: false } } }] } }), /^drift: nothing over its threshold$/m);
+test('drift: off when the agent has none, nothing over threshold when nothing is flagged', { timeout: 10_000 }, () => {
+  assert.match(formatStatus({ ...statusFixture(), drift: null }), /^drift: off$/m);
+  const calm = statusFixture();
+  const m = calm.drift?.models[0];
+  if (m) m.features = m.features.map((f) => ({ ...f, over: false }));
+  assert.match(formatStatus(calm), /^drift: nothing over its threshold$/m);
   assert.match(formatStatus({ ...statusFixture(), sync: null }), /^sync: not running yet/m);
 });

@@ -1,5 +1,5 @@
-// The status page (in Debian's chromium) drawing a given snapshot: drift and ground truth, whose observers
-// are built elsewhere, shown as tables with a feature over its threshold in red; a model's previous version,
+// The status page (in Debian's chromium) drawing a given snapshot: drift and ground truth as tables, with a
+// feature over its threshold in red; a model's previous version,
 // shadow and last event; the failing readiness check; a sync error. The page is served by the agent's own
 // HTTP server and routes; only /api/status is a fixed answer here.
 
@@ -15,7 +15,7 @@ import { teardown, waitFor } from '../helpers/parts.js';
 test('the page shows drift, ground truth, models, checks and sync from the snapshot', { timeout: 90_000 }, async (t) => {
   const log = createLogger({ level: 'silent' });
   let answering = true;
-  const server = await startHttp({ enabled: true, host: '127.0.0.1', port: 0, maxSyncLagSec: 0 }, {
+  const server = await startHttp({ enabled: true, host: '127.0.0.1', port: 0, maxSyncLagSec: 0, metrics: { enabled: false, perAsset: 0 } }, {
     ...statusPageRoutes(log),
     '/api/status': () => (answering ? json(200, statusFixture()) : json(503, { error: 'stopping' })),
   }, log);
@@ -35,9 +35,11 @@ test('the page shows drift, ground truth, models, checks and sync from the snaps
   assert.match(models, /bearing-health\s+1\.1\.0\s+1\.0\.0\s+1\.0\.0, 1\.1\.0, 1\.2\.0\s+1\.2\.0 \(agrees 99 % of 400\)\s+alive\s+committed 1\.1\.0/);
   // Drift: the model's features as a table, the one over its threshold in red.
   assert.match(await page.locator('#drift').innerText(), /bearing-health@1\.1\.0/);
-  assert.match(await page.locator('#drift tr.bad').innerText(), /^rms_g\s+0\.310\s+1,000\s+0\.020\s+2\.40\s+yes$/);
+  // Its PSI, mean now, training mean and share outside the training range.
+  assert.match(await page.locator('#drift tr.bad').innerText(), /^rms_g\s+0\.310\s+2\.400\s+1\.100\s+2 %$/);
   assert.equal(await page.locator('#drift tr.bad').count(), 1, 'only rms_g is over');
-  assert.match(await page.locator('#truth').innerText(), /bearing-health@1\.1\.0\s+250\s+0\.964\s+500/);
+  assert.match(await page.locator('#truth').innerText(), /labels 260 received, 250 joined, 6 unmatched, 4 bad, 0 waiting/);
+  assert.match(await page.locator('#truth').innerText(), /bearing-health@1\.1\.0\s+250\s+accuracy 96\.4 %\s+500 labels/);
   assert.match(await page.locator('#sync tr.bad').innerText(), /plant-server\s+predictions\s+150\s+1 min\s.*connect ECONNREFUSED 10\.0\.9\.9:443/);
   assert.match(await page.locator('#rejects').innerText(), /REJECT_OUT_OF_RANGE\s+2/);
   assert.match(await page.locator('#t-store .s').innerText(), /of 2\.0 GiB budget \(4\.9 %\)/);

@@ -1,5 +1,5 @@
-// A status snapshot as the agent gives it (agent/observe/status.ts), with drift and ground truth in the shape
-// their observers are being built with: for the tests of what the page and `edge-agent status` make of them.
+// A status snapshot as the agent gives it (agent/observe/status.ts), drift and ground truth included: for the
+// tests of what the page and `edge-agent status` make of them.
 
 import type { StatusSnapshot } from '../../agent/observe/status.js';
 
@@ -20,9 +20,25 @@ export function statusFixture(now = Date.now()): StatusSnapshot {
     events: [{ at: now - 60_000, model: 'bearing-health', version: '1.1.0', event: 'committed', reason: 'probation passed' }, { at: now - 600_000, model: 'bearing-health', version: '1.1.0', event: 'activated', reason: 'pushed' }],
     sync: { running: false, targets: [{ target: 'plant-server', kinds }] },
     store: { usedBytes: 100 * 1024 * 1024, maxBytes: 2 * 1024 ** 3, full: false, onFull: 'drop-oldest', freeDiskBytes: 40 * 1024 ** 3, expired: 0, trimmed: 0, dropped: 0, gaps: 0 },
-    drift: { models: [{ model: 'bearing-health', version: '1.1.0', rows: 1000,
-      features: { rms_g: { psi: 0.31, rows: 1000, outOfRangeShare: 0.02, mean: 2.4, over: true }, kurtosis: { psi: 0.04, rows: 1000, outOfRangeShare: 0, mean: 3.1, over: false } },
-      prediction: { psi: 0.08, over: false } }] },
-    truth: { models: [{ model: 'bearing-health', version: '1.1.0', joined: 250, accuracy: 0.964, window: 500 }] },
+    drift: {
+      enabled: true,
+      thresholds: { psiWarn: 0.2, psiClear: 0.1, predictionPsiWarn: 0.2, predictionPsiClear: 0.1, minRows: 500, windowRows: 1000 },
+      models: [{
+        name: 'bearing-health', version: '1.1.0', available: true, rows: 1000, windowRows: 1000,
+        features: [
+          { name: 'rms_g', psi: 0.31, rows: 1000, outOfRangeShare: 0.02, mean: 2.4, baselineMean: 1.1, over: true },
+          { name: 'kurtosis', psi: 0.04, rows: 1000, outOfRangeShare: 0, mean: 3.1, baselineMean: 3.0, over: false },
+        ],
+        predictions: { psi: 0.08, shares: { healthy: 0.7, wear: 0.2, fault: 0.1 }, baseline: { healthy: 0.4, wear: 0.3, fault: 0.3 }, over: false },
+        deadLetters: { messages: 1002, share: 0.002, byReason: { REJECT_OUT_OF_RANGE: 0.002 } },
+        over: { features: ['rms_g'], predictions: false },
+      }],
+    },
+    truth: {
+      enabled: true,
+      topic: 'plant/+/quality',
+      counters: { received: 260, joined: 250, unmatched: 6, bad: 4, duplicates: 0, pending: 0 },
+      models: [{ model: 'bearing-health', version: '1.1.0', kind: 'classification', joined: 250, accuracy: 0.964, window: 500 }],
+    },
   };
 }

@@ -1,0 +1,50 @@
+// Observe: drift and ground-truth figures for /metrics. Takes the status() objects of the drift monitor
+// (agent/observe/drift.ts) and of ground truth (agent/observe/truth.ts); gives metric families by name.
+// Read at scrape time, like every other figure the agent already holds.
+
+import type { DriftStatus } from './drift.js';
+import type { TruthStatus } from './truth.js';
+
+export interface Sample { labels?: Record<string, string | number>; value: number; metricName?: string }
+export interface QualityFamily { help: string; type: 'gauge' | 'counter'; samples: Sample[] }
+
+const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+export function qualitySamples(drift: DriftStatus | null | undefined, truth: TruthStatus | null | undefined): Map<string, QualityFamily> {
+  const out = new Map<string, QualityFamily>();
+  const add = (name: string, help: string, type: QualityFamily['type'], labels: Sample['labels'], value: unknown) => {
+    if (!finite(value)) return;
+    const f = out.get(name) ?? out.set(name, { help, type, samples: [] }).get(name) as QualityFamily;
+    f.samples.push({ labels, value });
+  };
+  const d = drift;
+  if (d?.enabled && Array.isArray(d.models)) {
+    for (const m of d.models) {
+      const base = { model: m.name, version: m.version };
+      for (const f of m.features ?? []) {
+        add('edge_agent_input_drift_psi', 'PSI of a feature\'s rolling window against the manifest\'s training baseline', 'gauge', { ...base, feature: f.name }, f.psi);
+        add('edge_agent_input_drift_alert', '1 while a feature\'s PSI is over drift\'s warning threshold', 'gauge', { ...base, feature: f.name }, f.over === undefined ? undefined : f.over ? 1 : 0);
+        add('edge_agent_input_out_of_training_range_ratio', 'Share of the window\'s values outside the training range', 'gauge', { ...base, feature: f.name }, f.outOfRangeShare);
+      }
+      if (m.predictions) {
+        add('edge_agent_prediction_drift_psi', 'PSI of the predicted labels\' shares against the baseline\'s', 'gauge', base, m.predictions.psi);
+        add('edge_agent_prediction_drift_alert', '1 while the prediction PSI is over its warning threshold', 'gauge', base, m.predictions.over === undefined ? undefined : m.predictions.over ? 1 : 0);
+      }
+      add('edge_agent_dead_letter_ratio', 'Share of dead letters among the drift window\'s messages', 'gauge', base, m.deadLetters?.share);
+    }
+  }
+  const t = truth;
+  if (t?.enabled) {
+    for (const [k, v] of Object.entries(t.counters ?? {})) {
+      if (k !== 'pending') add('edge_agent_truth_labels_total', 'Ground-truth label messages, by outcome (received, joined, unmatched, bad, duplicates)', 'counter', { outcome: k }, v);
+    }
+    add('edge_agent_truth_labels_pending', 'Ground-truth labels waiting to be joined', 'gauge', undefined, t.counters?.pending);
+    for (const m of t.models ?? []) {
+      const base = { model: m.model, version: m.version };
+      add('edge_agent_truth_joined_total', 'Labels joined to this version\'s predictions', 'counter', base, m.joined);
+      add('edge_agent_truth_accuracy_ratio', 'Rolling accuracy of a classification version over its last joined labels', 'gauge', base, m.accuracy);
+      add('edge_agent_truth_mae', 'Rolling mean absolute error of a regression version over its last joined labels (the output\'s unit)', 'gauge', base, m.mae);
+    }
+  }
+  return out;
+}
