@@ -184,3 +184,34 @@ test('migration 6 keeps prediction and dead-letter rows and ids, and ids are nev
   assert.deepEqual(after.prepare('SELECT id FROM predictions').all(), [{ id: 42 }], 'a prediction id is never used twice');
   assert.deepEqual(after.prepare('SELECT id FROM dead_letters').all(), [{ id: 10 }], 'a dead-letter id is never used twice');
 });
+
+test('the sync backlog (read without counting) equals a count of the rows above each cursor, through drops and trims', { timeout: 60_000 }, (t) => {
+  const path = join(tempDir(t), 'a.db');
+  const store = openStore(storeOptionsSchema.parse({ path }));
+  teardown(t, () => store.close());
+  const row = (i: number) => ({ receivedAt: i, asset: 'm1', topic: 'plant/m1/bearing', modelName: 'm', modelVersion: '1.0.0', features: [i], outputs: [0.5], label: 'a', score: 0.5, latencyMs: 1, inboxId: null, dedupKey: null });
+  for (let b = 0; b < 4; b++) store.commitBatch(Array.from({ length: 3000 }, (_, i) => row(b * 3000 + i)), [], []);
+  // Target a has the first 2,000 rows, b the first 7,000, c the first 1,500.
+  store.sync.ack('a', 'predictions', 2000, 2000, 1);
+  store.sync.ack('b', 'predictions', 7000, 7000, 1);
+  store.sync.ack('c', 'predictions', 1500, 1500, 1);
+  const other = new Database(path, { readonly: true });
+  teardown(t, () => other.close());
+  const counted = (acked: number) => (other.prepare('SELECT count(*) AS n, min(created_at) AS at FROM predictions WHERE id > ?').get(acked) as { n: number; at: number | null });
+  const check = (when: string) => {
+    for (const [target, acked] of [['a', 2000], ['b', 7000], ['c', 1500]] as const) {
+      const c = counted(acked);
+      assert.deepEqual(store.sync.backlog(target, 'predictions'), { rows: c.n, oldestAt: c.at }, `${when}: target ${target}`);
+    }
+  };
+  check('before any drop');
+  store.retention.trimSynced('predictions', 1500); // synced by every target: at or below all cursors
+  check('after a trim');
+  store.retention.dropOldest('predictions', 'test'); // ids 1501-6500: straddles a's cursor, above c's, below b's
+  check('after a drop straddling a cursor');
+  store.retention.dropOldest('predictions', 'test'); // ids 6501-11500: straddles b's cursor
+  check('after a second drop');
+  store.retention.dropOldest('predictions', 'test'); // the last 500
+  check('with every row dropped');
+  assert.equal(store.sync.backlog('c', 'predictions').rows, 0);
+});
