@@ -113,8 +113,12 @@ export const PAGE_SCRIPT = String.raw`
       var rows = m.features.map(function (f) {
         return { bad: f.over, cells: [f.name, f.psi === null ? '–' : num(f.psi, 3), num(f.mean, 3), num(f.baselineMean, 3), num(100 * f.outOfRangeShare, 1) + ' %'] };
       });
-      if (m.predictions) rows.push({ bad: m.predictions.over, cells: ['predicted labels', m.predictions.psi === null ? '–' : num(m.predictions.psi, 3), Object.keys(m.predictions.shares).map(function (k) { return k + ' ' + num(100 * m.predictions.shares[k], 0) + ' %'; }).join(', '), Object.keys(m.predictions.baseline).map(function (k) { return k + ' ' + num(100 * m.predictions.baseline[k], 0) + ' %'; }).join(', '), '–'] });
-      box.append(table(['feature', 'PSI (warn ' + d.thresholds.psiWarn + ')', 'mean now', 'training mean', 'outside training range'], rows, [false, true, true, true, true]));
+      var p = m.predictions;
+      if (p) rows.push({ bad: p.over, cells: ['predicted labels', p.psi === null ? '–' : num(p.psi, 3), '', '', ''] });
+      box.append(table(['feature', 'PSI', 'mean', 'training mean', 'outside training range'], rows, [false, true, true, true, true]));
+      var shares = function (o) { return Object.keys(o).map(function (k) { return k + ' ' + num(100 * o[k], 0) + ' %'; }).join(', '); };
+      if (p) box.append(el('p', 'note', ['labels now: ' + shares(p.shares) + '; in training: ' + shares(p.baseline)]));
+      box.append(el('p', 'note', ['PSI warns above ' + d.thresholds.psiWarn + ' and clears below ' + d.thresholds.psiClear + ' (labels: ' + d.thresholds.predictionPsiWarn + ' / ' + d.thresholds.predictionPsiClear + ')']));
     });
     return box;
   }

@@ -94,6 +94,7 @@ td.n { text-align: right; }
 tr.bad td, span.bad, td.bad { color: var(--bad); font-weight: 600; }
 .ok { color: var(--ok); } .mute { color: var(--mute); }
 .na { color: var(--mute); font-style: italic; }
+.note { color: var(--mute); font-size: 0.85em; margin: 0.3em 0; }
 dl { margin: 0; display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; }
 dt { color: var(--mute); } dd { margin: 0; }
 footer { padding: 6px 18px 18px; color: var(--mute); font-size: 12px; }
