@@ -57,11 +57,12 @@ cp -a systemd/edge-agent.service systemd/install.sh systemd/uninstall.sh systemd
 # Production dependencies: the folders npm itself lists for them, copied from node_modules in one tar
 # stream. A nested node_modules/X/node_modules/Y comes with X (only X can load it). Left out on the way:
 # onnxruntime-node's binaries for other platforms (the package carries every platform's: 288 MB) and
-# better-sqlite3's sources and build tree (its addon is placed by native.sh below).
+# better-sqlite3's sources and build tree (its addon is placed by native.sh below), and type declarations
+# (@types/*: mqtt lists some as dependencies; nothing loads them at run time).
 mapfile -t DEPS < <(npm ls --omit=dev --all --parseable 2>/dev/null | sed "s#^$REPO/##" | grep '^node_modules/' | grep -v '^node_modules/.*/node_modules/' | sort -u)
 [ ${#DEPS[@]} -gt 0 ] || { echo "package.sh: npm ls listed no production dependencies" >&2; exit 1; }
 ORT=node_modules/onnxruntime-node/bin
-EXCLUDES=(--exclude="$ORT/napi-v*/darwin" --exclude="$ORT/napi-v*/win32" --exclude=node_modules/.bin
+EXCLUDES=(--exclude="$ORT/napi-v*/darwin" --exclude="$ORT/napi-v*/win32" --exclude=node_modules/.bin --exclude=node_modules/@types
   --exclude=node_modules/better-sqlite3/deps --exclude=node_modules/better-sqlite3/src --exclude=node_modules/better-sqlite3/build/Release/obj
   --exclude=node_modules/better-sqlite3/build/Release/obj.target --exclude=node_modules/better-sqlite3/build/Release/.deps
   --exclude=node_modules/better-sqlite3/build/deps --exclude='node_modules/better-sqlite3/build/Release/*.a')
