@@ -45,7 +45,7 @@ if [ "$ARCH" != "$(node -p process.arch)" ]; then
   if command -v "$QEMU" >/dev/null; then RUN=("$QEMU" -L "/usr/$CROSS"); fi
 fi
 # A Node's module ABI from its headers (its binary may be another architecture's).
-abi_of() { sed -n 's/^#define NODE_MODULE_VERSION \([0-9]*\).*/\1/p' "$1/include/node/node_version.h"; }
+abi_of() { sed -n 's/^#define NODE_MODULE_VERSION \([0-9][0-9]*\)$/\1/p' "$1/include/node/node_version.h" | head -1; }
 loads() { "${RUN[@]}" "$1/bin/node" -e "const D = require('$INTO'); new D(':memory:').prepare('select 1').get()"; }
 
 if [ -z "$CROSS" ]; then
@@ -62,6 +62,7 @@ fi
 for dir in "${NODES[@]}"; do
   [ -f "$dir/bin/node" ] && [ -f "$dir/include/node/node_version.h" ] || die "$dir is not a Node install with headers (bin/node, include/node)"
   other="$(abi_of "$dir")"
+  [ -n "$other" ] || die "no NODE_MODULE_VERSION in $dir/include/node/node_version.h"
   built="$CACHE/node-v$other-linux-$ARCH/better_sqlite3.node"
   if [ ! -f "$built" ]; then
     say "building better-sqlite3 $VERSION for Node ABI $other on linux-$ARCH${CROSS:+ (cross-compiled with $CROSS-g++)}"
