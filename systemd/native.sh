@@ -68,13 +68,21 @@ for dir in "${NODES[@]}"; do
     say "building better-sqlite3 $VERSION for Node ABI $other on linux-$ARCH${CROSS:+ (cross-compiled with $CROSS-g++)}"
     work="$(mktemp -d)"
     cp -r "$SOURCE/binding.gyp" "$SOURCE/deps" "$SOURCE/src" "$SOURCE/package.json" "$work/"
+    # Under npm (npm run package, npm test) the environment carries npm's config as npm_config_*, and
+    # node-gyp takes npm_config_nodedir over --nodedir: a machine whose npmrc names a nodedir would get a
+    # build for the wrong ABI. Set it to the Node built for.
     if [ -n "$CROSS" ]; then
-      (cd "$work" && CC="$CROSS-gcc" CXX="$CROSS-g++" LINK="$CROSS-g++" AR="$CROSS-ar" \
+      (cd "$work" && CC="$CROSS-gcc" CXX="$CROSS-g++" LINK="$CROSS-g++" AR="$CROSS-ar" npm_config_nodedir="$dir" npm_config_arch="$ARCH" \
         node "$NODE_GYP" rebuild --release --arch="$ARCH" --nodedir="$dir" -j "$(nproc)" >"$work/build.log" 2>&1) \
         || { tail -20 "$work/build.log" >&2; die "the build for ABI $other failed (log: $work/build.log)"; }
     else
-      (cd "$work" && PATH="$dir/bin:$PATH" "$dir/bin/node" "$NODE_GYP" rebuild --release --nodedir="$dir" -j "$(nproc)" >"$work/build.log" 2>&1) \
+      (cd "$work" && PATH="$dir/bin:$PATH" npm_config_nodedir="$dir" "$dir/bin/node" "$NODE_GYP" rebuild --release --nodedir="$dir" -j "$(nproc)" >"$work/build.log" 2>&1) \
         || { tail -20 "$work/build.log" >&2; die "the build for ABI $other failed (log: $work/build.log)"; }
+    fi
+    # Cached only once it loads in its Node (another architecture's: when qemu can run it).
+    if [ -z "$CROSS" ] || [ ${#RUN[@]} -gt 0 ]; then
+      "${RUN[@]}" "$dir/bin/node" -e "require('$work/build/Release/better_sqlite3.node')" \
+        || die "the build for ABI $other does not load in $dir/bin/node (log: $work/build.log)"
     fi
     mkdir -p "$(dirname "$built")"
     cp "$work/build/Release/better_sqlite3.node" "$built.tmp" && mv "$built.tmp" "$built"
