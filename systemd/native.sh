@@ -45,6 +45,7 @@ if [ "$ARCH" != "$(node -p process.arch)" ]; then
   if command -v "$QEMU" >/dev/null; then RUN=("$QEMU" -L "/usr/$CROSS"); fi
 fi
 # A Node's module ABI from its headers (its binary may be another architecture's).
+version_of() { sed -n 's/^#define NODE_\(MAJOR\|MINOR\|PATCH\)_VERSION \([0-9][0-9]*\)$/\2/p' "$1/include/node/node_version.h" | paste -sd.; }
 abi_of() { sed -n 's/^#define NODE_MODULE_VERSION \([0-9][0-9]*\)$/\1/p' "$1/include/node/node_version.h" | head -1; }
 loads() { "${RUN[@]}" "$1/bin/node" -e "const D = require('$INTO'); new D(':memory:').prepare('select 1').get()"; }
 
@@ -63,7 +64,8 @@ for dir in "${NODES[@]}"; do
   [ -f "$dir/bin/node" ] && [ -f "$dir/include/node/node_version.h" ] || die "$dir is not a Node install with headers (bin/node, include/node)"
   other="$(abi_of "$dir")"
   [ -n "$other" ] || die "no NODE_MODULE_VERSION in $dir/include/node/node_version.h"
-  built="$CACHE/node-v$other-linux-$ARCH/better_sqlite3.node"
+  # Keyed by the headers' version too: node_object_wrap.h is compiled into the addon (see package.sh).
+  built="$CACHE/node-v$other-linux-$ARCH-headers-$(version_of "$dir")/better_sqlite3.node"
   if [ ! -f "$built" ]; then
     say "building better-sqlite3 $VERSION for Node ABI $other on linux-$ARCH${CROSS:+ (cross-compiled with $CROSS-g++)}"
     work="$(mktemp -d)"
@@ -78,6 +80,11 @@ for dir in "${NODES[@]}"; do
     else
       (cd "$work" && PATH="$dir/bin:$PATH" npm_config_nodedir="$dir" "$dir/bin/node" "$NODE_GYP" rebuild --release --nodedir="$dir" -j "$(nproc)" >"$work/build.log" 2>&1) \
         || { tail -20 "$work/build.log" >&2; die "the build for ABI $other failed (log: $work/build.log)"; }
+    fi
+    # Not from headers whose node::ObjectWrap destructor calls RemoveEnvironmentCleanupHook (Node >= 24.19,
+    # see package.sh): that build aborts at random when a statement is finalized outside a JS context.
+    if command -v nm >/dev/null && nm -D "$work/build/Release/better_sqlite3.node" | grep -q RemoveEnvironmentCleanupHook; then
+      die "the build for Node $(version_of "$dir") uses node::ObjectWrap with cleanup hooks (Node >= 24.19 headers): better-sqlite3 12 aborts with it; build against Node 24.18's headers"
     fi
     # Cached only once it loads in its Node (another architecture's: when qemu can run it).
     if [ -z "$CROSS" ] || [ ${#RUN[@]} -gt 0 ]; then

@@ -7,8 +7,8 @@
 #   npm run package [-- --out DIR] [-- --arch arm64] [-- --node DIR...] [-- --no-build (dist/ is fresh)]
 # --node DIR: a Node install (bin/node + include/node) to build the SQLite module for. Default: the folders
 # in EDGE_AGENT_PACKAGE_NODES (colon-separated), else Node 20 and 24 of the target architecture (besides the
-# running node, when it is one of them) from the npm packages node-linux-<arch>@20 / @24, installed once
-# into .cache/node<major>-linux-<arch> (never into package.json).
+# running node, when it is one of them) from the npm packages node-linux-<arch>@20 / @24.18 (why 24.18:
+# below), installed once into .cache/node<version>-linux-<arch> (never into package.json).
 # --arch arm64 on an x64 machine: the arm64 tarball, its SQLite builds cross-compiled (see native.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,8 +34,13 @@ NATIVE=""
 [ "$ARCH" = "$(node -p process.arch)" ] && NATIVE=1
 if [ ${#NODES[@]} -eq 0 ] && [ -n "${EDGE_AGENT_PACKAGE_NODES:-}" ]; then IFS=: read -r -a NODES <<< "$EDGE_AGENT_PACKAGE_NODES"; fi
 if [ ${#NODES[@]} -eq 0 ]; then
-  for major in 20 24; do
-    if [ -n "$NATIVE" ] && [ "$(node -p 'process.versions.node.split(".")[0]')" = "$major" ]; then continue; fi
+  # Node 24's headers are pinned to 24.18: from 24.19 on, node_object_wrap.h (compiled into the addon)
+  # registers an environment cleanup hook per object and its destructor CHECKs for a current Environment,
+  # so better-sqlite3 12 (raw node::ObjectWrap) built against them aborts when a Statement is finalized
+  # outside one (seen here at exit: SIGABRT, 'Assertion failed: (env) != nullptr'). The ABI (137) is the
+  # same for every 24.x: the build runs on 24.19+ too. better-sqlite3 13 (N-API) fixes it but needs Node 22.
+  for major in 20 24.18; do
+    if [ -n "$NATIVE" ] && [ "$(node -p 'process.versions.node.split(".")[0]')" = "${major%%.*}" ]; then continue; fi
     dir="$REPO/.cache/node$major-linux-$ARCH/node_modules/node-linux-$ARCH"
     if [ ! -f "$dir/include/node/node_version.h" ]; then
       say "fetching Node $major (node-linux-$ARCH@$major) into .cache/node$major-linux-$ARCH for its headers"
