@@ -13,6 +13,7 @@ import { createLogger } from './log.js';
 import { brokerUrlSchema } from './ingest/mqtt.js';
 import { redactUrl } from './redact.js';
 import { fitProblems, servedModelNames, startAgent, type Agent } from './pipeline.js';
+import { createNotifier } from './observe/notify.js';
 import { simulateDefaults, startSimulator } from './simulate.js';
 import { runModelCommand } from '../models/commands.js';
 import { runSyncCommand } from '../sync/commands.js';
@@ -76,6 +77,9 @@ function positiveNumber(name: string, v: string | undefined, fallback: number, i
 async function cmdRun(configPath: string): Promise<void> {
   const config = loadConfig(configPath);
   const log = createLogger(config.log);
+  // systemd's notify protocol (only under systemd): started before the agent so that EXTEND_TIMEOUT_USEC
+  // covers loading the models.
+  const notifier = createNotifier(log, process.env, { maxSyncLagSec: config.http.maxSyncLagSec });
   let agent: Agent | null = null;
   let stopping = false;
   let exitCode = 0;
@@ -94,6 +98,7 @@ async function cmdRun(configPath: string): Promise<void> {
       process.exit(exitCode || 130);
     }
     stopping = true;
+    notifier.stopping();
     log.info({ reason }, 'stopping');
     const deadlineMs = config.shutdown.deadlineMs;
     // The lifecycle closes every part within the deadline, force-closing what overruns. This is the
@@ -124,7 +129,9 @@ async function cmdRun(configPath: string): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT', 0));
   try {
     agent = await startAgent(config, log, { onFatal: (err) => stop('fatal', isEdgeError(err) ? err.exitCode : 70, err) });
+    notifier.watch(agent);
   } catch (err) {
+    notifier.close();
     if (isEdgeError(err)) log.fatal({ code: err.code, err: err.message }, 'agent could not start');
     fail(err);
   }
