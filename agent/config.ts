@@ -122,14 +122,19 @@ function deepFreeze<T>(v: T): T {
   return v;
 }
 
-/** Parses YAML text. `where` names the file in messages; relative paths resolve against `baseDir`. */
-export function parseConfig(text: string, where: string, baseDir: string): FrozenConfig {
+/** The YAML text as plain data; a syntax error is EDGE_ERR_CONFIG naming `where`. */
+function parseYaml(text: string, where: string): unknown {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
     const details = doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`);
     throw new EdgeError('EDGE_ERR_CONFIG', `${where}: not valid YAML\n  ${details.join('\n  ')}`, { details });
   }
-  return configFromObject(doc.toJS() ?? {}, where, baseDir);
+  return doc.toJS() ?? {};
+}
+
+/** Parses YAML text. `where` names the file in messages; relative paths resolve against `baseDir`. */
+export function parseConfig(text: string, where: string, baseDir: string): FrozenConfig {
+  return configFromObject(parseYaml(text, where), where, baseDir);
 }
 
 function configError(where: string, details: string[]): EdgeError {
@@ -255,14 +260,16 @@ export function allSubscriptions(models: readonly { subscriptions: readonly Subs
   return [...qos].map(([topic, q]) => ({ topic, qos: q }));
 }
 
-export function loadConfig(path: string): FrozenConfig {
-  let text: string;
+function readConfigText(path: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (err) {
     throw new EdgeError('EDGE_ERR_CONFIG', `${path}: cannot read the config file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
-  return parseConfig(text, path, dirname(resolve(path)));
+}
+
+export function loadConfig(path: string): FrozenConfig {
+  return parseConfig(readConfigText(path), path, dirname(resolve(path)));
 }
 
 /**
@@ -272,18 +279,7 @@ export function loadConfig(path: string): FrozenConfig {
  * does not stop it.
  */
 export function readStorePath(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new EdgeError('EDGE_ERR_CONFIG', `${path}: cannot read the config file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length) {
-    const details = doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`);
-    throw new EdgeError('EDGE_ERR_CONFIG', `${path}: not valid YAML\n  ${details.join('\n  ')}`, { details });
-  }
-  const raw = (doc.toJS() ?? {}) as { store?: { path?: unknown } | null };
+  const raw = parseYaml(readConfigText(path), path) as { store?: { path?: unknown } | null };
   const value = raw.store && typeof raw.store === 'object' ? raw.store.path : undefined;
   if (value === undefined) return storeOptionsSchema.parse({}).path;
   if (typeof value !== 'string' || !value) throw configError(path, [`store.path: got ${JSON.stringify(value)} — the SQLite file's path`]);

@@ -198,10 +198,10 @@ export function statusLine(observe: ObserveSources, maxSyncLagSec: number, worke
     observe.models().map((m) => `${m.name}@${m.serving}`).join(', '),
     `${s.receivedPerSec.toFixed(1)} msg/s`,
   ];
-  const backlog = (observe.sync()?.targets ?? []).reduce((n, t) => n + t.kinds.reduce((m, k) => m + k.backlog, 0), 0);
-  if (observe.sync()) parts.push(`sync backlog ${backlog}`);
+  const sync = observe.sync();
+  if (sync) parts.push(`sync backlog ${sync.targets.reduce((n, t) => n + t.kinds.reduce((m, k) => m + k.backlog, 0), 0)}`);
   if (s.resultsPending) parts.push(`${s.resultsPending} results pending`);
-  const problems = readiness(observe, maxSyncLagSec).checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.problem ?? 'failing'}`);
+  const problems = readiness(observe, maxSyncLagSec, sync).checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.problem ?? 'failing'}`);
   if (!workersAnswer) problems.unshift('a model worker does not answer');
   parts.push(problems.length ? `problems: ${problems.join('; ')}` : 'ok');
   // One line, short: systemd shows it in `systemctl status`.

@@ -41,7 +41,7 @@ export async function liveness(s: ObserveSources, timeoutMs = 5000): Promise<{ o
 }
 
 /** Ready to serve: connected and subscribed, every model loaded with a live worker, the store taking rows, sync not stuck. */
-export function readiness(s: ObserveSources, maxSyncLagSec: number): { ok: boolean; checks: Check[] } {
+export function readiness(s: ObserveSources, maxSyncLagSec: number, sync = s.sync()): { ok: boolean; checks: Check[] } {
   const b = s.broker();
   const checks: Check[] = [
     b.connected ? { name: 'broker', ok: true } : { name: 'broker', ok: false, problem: `not connected to ${b.url}` },
@@ -51,10 +51,11 @@ export function readiness(s: ObserveSources, maxSyncLagSec: number): { ok: boole
   const st = s.store();
   checks.push(st.full && st.onFull === 'hold-intake' ? { name: 'store', ok: false, problem: `at its byte budget (${st.usedBytes} of ${st.maxBytes} bytes): intake held` } : { name: 'store', ok: true });
   if (maxSyncLagSec > 0) {
-    for (const t of s.sync()?.targets ?? []) {
+    for (const t of sync?.targets ?? []) {
       const worst = Math.max(0, ...t.kinds.map((k) => k.oldestUnsyncedSec ?? 0));
+      const lastError = t.kinds.find((k) => k.lastError)?.lastError;
       checks.push(worst > maxSyncLagSec
-        ? { name: `sync ${t.target}`, ok: false, problem: `rows unsynced for ${worst} s (limit ${maxSyncLagSec} s)${t.kinds.find((k) => k.lastError)?.lastError ? `; last error: ${t.kinds.find((k) => k.lastError)?.lastError}` : ''}` }
+        ? { name: `sync ${t.target}`, ok: false, problem: `rows unsynced for ${worst} s (limit ${maxSyncLagSec} s)${lastError ? `; last error: ${lastError}` : ''}` }
         : { name: `sync ${t.target}`, ok: true });
     }
   }
@@ -75,14 +76,15 @@ export interface StatusSnapshot {
 
 /** Everything the status page and `edge-agent status` show, in one JSON object. `historySec` 0 leaves the history out. */
 export function statusSnapshot(s: ObserveSources, maxSyncLagSec: number, historySec: number): StatusSnapshot {
-  const ready = readiness(s, maxSyncLagSec);
+  const sync = s.sync();
+  const ready = readiness(s, maxSyncLagSec, sync);
   return {
     agent: { id: s.agentId, version: s.version, startedAt: new Date(s.startedAt).toISOString(), uptimeSec: Math.round((Date.now() - s.startedAt) / 1000), ready: ready.ok, checks: ready.checks },
     rates: s.stats.snapshot(),
     history: historySec > 0 ? s.stats.history(historySec) : [],
     models: s.models(),
     events: s.events(50),
-    sync: s.sync(),
+    sync,
     store: s.store(),
     drift: s.drift?.() ?? null,
     truth: s.truth?.() ?? null,
