@@ -72,6 +72,14 @@ export const RejectReasons = {
   REJECT_NO_MODEL: "no model in the config subscribes to the message's topic (a subscription an earlier config left in the broker session)",
   REJECT_BAD_LABEL: 'a label message (truth.topic) cannot be read: not a JSON object, no key, no outcome, a bad time, an unknown model, or text for a regression',
   REJECT_UNMATCHED_LABEL: 'a label found no prediction to join: none for its key within truth.windowMs before its time, that one has a label already, or the label came too late',
+  REJECT_STALE: "a feature's newest value is older than its maximum age when its row is made (tags joined per asset)",
+  REJECT_STUCK: 'a feature has kept the same value for quality stuckSamples readings in a row (a frozen sensor or gateway)',
+  REJECT_SCALE_CHANGE: "a feature's recent values sit far from its training mean: a unit or scale change (°F where °C was trained)",
+  REJECT_OUT_OF_TRAINING_RANGE: "a feature is outside the range seen in training (the manifest's baseline min and max)",
+  REJECT_SPARKPLUG_PAYLOAD: 'a Sparkplug B payload cannot be decoded, or its topic is not a Sparkplug B topic',
+  REJECT_SPARKPLUG_NO_BIRTH: 'Sparkplug B data from a node or device whose birth the agent has not seen, or by an alias its birth did not declare',
+  REJECT_LIMIT: 'a new asset, node, device or metric beyond the configured limits (memory stays bounded)',
+  REJECT_WINDOW_SAMPLES: 'window samples cannot be read (arrays of unequal length, no timestamp), or every sample is out of order or a duplicate',
 } as const;
 
 export type RejectReason = keyof typeof RejectReasons;
