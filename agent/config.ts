@@ -14,6 +14,7 @@ import { releasesOptionsSchema } from '../sync/push.js';
 import { syncOptionsSchema } from '../sync/upstream.js';
 import { parsePublicKey } from '../models/sign.js';
 import { mappingOptionsSchema, type MappingOptions } from './ingest/features.js';
+import { payloadOptionsSchema, type PayloadOptions } from './ingest/styles.js';
 import { inferenceOptionsSchema } from './infer/infer.js';
 import { ingestOptionsSchema, subscriptionsSchema, type Subscription } from './ingest/ingest.js';
 import { truthOptionsSchema } from './ingest/labels.js';
@@ -35,8 +36,10 @@ const servedModelSchema = z.strictObject({
   dir: z.string().min(1),
   /** The topic filters of this model's readings. */
   subscriptions: subscriptionsSchema,
-  /** How this model's features are read from the payloads. */
+  /** How this model's features are read from the payloads (style json). */
   mapping: mappingOptionsSchema,
+  /** How this model's readings arrive: json (one object per reading), tags, sparkplug or window. */
+  payload: payloadOptionsSchema,
   /** This model's result topic; default publish.topic. */
   resultTopic: resultTopicSchema.optional(),
   /** Accept unsigned releases of this model; default model.trust.allowUnsigned. */
@@ -48,6 +51,8 @@ export const configSchema = z.strictObject({
   ingest: ingestOptionsSchema.prefault({}),
   /** One model: its mapping (with several, each entry of models has its own). */
   mapping: mappingOptionsSchema,
+  /** One model: how its readings arrive (with several, each entry of models has its own). */
+  payload: payloadOptionsSchema,
   /** Several models, each with its own first version, subscriptions, mapping and result topic. */
   models: z.array(servedModelSchema).min(1).max(MAX_MODELS).optional(),
   model: z.strictObject({
@@ -104,9 +109,10 @@ export interface ModelSpec {
   dir: string;
   subscriptions: readonly Subscription[];
   mapping: MappingOptions;
+  payload: PayloadOptions;
   resultTopic: string;
   allowUnsigned: boolean;
-  keys: { dir: string; subscriptions: string; mapping: string; resultTopic: string };
+  keys: { dir: string; subscriptions: string; mapping: string; payload: string; resultTopic: string };
 }
 
 export type Config = Omit<Resolved<z.infer<typeof configSchema>>, 'models'> & { models: ModelSpec[] };
@@ -228,6 +234,7 @@ function formProblems(raw: unknown): string[] {
     ['model.dir', has(r.model?.dir), 'dir'],
     ['ingest.subscriptions', has(r.ingest?.subscriptions), 'subscriptions'],
     ['mapping', has(r.mapping), 'mapping'],
+    ['payload', has((r as { payload?: unknown }).payload), 'payload'],
   ] as const;
   if (r.models !== undefined) {
     return topLevel.filter(([, present]) => present).map(([key, , inEntry]) => `${key}: with models listed, each model has its own ${inEntry} (models[].${inEntry}); remove ${key}`);
@@ -235,7 +242,7 @@ function formProblems(raw: unknown): string[] {
   // A parent that is there but not an object (model: null) is the schema's to name.
   const parentBad = (v: unknown) => v !== undefined && (v === null || typeof v !== 'object');
   return topLevel
-    .filter(([key, present]) => !present && key !== 'mapping' && !parentBad(key === 'model.dir' ? r.model : r.ingest))
+    .filter(([key, present]) => !present && key !== 'mapping' && key !== 'payload' && !parentBad(key === 'model.dir' ? r.model : r.ingest))
     .map(([key]) => `${key}: got (missing) — ${key === 'model.dir' ? "the folder of the model's first version" : "the readings' topic filters"} (or list several models under models, each with dir, subscriptions and mapping)`);
 }
 
@@ -243,13 +250,13 @@ function formProblems(raw: unknown): string[] {
 function servedModels(c: Resolved<z.infer<typeof configSchema>>): ModelSpec[] {
   if (!c.models) {
     return [{
-      dir: c.model.dir as string, subscriptions: [...(c.ingest.subscriptions ?? [])], mapping: c.mapping, resultTopic: c.publish.topic, allowUnsigned: c.model.trust.allowUnsigned,
-      keys: { dir: 'model.dir', subscriptions: 'ingest.subscriptions', mapping: 'mapping', resultTopic: 'publish.topic' },
+      dir: c.model.dir as string, subscriptions: [...(c.ingest.subscriptions ?? [])], mapping: c.mapping, payload: c.payload, resultTopic: c.publish.topic, allowUnsigned: c.model.trust.allowUnsigned,
+      keys: { dir: 'model.dir', subscriptions: 'ingest.subscriptions', mapping: 'mapping', payload: 'payload', resultTopic: 'publish.topic' },
     }];
   }
   return c.models.map((m, i) => ({
-    dir: m.dir, subscriptions: [...m.subscriptions], mapping: m.mapping, resultTopic: m.resultTopic ?? c.publish.topic, allowUnsigned: m.allowUnsigned ?? c.model.trust.allowUnsigned,
-    keys: { dir: `models[${i}].dir`, subscriptions: `models[${i}].subscriptions`, mapping: `models[${i}].mapping`, resultTopic: m.resultTopic ? `models[${i}].resultTopic` : 'publish.topic' },
+    dir: m.dir, subscriptions: [...m.subscriptions], mapping: m.mapping, payload: m.payload, resultTopic: m.resultTopic ?? c.publish.topic, allowUnsigned: m.allowUnsigned ?? c.model.trust.allowUnsigned,
+    keys: { dir: `models[${i}].dir`, subscriptions: `models[${i}].subscriptions`, mapping: `models[${i}].mapping`, payload: `models[${i}].payload`, resultTopic: m.resultTopic ? `models[${i}].resultTopic` : 'publish.topic' },
   }));
 }
 

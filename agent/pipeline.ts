@@ -23,8 +23,9 @@ import { controlSocketPath, startControl } from './control.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './ingest/broker.js';
 import { allSubscriptions, type FrozenConfig, type ModelSpec } from './config.js';
 import { EdgeError } from './errors.js';
-import { createDecoder, mappingProblems } from './ingest/features.js';
+import { createContractJudge, createDecoder, mappingProblems } from './ingest/features.js';
 import { createIngest, type Ingest, type Message } from './ingest/ingest.js';
+import { createAssembler, payloadProblems } from './ingest/styles.js';
 import { createLifecycle, type CloseReport } from './lifecycle.js';
 import { createRateLimitedLog, type Logger } from './log.js';
 import { createMqttClient } from './ingest/mqtt.js';
@@ -72,12 +73,14 @@ export interface AgentHooks {
   onFatal(err: Error): void;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** Parts whose overrun loses nothing: a force-close there still ends in a clean stop (exit 0). */
 const SAFE_OVERRUNS = new Set(['wait for result acknowledgements', 'disconnect from broker', 'stop upstream sync']);
 
 /** What keeps a model from serving with its part of the config: mapped features it lacks, a name or version no topic can hold. */
 export function fitProblems(config: FrozenConfig, spec: ModelSpec, manifest: Manifest): string[] {
-  const problems = mappingProblems(spec.mapping, manifest, spec.keys.mapping);
+  const problems = [...mappingProblems(spec.mapping, manifest, spec.keys.mapping), ...payloadProblems(spec.payload, manifest, spec.keys.payload)];
   const topicProblem = config.publish.enabled ? modelTopicProblem(spec.resultTopic, manifest.name, manifest.version, spec.keys.resultTopic) : null;
   if (topicProblem) problems.push(topicProblem);
   return problems;
@@ -104,7 +107,7 @@ async function serve(config: FrozenConfig, spec: ModelSpec, dir: string): Promis
     await model.inference.close();
     throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `the config does not fit model ${manifest.name}@${manifest.version}\n  ${problems.join('\n  ')}`, { details: problems });
   }
-  return { ...model, decode: createDecoder(spec.mapping, manifest, config.ingest.maxPayloadBytes) };
+  return { ...model, decode: createDecoder(spec.mapping, manifest, config.ingest.maxPayloadBytes), judge: createContractJudge(manifest) };
 }
 
 /** One model the agent serves: its part of the config, its slot and its lifecycle. */
@@ -156,7 +159,9 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       const first = await serve(config, spec, versions.versionDir(name, versions.state(name).active as string));
       const slot = createModelSlot(first);
       life.add({ name: config.models.length > 1 ? `close model ${name}` : 'close model', close: () => slot.current.inference.close() });
-      served.push({ name, spec, policy, slot, route: { slot, filters: spec.subscriptions.map((s) => s.topic), resultTopic: spec.resultTopic } });
+      // The payload style's assembler (tags, Sparkplug B, windows): its state outlives version swaps.
+      const assembler = createAssembler(spec.payload, first.manifest, { maxPayloadBytes: config.ingest.maxPayloadBytes });
+      served.push({ name, spec, policy, slot, route: { slot, filters: spec.subscriptions.map((s) => s.topic), resultTopic: spec.resultTopic, assembler } });
       const { manifest } = first;
       log.info({ model: manifest.name, version: manifest.version, dir: first.dir, golden: manifest.golden.length, subscriptions: spec.subscriptions.map((s) => s.topic) }, 'model loaded and verified');
     }
@@ -405,6 +410,16 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     const replayed = await ingest.replay();
     stats.counters.replayed = replayed;
     if (replayed) log.info({ rows: replayed }, 'replaying inbox rows left by an unclean stop');
+    // Styles that make rows on a period (a join on a period, Sparkplug B reorder timeouts): a tick goes through
+    // the batcher like a message, so the assembler only ever runs at dispatch, in order.
+    const tickers = served.flatMap((s, route) => {
+      const every = s.route.assembler?.tickMs;
+      if (!every) return [];
+      const timer = setInterval(() => void batcher.push({ inboxId: null, dedupKey: null, topic: '', payload: EMPTY, bytes: 0, receivedAt: Date.now(), t0: performance.now(), tick: route }), every);
+      timer.unref();
+      return [timer];
+    });
+    if (tickers.length) life.add({ name: 'stop assembler ticks', close: () => tickers.forEach((t) => clearInterval(t)) });
     // Release announcements and labels are not readings: they go to the release listener and to ground truth,
     // everything else to ingest.
     client.handleMessage = releases || truth

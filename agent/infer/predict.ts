@@ -6,6 +6,7 @@
 
 import { interpret, outputWidth, type Manifest } from '../../models/manifest.js';
 import { EdgeError, type RejectReason } from '../errors.js';
+import { createHolds, type AssembledRow, type Assembler } from '../ingest/assemble.js';
 import type { Decoded, Decoder } from '../ingest/features.js';
 import type { Inference, InferResult } from './infer.js';
 import type { Message } from '../ingest/ingest.js';
@@ -13,13 +14,15 @@ import { createRateLimitedLog, type Logger } from '../log.js';
 import { deliveredFilter, topicMatches } from '../ingest/topic.js';
 import type { Publisher, Result } from '../publish.js';
 import type { Stats } from '../observe/stats.js';
-import type { DeadLetterRow, PredictionRow, Store } from '../store/store.js';
+import type { BatchExtra, BirthRow, DeadLetterRow, HistoricalRow, PredictionRow, Store } from '../store/store.js';
 
 /** A loaded, verified model as it serves: its contract, its worker and its decoder. */
 export interface ServingModel {
   readonly manifest: Manifest;
   readonly inference: Inference;
   readonly decode: Decoder;
+  /** Judges an assembled row's raw values (the data-quality gate); gives the row to run or why not. */
+  readonly judge: (asset: string, raw: readonly unknown[], ages: readonly (number | undefined)[] | null) => Decoded;
 }
 
 /** The model that serves the next batch. A handle, not a constant: it can be swapped while batches run. */
@@ -50,6 +53,8 @@ export interface Route {
   readonly filters: readonly string[];
   /** Result topic template. */
   readonly resultTopic: string;
+  /** The payload style's assembler (tags, Sparkplug B, windows); absent: one JSON message is one row. */
+  readonly assembler?: Assembler;
 }
 
 /** The routes a topic goes to, by index; cached per topic (topics repeat: one per asset and signal). */
@@ -72,9 +77,25 @@ export interface BatchPart {
   model: ServingModel;
   /** Indexes into the batch of the messages it took. */
   rows: number[];
+  /** One per message (JSON), or one per assembled row. */
   decoded: Decoded[];
+  /** A style that makes rows of several messages (assemble.ts): what it made and let go of. */
+  assembled?: AssembledPart;
   result?: InferResult;
   error?: Error;
+}
+
+/** An assembler's share of a batch. */
+export interface AssembledPart {
+  rows: AssembledRow[];
+  /** Messages it could not read (index into the batch): dead letters. */
+  rejects: { i: number; code: RejectReason; detail: string }[];
+  /** Messages it let go of (of this batch or earlier ones). */
+  released: Message[];
+  /** Indexes of this batch's messages it consumed (not restored). */
+  fresh: number[];
+  births: BirthRow[];
+  historical: HistoricalRow[];
 }
 
 /** What a dispatched batch carries to its commit: one part per model, and the messages no model takes. */
@@ -110,6 +131,9 @@ export function createPredictor(deps: PredictDeps) {
   const { store, publisher, stats, log } = deps;
   const rejectLog = createRateLimitedLog(10_000);
   const routeOf = createRouter(deps.routes);
+  // Some model's style holds messages: the inbox rows are kept in books (assemble.ts); else each goes at its commit.
+  const assembling = deps.routes.some((r) => r.assembler);
+  const holds = createHolds();
   // Batches dispatched and not yet committed, per model: a swapped-out model closes when it has none.
   const inFlight = new Map<ServingModel, { batches: number; idle: (() => void)[] }>();
 
@@ -118,9 +142,18 @@ export function createPredictor(deps: PredictDeps) {
     const byRoute: number[][] = deps.routes.map(() => []);
     const unrouted: number[] = [];
     for (let i = 0; i < batch.length; i++) {
-      const to = routeOf((batch[i] as Message).topic);
+      const m = batch[i] as Message;
+      if (m.tick !== undefined) {
+        (byRoute[m.tick] as number[]).push(i);
+        continue;
+      }
+      const to = routeOf(m.topic);
       if (to.length === 0) unrouted.push(i);
-      for (const r of to) (byRoute[r] as number[]).push(i);
+      for (const r of to) {
+        // Replayed, and this JSON model stored its row before the restart (the row stayed for another model).
+        if (m.doneBy && !deps.routes[r]?.assembler && m.doneBy.includes((deps.routes[r] as Route).slot.current.manifest.name)) continue;
+        (byRoute[r] as number[]).push(i);
+      }
     }
     const parts: Promise<BatchPart>[] = [];
     byRoute.forEach((rows, r) => {
@@ -134,6 +167,7 @@ export function createPredictor(deps: PredictDeps) {
     const entry = inFlight.get(model) ?? { batches: 0, idle: [] };
     entry.batches++;
     inFlight.set(model, entry);
+    if (route.assembler) return runAssembled(route, route.assembler, model, batch, rows);
     const decoded = new Array<Decoded>(rows.length);
     const cols = model.manifest.features.length;
     let ok = 0;
@@ -149,6 +183,43 @@ export function createPredictor(deps: PredictDeps) {
     for (const d of decoded) if (d.ok) data.set(d.values, r++ * cols);
     try {
       part.result = await model.inference.run(model.manifest.input.name, data, ok, cols);
+    } catch (err) {
+      part.error = err as Error;
+    }
+    return part;
+  }
+
+  /** A style that makes rows of several messages: its assembler takes them in order, the gate judges each row. */
+  async function runAssembled(route: Route, asm: Assembler, model: ServingModel, batch: Message[], rows: number[]): Promise<BatchPart> {
+    const { manifest } = model;
+    const a: AssembledPart = { rows: [], rejects: [], released: [], fresh: [], births: [], historical: [] };
+    const now = Date.now();
+    for (const i of rows) {
+      const m = batch[i] as Message;
+      const restore = m.doneBy?.includes(manifest.name) ?? false;
+      const t = m.tick !== undefined ? asm.tick(manifest, now) : asm.take(m, manifest, now, restore);
+      if (m.tick === undefined && !restore) a.fresh.push(i);
+      for (const r of t.rows) a.rows.push(r);
+      for (const r of t.released) a.released.push(r);
+      if (t.reject) a.rejects.push({ i, ...t.reject });
+      if (t.extra?.births) for (const b of t.extra.births) a.births.push(b);
+      if (t.extra?.historical) for (const h of t.extra.historical) a.historical.push(h);
+    }
+    const decoded = a.rows.map((r) => (r.window ? ({ ok: true, asset: r.asset, values: r.window as unknown as number[] } as const) : model.judge(r.asset, r.raw ?? [], r.ages)));
+    const part: BatchPart = { route, model, rows, decoded, assembled: a };
+    let ok = 0;
+    let width = 0;
+    for (const d of decoded) {
+      if (!d.ok) continue;
+      ok++;
+      width = d.values.length;
+    }
+    if (!ok) return part;
+    const data = new Float32Array(ok * width);
+    let r = 0;
+    for (const d of decoded) if (d.ok) data.set(d.values, r++ * width);
+    try {
+      part.result = await model.inference.run(manifest.input.name, data, ok, width);
     } catch (err) {
       part.error = err as Error;
     }
@@ -213,6 +284,110 @@ export function createPredictor(deps: PredictDeps) {
     }
   }
 
+  /** An assembled part's rows: predictions and results named by the message that made each row; dead letters. */
+  function collectAssembled(batch: Message[], part: BatchPart, a: AssembledPart, out: { predictions: PredictionRow[]; results: Result[]; t0s: number[]; dead: DeadLetterRow[] }): void {
+    const { manifest } = part.model;
+    const width = outputWidth(manifest.output);
+    const data = part.result?.outputs[manifest.output.tensor]?.data;
+    const modelMs = part.result?.ms ?? 0;
+    const failure = part.error?.message ?? `no output "${manifest.output.tensor}"`;
+    for (const x of a.rejects) {
+      const m = batch[x.i] as Message;
+      out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: x.code, reason: x.detail, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name });
+    }
+    let k = 0;
+    for (let j = 0; j < a.rows.length; j++) {
+      const row = a.rows[j] as AssembledRow;
+      const d = part.decoded[j] as Decoded;
+      const m = row.source;
+      if (!d.ok || !data) {
+        // The row is made of several messages: its dead letter holds the values it was made of.
+        out.dead.push({
+          receivedAt: m.receivedAt, topic: m.topic, reasonCode: d.ok ? 'REJECT_INFERENCE_FAILED' : d.code, reason: d.ok ? failure : d.detail,
+          payload: rowPayload(row), inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name,
+        });
+        continue;
+      }
+      const outputs = new Array<number>(width);
+      let finite = true;
+      for (let c = 0; c < width; c++) finite = Number.isFinite((outputs[c] = data[k * width + c] as number)) && finite;
+      k++;
+      if (!finite) {
+        out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: 'REJECT_NONFINITE_OUTPUT', reason: `model output "${manifest.output.tensor}" is [${outputs.join(', ')}] for ${d.asset}`, payload: rowPayload(row), inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name });
+        continue;
+      }
+      const verdict = interpret(manifest.output, outputs);
+      out.results.push({ topicTemplate: part.route.resultTopic, id: 0, asset: d.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict, latencyMs: modelMs });
+      out.t0s.push(m.t0);
+      out.predictions.push({
+        receivedAt: m.receivedAt, asset: d.asset, topic: m.topic, modelName: manifest.name, modelVersion: manifest.version,
+        features: row.window ? Array.from(row.window) : d.values, outputs, label: 'label' in verdict ? verdict.label : null,
+        score: verdict.kind === 'classification' ? (verdict.probabilities[verdict.label] ?? null) : verdict.kind === 'score' ? verdict.score : verdict.value,
+        latencyMs: modelMs, inboxId: m.inboxId, dedupKey: m.dedupKey, quality: d.quality ?? null,
+      });
+    }
+  }
+
+  /**
+   * The inbox rows a batch removes, when some model holds messages (assemble.ts): each message of the batch
+   * counts a hold per model that took it; JSON models let go at once, styles when they release; a row goes
+   * when nobody holds it. A dead model's part lets go of nothing (the replay gives it its messages again).
+   * Held rows get a done row per model that consumed them, so a replay restores instead of redoing them.
+   */
+  function inboxBooks(batch: Message[], outcome: BatchOutcome, keep: ReadonlySet<number>, dead: ReadonlySet<BatchPart>): { ids: number[]; extra: BatchExtra } {
+    const ids: number[] = [];
+    const done: { inboxId: number; model: string }[] = [];
+    const undone: number[] = [];
+    const taken = new Uint8Array(batch.length);
+    const go = (id: number) => {
+      ids.push(id);
+      if (holds.forget(id)) undone.push(id);
+    };
+    for (const part of outcome.parts) {
+      for (const i of part.rows) {
+        const m = batch[i] as Message;
+        if (m.inboxId === null) continue;
+        if (m.doneBy && m.doneBy.length && taken[i] === 0) holds.recorded(m.inboxId);
+        taken[i] = 1;
+        holds.hold(m.inboxId, 1);
+      }
+    }
+    for (const part of outcome.parts) {
+      if (dead.has(part)) continue;
+      if (!part.assembled) {
+        for (const i of part.rows) {
+          const id = (batch[i] as Message).inboxId;
+          if (id !== null && !keep.has(i) && holds.release(id)) go(id);
+        }
+        continue;
+      }
+      for (const m of part.assembled.released) if (m.inboxId !== null && holds.release(m.inboxId)) go(m.inboxId);
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const m = batch[i] as Message;
+      if (m.inboxId !== null && taken[i] === 0 && !keep.has(i)) go(m.inboxId);
+    }
+    for (const part of outcome.parts) {
+      if (!part.assembled || dead.has(part)) continue;
+      const model = part.model.manifest.name;
+      for (const i of part.assembled.fresh) {
+        const id = (batch[i] as Message).inboxId;
+        if (id === null || !holds.held(id)) continue;
+        done.push({ inboxId: id, model });
+        holds.markDone(id);
+      }
+    }
+    ids.sort((x, y) => x - y);
+    const births: BirthRow[] = [];
+    const historical: HistoricalRow[] = [];
+    for (const part of outcome.parts) {
+      if (!part.assembled) continue;
+      for (const b of part.assembled.births) births.push(b);
+      for (const h of part.assembled.historical) historical.push(h);
+    }
+    return { ids, extra: { done, undone, births, historical } };
+  }
+
   function commitBatch(batch: Message[], outcome: BatchOutcome): void {
     deps.commitInbox();
     const predictions: PredictionRow[] = [];
@@ -223,8 +398,14 @@ export function createPredictor(deps: PredictDeps) {
     // not run them. Their inbox rows stay and nothing of them is stored now, for any model: the replay
     // gives every model that takes them its one row.
     const keep = new Set<number>();
+    const deadParts = new Set<BatchPart>();
     for (const part of outcome.parts) {
       if (part.result?.outputs[part.model.manifest.output.tensor]?.data || part.model.inference.alive) continue;
+      if (part.assembled) {
+        // A style's state moved on already: its messages stay held (no done rows), the replay makes its rows again.
+        if (part.assembled.rows.length) deadParts.add(part);
+        continue;
+      }
       for (let j = 0; j < part.rows.length; j++) {
         const i = part.rows[j] as number;
         if ((part.decoded[j] as Decoded).ok && (batch[i] as Message).inboxId !== null) keep.add(i);
@@ -235,21 +416,32 @@ export function createPredictor(deps: PredictDeps) {
     for (const part of outcome.parts) {
       const p0 = predictions.length;
       const d0 = dead.length;
-      collect(batch, part, keep, { predictions, results, t0s, dead });
+      if (part.assembled) {
+        if (!deadParts.has(part)) collectAssembled(batch, part, part.assembled, { predictions, results, t0s, dead });
+      } else {
+        collect(batch, part, keep, { predictions, results, t0s, dead });
+      }
       shares.push({ part, p: [p0, predictions.length], d: [d0, dead.length] });
     }
     for (const i of outcome.unrouted) {
       const m = batch[i] as Message;
       dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: 'REJECT_NO_MODEL', reason: `no model in the config takes topic "${m.topic}"`, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey, model: null });
     }
-    const inboxIds: number[] = [];
-    for (let i = 0; i < batch.length; i++) {
-      const id = (batch[i] as Message).inboxId;
-      if (id !== null && !keep.has(i)) inboxIds.push(id);
+    let inboxIds: number[] = [];
+    let extra: BatchExtra | undefined;
+    if (assembling) {
+      ({ ids: inboxIds, extra } = inboxBooks(batch, outcome, keep, deadParts));
+    } else {
+      for (let i = 0; i < batch.length; i++) {
+        const id = (batch[i] as Message).inboxId;
+        if (id !== null && !keep.has(i)) inboxIds.push(id);
+      }
     }
-    const ids = store.commitBatch(predictions, dead, inboxIds);
+    const ids = store.commitBatch(predictions, dead, inboxIds, extra);
     const now = performance.now();
-    stats.counters.received += batch.length;
+    let received = batch.length;
+    if (assembling) for (const m of batch) if (m.tick !== undefined) received--;
+    stats.counters.received += received;
     for (let p = 0; p < results.length; p++) {
       const r = results[p] as Result;
       r.id = ids[p] as number;
@@ -285,4 +477,10 @@ export function createPredictor(deps: PredictDeps) {
   }
 
   return { run, commit, retired };
+}
+
+/** An assembled row's dead letter payload: what the row was made of (a row has no one message of its own). */
+function rowPayload(row: AssembledRow): Buffer {
+  const values = row.window ? { window: row.window.length } : row.raw;
+  return Buffer.from(JSON.stringify({ asset: row.asset, at: row.at, values, ages: row.ages }));
 }

@@ -30,7 +30,8 @@ export const mappingOptionsSchema = z
 export type MappingOptions = z.infer<typeof mappingOptionsSchema>;
 
 export type Decoded =
-  | { ok: true; asset: string; values: number[] }
+  /** `quality`: the data-quality gate's flags as JSON (features imputed or passed flagged), absent when clean. */
+  | { ok: true; asset: string; values: number[]; quality?: string | null }
   | { ok: false; code: RejectReason; detail: string };
 
 /** An asset id fills {asset} in the result topic: one topic level a broker accepts (see topic.ts). */
@@ -114,20 +115,42 @@ export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPa
     for (let i = 0; i < columns.length; i++) {
       const c = columns[i]!;
       const v = readPath(json, c.path);
-      if (v === undefined) return { ok: false, code: 'REJECT_MISSING_FIELD', detail: `feature ${c.name}: field "${c.pathText}" is absent` };
-      if (typeof v !== 'number') {
-        return { ok: false, code: 'REJECT_WRONG_TYPE', detail: `feature ${c.name}: field "${c.pathText}" is ${v === null ? 'null' : typeof v}, expected a number` };
-      }
-      // JSON.parse cannot give NaN or Infinity, but 1e999 parses to Infinity.
-      if (!Number.isFinite(v)) return { ok: false, code: 'REJECT_NOT_FINITE', detail: `feature ${c.name}: field "${c.pathText}" is ${v}` };
-      // The model takes float32: a double beyond ±3.4028234663852886e38 would reach it as ±Infinity.
-      if (!Number.isFinite(Math.fround(v))) {
-        return { ok: false, code: 'REJECT_NOT_FINITE', detail: `feature ${c.name}: field "${c.pathText}" is ${v}, beyond float32 (±3.4028234663852886e38)` };
-      }
-      if (v < c.min || v > c.max) {
-        return { ok: false, code: 'REJECT_OUT_OF_RANGE', detail: `feature ${c.name}: ${v} is outside the valid range [${c.min}, ${c.max}]` };
-      }
-      values[i] = v;
+      const problem = valueProblem(c, v, `field "${c.pathText}"`);
+      if (problem) return problem;
+      values[i] = v as number;
+    }
+    return { ok: true, asset, values };
+  };
+}
+
+/** Why `v` cannot be feature `c`'s value (`where` names where it came from), or null. A plain function: it runs per value. */
+function valueProblem(c: { name: string; min: number; max: number }, v: unknown, where: string): Extract<Decoded, { ok: false }> | null {
+  if (v === undefined) return { ok: false, code: 'REJECT_MISSING_FIELD', detail: `feature ${c.name}: ${where} is absent` };
+  if (typeof v !== 'number') {
+    return { ok: false, code: 'REJECT_WRONG_TYPE', detail: `feature ${c.name}: ${where} is ${v === null ? 'null' : typeof v}, expected a number` };
+  }
+  // JSON.parse cannot give NaN or Infinity, but 1e999 parses to Infinity.
+  if (!Number.isFinite(v)) return { ok: false, code: 'REJECT_NOT_FINITE', detail: `feature ${c.name}: ${where} is ${v}` };
+  // The model takes float32: a double beyond ±3.4028234663852886e38 would reach it as ±Infinity.
+  if (!Number.isFinite(Math.fround(v))) {
+    return { ok: false, code: 'REJECT_NOT_FINITE', detail: `feature ${c.name}: ${where} is ${v}, beyond float32 (±3.4028234663852886e38)` };
+  }
+  if (v < c.min || v > c.max) {
+    return { ok: false, code: 'REJECT_OUT_OF_RANGE', detail: `feature ${c.name}: ${v} is outside the valid range [${c.min}, ${c.max}]` };
+  }
+  return null;
+}
+
+/** Judges a row of raw values in the manifest's feature order against the contract (type, finite, range). */
+export function createContractJudge(manifest: Manifest) {
+  const columns = manifest.features;
+  return function judge(asset: string, raw: readonly unknown[]): Decoded {
+    const values = new Array<number>(columns.length);
+    for (let i = 0; i < columns.length; i++) {
+      const c = columns[i]!;
+      const problem = valueProblem(c, raw[i], 'the value');
+      if (problem) return problem;
+      values[i] = raw[i] as number;
     }
     return { ok: true, asset, values };
   };

@@ -64,6 +64,10 @@ export interface Message {
   receivedAt: number;
   /** performance.now() at receipt, for in-agent latency. */
   t0: number;
+  /** Replayed: the models that had consumed it before the restart (its inbox row stayed held); see assemble.ts. */
+  doneBy?: readonly string[] | null;
+  /** Not a message: a period tick for the assembler of the route with this index (see assemble.ts). */
+  tick?: number;
 }
 
 export interface IngestDeps {
@@ -214,7 +218,9 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
       let count = 0;
       for (let after = 0, page = deps.store.inboxPage(after, REPLAY_PAGE); page.length; page = deps.store.inboxPage(after, REPLAY_PAGE)) {
         for (const r of page) {
-          if (!deps.accept(toMessage(r.id, r.dedupKey, r.topic, r.payload, r.receivedAt))) await deps.drained();
+          const m = toMessage(r.id, r.dedupKey, r.topic, r.payload, r.receivedAt);
+          if (r.doneBy) m.doneBy = r.doneBy;
+          if (!deps.accept(m)) await deps.drained();
         }
         after = (page[page.length - 1] as { id: number }).id;
         count += page.length;

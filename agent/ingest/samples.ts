@@ -1,3 +1,6 @@
+// Samples: the common currency of the payload styles that read one feature at a time (tags per topic,
+// Sparkplug B metrics): each gives samples, the join (join.ts) makes rows of them.
+
 /** One value of one model feature for one asset, as a payload style read it. */
 export interface Sample {
   asset: string;

@@ -14,13 +14,21 @@ export interface InboxMessage {
 
 export interface InboxRow extends InboxMessage {
   id: number;
+  /** The models that consumed this row before a restart while it stayed held (table inbox_done): null when none. */
+  doneBy: string[] | null;
 }
 
 export function createInbox(db: Database.Database, writer: Writer) {
   const insert = db.prepare('INSERT INTO inbox (received_at, topic, qos, dedup_key, payload) VALUES (?, ?, ?, ?, ?)');
   const deleteOne = db.prepare('DELETE FROM inbox WHERE id = ?');
   const deleteRange = db.prepare('DELETE FROM inbox WHERE id BETWEEN ? AND ?');
-  const selectPage = db.prepare('SELECT id, received_at, topic, qos, dedup_key, payload FROM inbox WHERE id > ? ORDER BY id LIMIT ?');
+  const selectPage = db.prepare(
+    `SELECT id, received_at, topic, qos, dedup_key, payload,
+       (SELECT group_concat(model, char(31)) FROM inbox_done d WHERE d.inbox_id = inbox.id) AS done
+     FROM inbox WHERE id > ? ORDER BY id LIMIT ?`,
+  );
+  const insertDone = db.prepare('INSERT OR IGNORE INTO inbox_done (inbox_id, model) VALUES (?, ?)');
+  const deleteDone = db.prepare('DELETE FROM inbox_done WHERE inbox_id = ?');
   // Most recent first, inbox rows included: those are the ones whose PUBACKs a crash may have lost.
   // Ordered by inbox id (the order of arrival, never reused), not by received_at: the wall clock of a
   // line PC steps back and forth (NTP, a dead RTC battery), and a step back would push the newest keys
@@ -45,9 +53,17 @@ export function createInbox(db: Database.Database, writer: Writer) {
     },
     /** Up to `limit` rows after inbox id `after`, oldest first. */
     page: (after: number, limit: number): InboxRow[] =>
-      (selectPage.all(after, limit) as { id: number; received_at: number; topic: string; qos: number; dedup_key: string | null; payload: Buffer }[]).map(
-        (r) => ({ id: r.id, receivedAt: r.received_at, topic: r.topic, qos: r.qos, dedupKey: r.dedup_key, payload: r.payload }),
+      (selectPage.all(after, limit) as { id: number; received_at: number; topic: string; qos: number; dedup_key: string | null; payload: Buffer; done: string | null }[]).map(
+        (r) => ({ id: r.id, receivedAt: r.received_at, topic: r.topic, qos: r.qos, dedupKey: r.dedup_key, payload: r.payload, doneBy: r.done === null ? null : r.done.split('\x1f') }),
       ),
+    /** Inside a write: records that `model` consumed these inbox rows, which stay held. */
+    done(rows: readonly { inboxId: number; model: string }[]): void {
+      for (const r of rows) insertDone.run(r.inboxId, r.model);
+    },
+    /** Inside a write: forgets the consumers of inbox rows that are going (or gone). */
+    undone(ids: readonly number[]): void {
+      for (const id of ids) deleteDone.run(id);
+    },
     recentKeys: (limit: number, rowsPerMessage = 1) => (selectKeys.all({ limit, rows: limit * rowsPerMessage }) as { dedup_key: string }[]).map((r) => r.dedup_key),
   };
 }

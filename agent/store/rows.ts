@@ -16,6 +16,8 @@ export interface PredictionRow {
   latencyMs: number;
   inboxId: number | null;
   dedupKey: string | null;
+  /** The data-quality gate's flags (features imputed or passed flagged) as JSON; null or absent when clean. */
+  quality?: string | null;
 }
 
 export interface DeadLetterRow {
@@ -34,8 +36,8 @@ export interface DeadLetterRow {
 export function createRows(db: Database.Database) {
   const insertPrediction = db.prepare(
     `INSERT INTO predictions (received_at, asset, topic, model_name, model_version, features, outputs,
-       label, score, latency_ms, inbox_id, dedup_key, created_at, role)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       label, score, latency_ms, inbox_id, dedup_key, created_at, role, quality)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const insertDead = db.prepare(
     `INSERT INTO dead_letters (received_at, topic, reason_code, reason, payload, inbox_id, dedup_key, created_at, model)
@@ -55,7 +57,7 @@ export function createRows(db: Database.Database) {
         const shadow = role === 'shadow';
         ids[i] = Number(insertPrediction.run(
           p.receivedAt, p.asset, p.topic, p.modelName, p.modelVersion, JSON.stringify(p.features), JSON.stringify(p.outputs),
-          p.label, p.score, p.latencyMs, shadow ? null : p.inboxId, shadow ? null : p.dedupKey, now, role,
+          p.label, p.score, p.latencyMs, shadow ? null : p.inboxId, shadow ? null : p.dedupKey, now, role, p.quality ?? null,
         ).lastInsertRowid);
       }
       return ids;

@@ -187,6 +187,35 @@ export const MIGRATIONS: readonly string[] = [
    );
    CREATE INDEX labels_prediction ON labels (prediction_id);
    CREATE INDEX labels_dedup ON labels (dedup_key);`,
+  // Payload styles that hold messages (tags joined per asset, Sparkplug B, windows: agent/ingest/assemble.ts).
+  // inbox_done: which models consumed an inbox row that is still held (by that model's join or window, or by
+  // another model): a replay gives it to them to rebuild their state only, never to make a row again.
+  // predictions.quality: the data-quality gate's flags (imputed or flagged features), JSON, null when clean.
+  // sparkplug_births: each Sparkplug B node's and device's last birth (metric names, aliases, datatypes), so
+  // that data after a restart can still be decoded. historical: Sparkplug B metrics sent as is_historical,
+  // kept apart from live values.
+  `CREATE TABLE inbox_done (
+     inbox_id INTEGER NOT NULL,
+     model TEXT NOT NULL,
+     PRIMARY KEY (inbox_id, model)
+   ) WITHOUT ROWID;
+   ALTER TABLE predictions ADD COLUMN quality TEXT;
+   CREATE TABLE sparkplug_births (
+     key TEXT PRIMARY KEY,
+     record TEXT NOT NULL,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE TABLE historical (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     received_at INTEGER NOT NULL,
+     model TEXT NOT NULL,
+     asset TEXT NOT NULL,
+     feature TEXT NOT NULL,
+     ts INTEGER NOT NULL,
+     value TEXT NOT NULL,
+     topic TEXT NOT NULL,
+     created_at INTEGER NOT NULL
+   );`,
 ];
 
 export function migrate(db: Database.Database): void {

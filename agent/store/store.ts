@@ -12,6 +12,7 @@
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { EdgeError } from '../errors.js';
+import { createAssemblyRows, type BirthRow, type HistoricalRow } from './assembly.js';
 import { createEvents, type ModelEventRow } from './events.js';
 import { prepareFiles } from './files.js';
 import { createInbox, type InboxMessage, type InboxRow } from './inbox.js';
@@ -23,7 +24,17 @@ import { createSyncRows, type SyncRows } from './sync.js';
 import { migrate } from './schema.js';
 import { createWriter } from './writer.js';
 
-export type { DeadLetterRow, InboxMessage, InboxRow, ModelEventRow, PredictionRow };
+export type { BirthRow, DeadLetterRow, HistoricalRow, InboxMessage, InboxRow, ModelEventRow, PredictionRow };
+
+/** What a batch of the styles that hold messages writes besides its rows (agent/ingest/assemble.ts). */
+export interface BatchExtra {
+  /** Held inbox rows the batch's models consumed: a replay gives them to those models to rebuild state only. */
+  done?: readonly { inboxId: number; model: string }[];
+  /** Inbox rows going (in `inboxIds`) that had consumers recorded. */
+  undone?: readonly number[];
+  births?: readonly BirthRow[];
+  historical?: readonly HistoricalRow[];
+}
 export { MIGRATIONS } from './schema.js';
 
 export const storeOptionsSchema = z
@@ -48,7 +59,9 @@ export interface Store {
   /** Rolls back an open group after a failure; from then on the store refuses writes. */
   abortGroup(): void;
   /** One transaction: the rows go in and their inbox rows go out together. Gives prediction row ids. */
-  commitBatch(predictions: readonly PredictionRow[], deadLetters: readonly DeadLetterRow[], inboxIds: readonly number[]): number[];
+  commitBatch(predictions: readonly PredictionRow[], deadLetters: readonly DeadLetterRow[], inboxIds: readonly number[], extra?: BatchExtra): number[];
+  /** Every Sparkplug B birth kept (the host's alias maps at start). */
+  savedBirths(): BirthRow[];
   /** Inbox rows to replay, oldest first: up to `limit` after inbox id `after`. */
   inboxPage(after: number, limit: number): InboxRow[];
   /** The keys of the last `limit` QoS 1 messages; `rowsPerMessage`: the most rows one message makes (one per model taking it). */
@@ -100,6 +113,7 @@ export function openStore(options: StoreOptions): Store {
   const sync = createSyncRows(db, writer);
   const retention = createRetention(db, writer, options.path);
   const labels = createLabels(db, writer, (dead) => rows.deadLetters(dead));
+  const assembly = createAssemblyRows(db);
   let closed = false;
   return {
     path: options.path,
@@ -110,13 +124,20 @@ export function openStore(options: StoreOptions): Store {
     appendInbox: inbox.append,
     commitGroup: () => writer.commitGroup(),
     abortGroup: () => writer.abort(),
-    commitBatch: (predictions, deadLetters, inboxIds) =>
+    commitBatch: (predictions, deadLetters, inboxIds, extra) =>
       writer.write(() => {
         const ids = rows.predictions(predictions, 'active');
         rows.deadLetters(deadLetters);
         inbox.remove(inboxIds);
+        if (extra) {
+          if (extra.undone?.length) inbox.undone(extra.undone);
+          if (extra.done?.length) inbox.done(extra.done);
+          if (extra.births?.length) assembly.births(extra.births);
+          if (extra.historical?.length) assembly.historical(extra.historical);
+        }
         return ids;
       }),
+    savedBirths: assembly.savedBirths,
     commitShadow: (predictions) => void writer.write(() => rows.predictions(predictions, 'shadow')),
     recordModelEvent: (e) => writer.write(() => events.record(e)),
     modelEvents: events.recent,

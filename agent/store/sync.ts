@@ -32,7 +32,7 @@ const PREDICTION_LINE = `'{"kind":"prediction","agent":' || json_quote(@agent) |
   ',"receivedAt":"' || strftime('%Y-%m-%dT%H:%M:%fZ', received_at / 1000.0, 'unixepoch') || '","asset":' || json_quote(asset) ||
   ',"topic":' || json_quote(topic) || ',"model":' || json_quote(model_name) || ',"version":' || json_quote(model_version) ||
   ',"role":' || json_quote(role) || ',"features":' || features || ',"outputs":' || outputs || ',"label":' || json_quote(label) ||
-  ',"score":' || json_quote(score) || ',"latencyMs":' || json_quote(latency_ms) ||
+  ',"score":' || json_quote(score) || ',"latencyMs":' || json_quote(latency_ms) || ',"quality":' || coalesce(quality, 'null') ||
   ',"storedAt":"' || strftime('%Y-%m-%dT%H:%M:%fZ', created_at / 1000.0, 'unixepoch') || '"}'`;
 
 /** A batch's rows as NDJSON (each line ends in \n), with the ids of its first and last row. */

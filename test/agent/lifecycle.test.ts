@@ -22,13 +22,16 @@ test('parts close in reverse order; a hung one is named and force-closed, the re
     name: 'broker connection',
     closeBudgetMs: 50,
     onOverrun: 'results not yet acknowledged are in the store',
-    close: () => new Promise(() => events.push('close broker connection (hangs)')),
+    close: () => new Promise(() => {
+      events.push('close broker connection (hangs)');
+      // Read from inside the hanging part (not after a fixed delay: a busy machine may not be there yet).
+      queueMicrotask(() => (seenWhileHung = life.closing));
+    }),
     destroy: () => void events.push('destroy broker connection'),
   });
   life.add({ name: 'ingest', close: async () => { events.push('close ingest'); await new Promise((r) => setTimeout(r, 5)); } });
   let seenWhileHung: string | null = null;
   const closing = life.close(5_000);
-  setTimeout(() => (seenWhileHung = life.closing), 30);
   const report = await closing;
   assert.deepEqual(events, ['close ingest', 'close broker connection (hangs)', 'destroy broker connection', 'close store']);
   assert.deepEqual(report.forced.map((f) => f.part), ['broker connection']);

@@ -20,7 +20,7 @@ test('default durability is WAL + synchronous=NORMAL; FULL when configured', { t
   assert.deepEqual(full.durability(), { journalMode: 'wal', synchronous: 'FULL', journalSizeLimit: 64 * 1024 * 1024 });
   full.close();
   const db = new Database(join(dir, 'f.db'));
-  assert.equal(db.pragma('user_version', { simple: true }), 8, 'migrations recorded');
+  assert.equal(db.pragma('user_version', { simple: true }), 9, 'migrations recorded');
   db.close();
 });
 

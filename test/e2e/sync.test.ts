@@ -64,7 +64,7 @@ test('an outage over many schedule periods, then recovery: every row arrives, re
     byKey.set(r.key, rows);
   }
   const row = receiver.rows('prediction')[0] as Record<string, unknown>;
-  assert.deepEqual(Object.keys(row), ['kind', 'agent', 'store', 'id', 'receivedAt', 'asset', 'topic', 'model', 'version', 'role', 'features', 'outputs', 'label', 'score', 'latencyMs', 'storedAt']);
+  assert.deepEqual(Object.keys(row), ['kind', 'agent', 'store', 'id', 'receivedAt', 'asset', 'topic', 'model', 'version', 'role', 'features', 'outputs', 'label', 'score', 'latencyMs', 'quality', 'storedAt']);
   assert.equal(row.agent, 'line3-pc1');
   assert.equal(receiver.requests[0]?.headers['x-edge-agent'], 'line3-pc1');
   assert.match(String(receiver.requests[0]?.key), new RegExp(`^${String(row.store)}-`));
