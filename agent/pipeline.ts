@@ -362,6 +362,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       pingWorkers: (timeoutMs) => Promise.all(served.map(async (s) => ({ model: s.name, alive: await s.slot.current.inference.ping(timeoutMs) }))),
       drift: () => drift.status(),
       truth: () => (truth ?? truthOff).status(),
+      ingest: () => served.map((s) => ({ model: s.name, style: s.spec.payload.style, ...s.route.assembler?.status() })),
     };
     let http: HttpServer | null = null;
     if (config.http.enabled) {

@@ -3,6 +3,7 @@
 // Read at scrape time, like every other figure the agent already holds.
 
 import type { DriftStatus } from './drift.js';
+import type { IngestStatus } from './status.js';
 import type { TruthStatus } from './truth.js';
 
 export interface Sample { labels?: Record<string, string | number>; value: number; metricName?: string }
@@ -10,7 +11,7 @@ export interface QualityFamily { help: string; type: 'gauge' | 'counter'; sample
 
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
-export function qualitySamples(drift: DriftStatus | null | undefined, truth: TruthStatus | null | undefined): Map<string, QualityFamily> {
+export function qualitySamples(drift: DriftStatus | null | undefined, truth: TruthStatus | null | undefined, ingest: IngestStatus = []): Map<string, QualityFamily> {
   const out = new Map<string, QualityFamily>();
   const add = (name: string, help: string, type: QualityFamily['type'], labels: Sample['labels'], value: unknown) => {
     if (!finite(value)) return;
@@ -44,6 +45,19 @@ export function qualitySamples(drift: DriftStatus | null | undefined, truth: Tru
       add('edge_agent_truth_joined_total', 'Labels joined to this version\'s predictions', 'counter', base, m.joined);
       add('edge_agent_truth_accuracy_ratio', 'Rolling accuracy of a classification version over its last joined labels', 'gauge', base, m.accuracy);
       add('edge_agent_truth_mae', 'Rolling mean absolute error of a regression version over its last joined labels (the output\'s unit)', 'gauge', base, m.mae);
+    }
+  }
+  // The payload styles' state and counters (assemble.ts): each number at the top of a model's entry, and
+  // per-feature counts (values superseded before a row used them, the gate's counts) one level down.
+  const GAUGES = new Set(['assets', 'held', 'nodes', 'devices', 'buffered']);
+  for (const m of ingest) {
+    for (const [k, v] of Object.entries(m)) {
+      if (finite(v)) {
+        if (GAUGES.has(k)) add('edge_agent_ingest_state', 'A payload style\'s state now: assets, held messages, Sparkplug B nodes and devices', 'gauge', { model: m.model, style: m.style, state: k }, v);
+        else add('edge_agent_ingest_events_total', 'A payload style\'s counts: late, duplicate, ignored values, refused assets, rows made, Sparkplug B gaps and rebirths', 'counter', { model: m.model, style: m.style, event: k }, v);
+      } else if (k === 'supersededUnused' && v && typeof v === 'object') {
+        for (const [feature, n] of Object.entries(v)) add('edge_agent_tags_superseded_unused_total', 'Values acknowledged and superseded before any row used them (the model never saw them), by feature', 'counter', { model: m.model, feature }, n);
+      }
     }
   }
   return out;

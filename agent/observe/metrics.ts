@@ -230,7 +230,7 @@ export function createMetrics(o: Readonly<MetricsOptions>, deps: { stats: Stats;
     },
     async scrape(sources) {
       view = { sources, sync: sources.sync(), store: sources.store(), models: sources.models() };
-      quality = qualitySamples(sources.drift?.(), sources.truth?.());
+      quality = qualitySamples(sources.drift?.(), sources.truth?.(), sources.ingest?.());
       for (const [name, f] of quality) {
         if (registered.has(name)) continue;
         registered.add(name);

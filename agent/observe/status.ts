@@ -30,6 +30,8 @@ export interface ObserveSources {
   /** Drift and ground truth (issue 8's observers), when present. */
   drift?(): DriftStatus;
   truth?(): TruthStatus;
+  /** Per model: its payload style's state and counters (join, Sparkplug B host, windows) and its quality gate's. */
+  ingest?(): IngestStatus;
 }
 
 /** The process answers (this runs on its event loop) and every serving model's worker answers its probe. */
@@ -62,6 +64,9 @@ export function readiness(s: ObserveSources, maxSyncLagSec: number, sync = s.syn
   return { ok: checks.every((c) => c.ok), checks };
 }
 
+/** One entry per model the agent serves. */
+export type IngestStatus = { model: string; style: string; [counter: string]: unknown }[];
+
 export interface StatusSnapshot {
   agent: { id: string; version: string; startedAt: string; uptimeSec: number; ready: boolean; checks: Check[] };
   rates: StatsSnapshot;
@@ -72,6 +77,7 @@ export interface StatusSnapshot {
   store: ReturnType<ObserveSources['store']>;
   drift: DriftStatus | null;
   truth: TruthStatus | null;
+  ingest: IngestStatus;
 }
 
 /** Everything the status page and `edge-agent status` show, in one JSON object. `historySec` 0 leaves the history out. */
@@ -88,5 +94,6 @@ export function statusSnapshot(s: ObserveSources, maxSyncLagSec: number, history
     store: s.store(),
     drift: s.drift?.() ?? null,
     truth: s.truth?.() ?? null,
+    ingest: s.ingest?.() ?? [],
   };
 }

@@ -9,6 +9,8 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import { callControl, controlSocketPath } from '../../agent/control.js';
+import type { StatusSnapshot } from '../../agent/observe/status.js';
 import { agentConfig, openDb, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
 
 const run = promisify(execFile);
@@ -80,6 +82,12 @@ test('tags per topic: a trigger makes one row per asset of the newest values; a 
   assert.equal(dead[0]?.topic, 'plant/line3/press-3/cycle_end');
   // Held: the newest value of each tag (6 + 6 + 5); the superseded value and the triggers are gone.
   assert.equal(query<{ n: number }>(dbPath, 'SELECT count(*) AS n FROM inbox')[0]?.n, 17);
+  // The status counts the superseded value the model never saw, and the three assets.
+  const status = (await callControl(controlSocketPath(dbPath), 'status', {}, 10_000))?.result as StatusSnapshot;
+  const tags = status.ingest[0] as unknown as { style: string; assets: number; supersededUnused: Record<string, number> };
+  assert.equal(tags.style, 'tags');
+  assert.equal(tags.assets, 3);
+  assert.deepEqual(tags.supersededUnused, { temperature_c: 1 });
   assert.equal(await stopChild(agent), 0);
 });
 

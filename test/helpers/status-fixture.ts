@@ -40,5 +40,6 @@ export function statusFixture(now = Date.now()): StatusSnapshot {
       counters: { received: 260, joined: 250, unmatched: 6, bad: 4, duplicates: 0, pending: 0 },
       models: [{ model: 'bearing-health', version: '1.1.0', kind: 'classification', joined: 250, accuracy: 0.964, window: 500 }],
     },
+    ingest: [{ model: 'bearing-health', style: 'json' }],
   };
 }
