@@ -36,7 +36,10 @@ export const sparkplugOptionsSchema = z.strictObject({
   /** Metrics (node and all its devices, a device counting at least one) per edge node at most; a bigger birth is rejected. */
   maxMetricsPerNode: z.number().int().min(1).default(10000),
 });
+/** As written in the config (defaults optional). */
 export type SparkplugOptions = z.input<typeof sparkplugOptionsSchema>;
+/** After parsing, defaults filled. */
+export type SparkplugConfig = z.output<typeof sparkplugOptionsSchema>;
 
 /** A birth as persisted by the caller (one row per key: a new birth of the same key replaces it). JSON-safe. */
 export interface BirthRecord {
