@@ -24,6 +24,7 @@ import {
   aliasKey, bdSeqOf, decodePayload, globRegExp, metricName, metricTimestamp, metricValue, parseTopic, rebirthCommand,
   type DecodedPayload,
 } from './sparkplug-decode.js';
+import { createHostState } from './sparkplug-state.js';
 import { expireSeq, newSeqTracker, resetSeq, takeSeq, type SeqTracker } from './sparkplug-seq.js';
 import {
   MAX_ASSET_CHARS, sparkplugOptionsSchema, type BirthRecord, type Command, type SparkplugOptions, type SparkplugOutcome,
@@ -50,7 +51,7 @@ export function createSparkplugHost(input: SparkplugOptions, deps: { saved: read
   const nodes = new Map<string, NodeState>();
   const watch = new Set<NodeState>(); // nodes with missing seqs or a rebirth waiting: all tick() looks at
   const counters = { messages: 0, samples: 0, historical: 0, rejected: 0, ignored: 0, refusedNodes: 0 };
-  let stateTimestamp: number | null = null;
+  const hostState = options.hostId === undefined ? null : createHostState(options.hostId);
 
   const featureOf = (group: string, node: string, device: string, name: string): string | null => {
     for (const r of rules) if (r.metric === name && r.group.test(group) && r.node.test(node) && r.device.test(device)) return r.feature;
@@ -283,23 +284,11 @@ export function createSparkplugHost(input: SparkplugOptions, deps: { saved: read
     return [...assets];
   }
 
-  function stateJson(online: boolean, timestamp: number): Buffer {
-    return Buffer.from(JSON.stringify({ online, timestamp }));
-  }
-
   function takeState(hostId: string, payload: Buffer, out: SparkplugOutcome, restore: boolean): SparkplugOutcome {
-    if (options.hostId === undefined || hostId !== options.hostId) return ignore(out, `STATE of host ${hostId}`, restore);
-    let online: unknown;
-    try {
-      online = (JSON.parse(payload.toString('utf8')) as { online?: unknown }).online;
-    } catch {
-      online = undefined;
-    }
-    if (online === false && stateTimestamp !== null && !restore) {
-      out.state = { topic: `spBv1.0/STATE/${hostId}`, payload: stateJson(true, stateTimestamp) };
-      return out;
-    }
-    return ignore(out, 'our own STATE', restore);
+    if (!hostState || hostState.topic !== `spBv1.0/STATE/${hostId}`) return ignore(out, `STATE of host ${hostId}`, restore);
+    const again = restore ? null : hostState.answer(payload);
+    if (again) out.state = again;
+    return again ? out : ignore(out, 'our own STATE', restore);
   }
 
   // Saved births: node records first, then the device records of that same node session.
@@ -343,21 +332,11 @@ export function createSparkplugHost(input: SparkplugOptions, deps: { saved: read
         })),
       };
     },
-    /** STATE birth and the Will for the next CONNECT, with one timestamp (tck-id-host-topic-phid-birth-payload-timestamp).
-     *  Call it before each CONNECT (set the Will), publish `payload` after the subscriptions are acknowledged. */
-    stateBirth(now: number): { topic: string; payload: Buffer; will: { topic: string; payload: Buffer } } | null {
-      if (options.hostId === undefined) return null;
-      stateTimestamp = now;
-      const topic = `spBv1.0/STATE/${options.hostId}`;
-      return { topic, payload: stateJson(true, now), will: { topic, payload: stateJson(false, now) } };
-    },
-    /** The STATE death to publish before a clean DISCONNECT (tck-id-host-topic-phid-death-payload-timestamp-disconnect-clean);
-     *  afterwards our own offline STATE is no longer answered. */
-    stateDeath(now: number): Command | null {
-      if (options.hostId === undefined) return null;
-      stateTimestamp = null;
-      return { topic: `spBv1.0/STATE/${options.hostId}`, payload: stateJson(false, now) };
-    },
+    /** STATE birth and the Will for the next CONNECT (call it before each CONNECT; publish `payload` once the
+     *  subscriptions are acknowledged); null without hostId. */
+    stateBirth: (now: number) => hostState?.birth(now) ?? null,
+    /** The STATE death to publish before a clean DISCONNECT; our own offline STATE is no longer answered after it. */
+    stateDeath: (now: number) => hostState?.death(now) ?? null,
     get nodes() { return nodes.size; },
   };
 }
