@@ -100,6 +100,8 @@ export const configSchema = z.strictObject({
   drift: driftOptionsSchema,
 });
 
+export type DeepReadonly<T> = T extends readonly (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
+
 /**
  * A model the agent serves, from either form of the config: the top level (model.dir, ingest.subscriptions,
  * mapping, publish.topic) for one model, or one entry of models. `keys` names where each part was written,
@@ -109,7 +111,7 @@ export interface ModelSpec {
   dir: string;
   subscriptions: readonly Subscription[];
   mapping: MappingOptions;
-  payload: PayloadOptions;
+  payload: DeepReadonly<PayloadOptions>;
   resultTopic: string;
   allowUnsigned: boolean;
   keys: { dir: string; subscriptions: string; mapping: string; payload: string; resultTopic: string };
@@ -117,7 +119,6 @@ export interface ModelSpec {
 
 export type Config = Omit<Resolved<z.infer<typeof configSchema>>, 'models'> & { models: ModelSpec[] };
 
-type DeepReadonly<T> = T extends (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 export type FrozenConfig = DeepReadonly<Config>;
 
 function deepFreeze<T>(v: T): T {

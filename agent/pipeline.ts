@@ -26,6 +26,7 @@ import { EdgeError } from './errors.js';
 import { createContractJudge, createDecoder, mappingProblems } from './ingest/features.js';
 import { createIngest, type Ingest, type Message } from './ingest/ingest.js';
 import { createAssembler, payloadProblems } from './ingest/styles.js';
+import type { BirthRecord, Command } from './ingest/sparkplug.js';
 import { createLifecycle, type CloseReport } from './lifecycle.js';
 import { createRateLimitedLog, type Logger } from './log.js';
 import { createMqttClient } from './ingest/mqtt.js';
@@ -153,6 +154,9 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     for (const r of versions.recovered) log.warn({ model: r.model, removedIncoming: r.removedIncoming, problem: r.problem }, 'model versions recovered after an unclean stop');
     servedModelNames(config); // each model once
     const served: Served[] = [];
+    // Sparkplug B: the births kept (alias maps), and where its commands go once the broker client exists.
+    const savedBirths = config.models.some((m) => m.payload.style === 'sparkplug') ? store.savedBirths().map((b) => b.record as BirthRecord) : [];
+    const sparkplugOut = { command: (_c: Command) => undefined as void, state: (_c: Command) => undefined as void };
     for (const spec of config.models) {
       const policy = installPolicy(config, spec);
       const name = await seedVersion(versions, spec, policy, recordEvent);
@@ -160,7 +164,10 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       const slot = createModelSlot(first);
       life.add({ name: config.models.length > 1 ? `close model ${name}` : 'close model', close: () => slot.current.inference.close() });
       // The payload style's assembler (tags, Sparkplug B, windows): its state outlives version swaps.
-      const assembler = createAssembler(spec.payload, first.manifest, { maxPayloadBytes: config.ingest.maxPayloadBytes });
+      const assembler = createAssembler(spec.payload, first.manifest, {
+        maxPayloadBytes: config.ingest.maxPayloadBytes, model: first.manifest.name, savedBirths,
+        command: (c) => sparkplugOut.command(c), state: (c) => sparkplugOut.state(c),
+      });
       served.push({ name, spec, policy, slot, route: { slot, filters: spec.subscriptions.map((s) => s.topic), resultTopic: spec.resultTopic, assembler } });
       const { manifest } = first;
       log.info({ model: manifest.name, version: manifest.version, dir: first.dir, golden: manifest.golden.length, subscriptions: spec.subscriptions.map((s) => s.topic) }, 'model loaded and verified');
@@ -210,6 +217,12 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       stream.cork();
       return () => stream.uncork?.();
     }
+
+    // Sparkplug B commands (rebirth requests): QoS 0, not retained, as the specification asks.
+    sparkplugOut.command = (c) => void client.publish(c.topic, c.payload, { qos: 0, retain: false }, (err) => {
+      if (err) log.warn({ topic: c.topic, err: err.message }, 'sparkplug command not published');
+    });
+    sparkplugOut.state = (c) => void client.publish(c.topic, c.payload, { qos: 1, retain: true });
 
     // 5. Publish: results out after commit.
     const skipLog = createRateLimitedLog(10_000);

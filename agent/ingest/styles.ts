@@ -10,9 +10,12 @@ import { z } from 'zod';
 import type { Manifest } from '../../models/manifest.js';
 import type { Assembler, AssembledRow, Taken } from './assemble.js';
 import type { Message } from './ingest.js';
-import { createJoin, joinOptionsSchema, joinProblems, type JoinedRow } from './join.js';
+import { createJoin, joinOptionsSchema, joinProblems, type JoinedRow, type JoinOptions } from './join.js';
 import type { Sample } from './samples.js';
-import { createTagReader, tagsOptionsSchema } from './tags.js';
+import { createSparkplugHost, sparkplugOptionsSchema, type BirthRecord, type Command, type SparkplugOptions } from './sparkplug.js';
+import { createTagReader, tagsOptionsSchema, type TagsOptions } from './tags.js';
+import type { BirthRow, HistoricalRow } from '../store/store.js';
+import type { DeepReadonly } from '../config.js';
 
 export const payloadOptionsSchema = z
   .discriminatedUnion('style', [
@@ -24,14 +27,31 @@ export const payloadOptionsSchema = z
       /** When a row is made: on a trigger tag, or on a period. */
       join: joinOptionsSchema,
     }),
+    z.strictObject({
+      style: z.literal('sparkplug'),
+      /** The host application: which metrics feed which features, rebirths, reorder timeout, STATE. */
+      sparkplug: sparkplugOptionsSchema,
+      /** When a row is made: on a trigger metric, or on a period (a DATA message carries only what changed). */
+      join: joinOptionsSchema,
+    }),
   ])
   .prefault({ style: 'json' });
 
 export type PayloadOptions = z.infer<typeof payloadOptionsSchema>;
+/** As the frozen config holds them. */
+type Payload = DeepReadonly<PayloadOptions>;
 
-/** What the styles' counters add to the status page and /metrics. */
+/** What the styles need from the agent. */
 export interface StyleDeps {
   maxPayloadBytes: number;
+  /** The model's name (historical Sparkplug B values name it). */
+  model: string;
+  /** Sparkplug B births kept in the store (the alias maps at start). */
+  savedBirths: readonly BirthRecord[];
+  /** Publishes a Sparkplug B command (a rebirth request: QoS 0, not retained). */
+  command(c: Command): void;
+  /** Publishes the host's STATE again (QoS 1, retained). */
+  state(c: Command): void;
 }
 
 /** A joined row as raw values in the captured manifest's feature order, with their ages. */
@@ -47,31 +67,53 @@ function toRow(j: JoinedRow<Message>, manifest: Manifest): AssembledRow {
   return { asset: j.asset, at: j.at, raw, ages, source: j.source };
 }
 
-function rowsOf(joined: readonly JoinedRow<Message>[], manifest: Manifest): AssembledRow[] {
-  return joined.map((j) => toRow(j, manifest));
+/**
+ * The rows to run. On a period, an asset some feature has never come for yet makes no row (it waits; counted in
+ * `incomplete`): only a trigger says "judge it now", and then a missing feature is the quality gate's to judge.
+ */
+function rowsOf(joined: readonly JoinedRow<Message>[], manifest: Manifest, onPeriod = false, skipped?: { incomplete: number }): AssembledRow[] {
+  const out: AssembledRow[] = [];
+  for (const j of joined) {
+    if (onPeriod && j.missing.length) {
+      if (skipped) skipped.incomplete++;
+      continue;
+    }
+    out.push(toRow(j, manifest));
+  }
+  return out;
 }
 
 /** What keeps a style's options from fitting the model's features, each naming its key (`at`: where `payload` sits). */
-export function payloadProblems(payload: PayloadOptions, manifest: Manifest, at: string): string[] {
+export function payloadProblems(payload: Payload, manifest: Manifest, at: string): string[] {
   if (payload.style === 'json') return [];
   const features = manifest.features.map((f) => f.name);
-  const problems = joinProblems(payload.join, features, `${at}.join`);
+  const problems = joinProblems(payload.join as JoinOptions, features, `${at}.join`);
+  if (payload.style === 'sparkplug') {
+    payload.sparkplug.metrics.forEach((r, i) => {
+      if (!features.includes(r.feature) && r.feature !== payload.join.trigger) {
+        problems.push(`${at}.sparkplug.metrics[${i}].feature: got "${r.feature}" — expected one of the model's features (${features.join(', ')}) or join.trigger`);
+      }
+    });
+    return problems;
+  }
   for (const k of Object.keys(payload.tags.features)) {
     if (!features.includes(k)) problems.push(`${at}.tags.features.${k}: got a tag for "${k}" — expected one of the model's features: ${features.join(', ')}`);
   }
   return problems;
 }
 
-export function createAssembler(payload: PayloadOptions, manifest: Manifest, deps: StyleDeps): Assembler | undefined {
+export function createAssembler(payload: Payload, manifest: Manifest, deps: StyleDeps): Assembler | undefined {
   if (payload.style === 'json') return undefined;
+  if (payload.style === 'sparkplug') return createSparkplugAssembler(payload, manifest, deps);
   const features = manifest.features.map((f) => f.name);
   // Tag name -> feature name (a feature not mapped is the tag of its own name).
   const featureOf = new Map<string, string>(features.map((f) => [payload.tags.features[f] ?? f, f]));
   const trigger = payload.join.trigger;
   if (trigger !== undefined && !featureOf.has(trigger)) featureOf.set(trigger, trigger);
-  const join = createJoin<Message>(payload.join, features);
-  const read = createTagReader(payload.tags, deps.maxPayloadBytes);
+  const join = createJoin<Message>(payload.join as JoinOptions, features);
+  const read = createTagReader(payload.tags as TagsOptions, deps.maxPayloadBytes);
   let unmapped = 0;
+  const waiting = { incomplete: 0 };
   return {
     tickMs: payload.join.periodMs ?? null,
     take(m, man, now, restore): Taken {
@@ -89,8 +131,49 @@ export function createAssembler(payload: PayloadOptions, manifest: Manifest, dep
     },
     tick(man, now) {
       const out = join.tick(now);
-      return { rows: rowsOf(out.rows, man), released: out.released };
+      return { rows: rowsOf(out.rows, man, true, waiting), released: out.released };
     },
-    status: () => ({ style: 'tags', assets: join.assets, held: join.held, unmappedTags: unmapped, ...join.counters }),
+    status: () => ({ style: 'tags', assets: join.assets, held: join.held, unmappedTags: unmapped, ...waiting, ...join.counters }),
+  };
+}
+
+type SparkplugPayload = Extract<Payload, { style: 'sparkplug' }>;
+
+/**
+ * Sparkplug B: the host (sparkplug.ts) reads births, deaths and data by alias; the mapped metrics' values go to
+ * the join. A message's time is its receipt (a replay passes the original one, so a device's birth still pairs
+ * with its node's). Rebirth requests and STATE go out at dispatch; births and historical values are written
+ * with the batch.
+ */
+function createSparkplugAssembler(payload: SparkplugPayload, manifest: Manifest, deps: StyleDeps): Assembler {
+  const features = manifest.features.map((f) => f.name);
+  const host = createSparkplugHost(payload.sparkplug as SparkplugOptions, { saved: deps.savedBirths });
+  const join = createJoin<Message>(payload.join as JoinOptions, features);
+  const waiting = { incomplete: 0 };
+  const reorderTickMs = Math.max(100, Math.min(500, Math.round(payload.sparkplug.reorderTimeoutMs / 4) || 100));
+  return {
+    tickMs: Math.min(payload.join.periodMs ?? Infinity, reorderTickMs),
+    take(m, man, _now, restore): Taken {
+      const o = host.take(m.topic, m.payload, m.receivedAt, restore);
+      if (o.rebirth) deps.command(o.rebirth);
+      if (o.state) deps.state(o.state);
+      const released: Message[] = [];
+      for (const asset of o.offline ?? []) for (const h of join.forget(asset)) released.push(h);
+      const births: BirthRow[] = o.birth ? [{ key: o.birth.key, record: o.birth }] : [];
+      const historical: HistoricalRow[] = o.historical.map((h) => ({ receivedAt: m.receivedAt, model: deps.model, asset: h.asset, feature: h.feature, ts: h.ts, value: h.value, topic: m.topic }));
+      const extra = births.length || historical.length ? { births, historical } : undefined;
+      if (o.reject) return { rows: [], released: [...released, m], reject: restore ? undefined : o.reject, extra };
+      const out = join.take(m, o.samples as Sample[], m.receivedAt, restore);
+      for (const h of out.released) released.push(h);
+      const reject = out.refused.length && !restore ? { code: 'REJECT_LIMIT' as const, detail: `asset ${out.refused[0]?.asset}: ${out.refused[0]?.reason}` } : undefined;
+      return { rows: rowsOf(out.rows, man), released, reject, extra };
+    },
+    tick(man, now) {
+      for (const c of host.tick(now).rebirths) deps.command(c);
+      if (payload.join.periodMs === undefined) return { rows: [], released: [] };
+      const out = join.tick(now);
+      return { rows: rowsOf(out.rows, man, true, waiting), released: out.released };
+    },
+    status: () => ({ style: 'sparkplug', ...waiting, assets: join.assets, held: join.held, nodes: host.nodes, ...join.counters, sparkplug: host.status() }),
   };
 }

@@ -87,7 +87,7 @@ test('tags per topic: a trigger makes one row per asset of the newest values; a 
   const tags = status.ingest[0] as unknown as { style: string; assets: number; supersededUnused: Record<string, number> };
   assert.equal(tags.style, 'tags');
   assert.equal(tags.assets, 3);
-  assert.deepEqual(tags.supersededUnused, { temperature_c: 1 });
+  assert.deepEqual(Object.entries(tags.supersededUnused).filter(([, n]) => n > 0), [['temperature_c', 1]]);
   assert.equal(await stopChild(agent), 0);
 });
 
