@@ -171,6 +171,8 @@ test('restore rebuilds the state without rows or counters; a restored trigger ma
     [msg(), [s('a', 'cycle_end', 1, 2)]],
     [msg(), [s('a', 'pressure', 7, 3)]],
     [msg(), [s('a', 'temp', 0, 0)]],
+    [msg(), [s('a', 'speed', 5, 3)]],
+    [msg(), [s('a', 'speed', 6, 4)]],
   ];
   for (const [h, ss] of msgs) live.take(h, ss, 0);
   for (const [h, ss] of msgs) {
@@ -186,7 +188,7 @@ test('restore rebuilds the state without rows or counters; a restored trigger ma
   const a = copy(live.take(h, next, 5));
   const b = copy(replay.take(h, next, 5));
   assert.deepEqual(b, a);
-  assert.deepEqual(b.rows[0]!.values, { temp: 2, pressure: 8 });
+  assert.deepEqual(b.rows[0]!.values, { temp: 2, pressure: 8, speed: 6 });
   assert.deepEqual(replay.counters.supersededUnused, { temp: 0, pressure: 1, speed: 0 });
 });
 
@@ -199,6 +201,14 @@ test('period mode after restore: restored values count as already in a row; the 
   const row = j.tick(2000).rows[0]!;
   assert.deepEqual(row.values, { temp: 1, pressure: 2 });
   assert.ok(row.used.includes(m1));
+  // A restored value superseded later is not counted as unused (the row it was in may have been made before the crash).
+  const m2 = msg();
+  j.take(m2, [s('b', 'temp', 5, 2100)], 2100, true);
+  j.take(msg(), [s('b', 'temp', 6, 2200)], 2200);
+  assert.deepEqual(j.counters.supersededUnused, { temp: 0, pressure: 0, speed: 0 });
+  // An asset forgotten with a new value makes no row at the next period.
+  j.forget('b');
+  assert.deepEqual(j.tick(3000).rows.map((r) => r.asset), []);
 });
 
 test('every handle is released exactly once and held counts what current values hold, over random traffic (checked against a plain model)', { timeout: 30000 }, () => {
