@@ -17,9 +17,10 @@
 //   only the trigger) is released by the same call.
 // - A value superseded or forgotten before any row used it: supersededUnused[feature] (acknowledged, never seen
 //   by the model). A new asset beyond maxAssets: refused (in `refused`, counted once per message).
-// - restore (replay of a message already consumed, after a restart): state only, no rows, no counters. A
-//   restored trigger marks the values it saw as used; in period mode restored values count as already in a
-//   row, so after a restart an asset makes its next row once a new value arrives.
+// - restore (replay of a message already consumed, after a restart): state only, no rows, no counters.
+//   Restored values count as already in a row (whether one used them is not known: a trigger that is not a
+//   feature was released): supersededUnused never over-counts after a restart, and in period mode an asset
+//   makes its next row once a new value arrives.
 // - take() and tick() reuse their result for the next call of the same function: read it, copy what you keep
 //   (rows are new objects). A handle is given to take() once.
 
@@ -157,11 +158,8 @@ export function createJoin<H>(options: JoinOptions, features: readonly string[])
   }
 
   function makeRow(st: AssetState<H>, at: number, source: H | undefined, sourceHolder: Holder<H> | undefined, restore: boolean): JoinedRow<H> | null {
+    if (restore) return null;
     const mark = ++serial;
-    if (restore) {
-      for (let i = 0; i < n; i++) if (st.holders[i]) st.used[i] = 1;
-      return null;
-    }
     const values: Record<string, unknown> = {};
     const ages: Record<string, number> = {};
     const valueList: unknown[] = [];
@@ -247,7 +245,7 @@ export function createJoin<H>(options: JoinOptions, features: readonly string[])
         st.values[i] = s.value;
         st.ts[i] = s.ts;
         st.holders[i] = holder;
-        st.used[i] = restore && triggerIndex === -2 ? 1 : 0;
+        st.used[i] = restore ? 1 : 0;
         if (!st.fresh && !restore && triggerIndex === -2) {
           st.fresh = true;
           dirty.push(st);
