@@ -15,7 +15,7 @@ import { packModel } from '../../models/pack.js';
 import { verifyInChild } from '../../models/verify.js';
 import { onnxModel } from '../helpers/onnx.js';
 import { runCli, tempDir } from '../helpers/parts.js';
-import { sineWindow, windowGraph, writeWindowModel } from '../helpers/window-model.js';
+import { windowGraph, writeWindowModel } from '../helpers/window-model.js';
 
 const N = 32;
 
