@@ -10,7 +10,7 @@ import { createWindows, windowOptionsSchema, windowShapeOf } from '../../agent/i
 import { inferenceOptionsSchema } from '../../agent/infer/infer.js';
 import { isEdgeError } from '../../agent/errors.js';
 import { loadModel } from '../../models/load.js';
-import { interpret, readManifest, rowShape, rowSize } from '../../models/manifest.js';
+import { interpret, parseManifest, readManifest, rowShape, rowSize } from '../../models/manifest.js';
 import { packModel } from '../../models/pack.js';
 import { verifyInChild } from '../../models/verify.js';
 import { onnxModel } from '../helpers/onnx.js';
@@ -121,4 +121,26 @@ test('model pack reads a 3-d input as a window; training rows are a time series 
   const without = await runCli(['model', 'pack', join(dir, 'one.onnx'), '--name', 'vib-one', '--version', '0.2.0', '--out', join(dir, 'build'), '--train', join(dir, 'one.csv'), '--labels', 'low,high']);
   assert.equal(without.code, 78, 'without --window, [B, 32] is 32 features and the CSV has one column');
   assert.match(without.stderr, /1 features were named; the model's input acc takes 32/);
+});
+
+test('the manifest schema: a 3-d input needs input.window, whose length and channels the shape must match', { timeout: 10_000 }, () => {
+  const base = {
+    schemaVersion: 1, name: 'vib', version: '1.0.0', file: { sha256: 'a'.repeat(64) },
+    features: ['x', 'y'].map((name) => ({ name, unit: 'g', min: -16, max: 16 })),
+    outputs: [{ name: 'p', dtype: 'float32', shape: ['N', 2] }], output: { kind: 'classification', tensor: 'p', labels: ['low', 'high'] },
+    latencyBudgetMs: 10, golden: [{ input: new Array(2 * 4).fill(0), output: [1, 0] }],
+  };
+  const problems = (input: unknown) => {
+    try {
+      parseManifest(JSON.stringify({ ...base, input: { name: 'a', dtype: 'float32', ...(input as object) } }), 'm.json');
+      return '';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  assert.equal(problems({ shape: ['N', 2, 4], window: { length: 4 } }), '');
+  assert.match(problems({ shape: ['N', 2, 4] }), /input\.shape: .*a 3-d input \[batch, channels, samples\] is a window: give input\.window \{ length \}/);
+  assert.match(problems({ shape: ['N', 2, 5], window: { length: 4 } }), /input\.shape\[2\]: .*must equal input\.window\.length \(4\)/);
+  assert.match(problems({ shape: ['N', 3, 4], window: { length: 4 } }), /input\.shape\[1\]: .*must equal the number of features, one channel per signal \(2\)/);
+  assert.match(problems({ shape: ['N', 8], window: { length: 8 } }), /a windowed input of 2 features is \[batch, 2, 8\]; \[batch, samples\] is for one feature/);
 });
