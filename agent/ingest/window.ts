@@ -217,9 +217,18 @@ export function createWindows<H>(options: WindowOptions, shape: WindowShape) {
     b.usedUpTo = b.total - newer;
   }
 
+  /** Drops every buffer (e.g. a model swap to another window shape); gives every handle held, released. */
+  function clear(): H[] {
+    const released: H[] = [];
+    for (const b of buffers.values()) restart(b, released, true);
+    buffers.clear();
+    return released;
+  }
+
   return {
     take,
     align,
+    clear,
     get assets() {
       return buffers.size;
     },

@@ -36,6 +36,9 @@ test('a window once length samples are buffered, then every hop: channels first,
   assert.deepEqual(e.rows.map((x) => Array.from(x.data)), [[4, 5, 6, 7, -4, -5, -6, -7]]);
   assert.deepEqual(e.released, ['h2']);
   assert.deepEqual([w.held, w.assets, w.counters.windows], [3, 1, 3]);
+  // A model swap to another window shape drops the buffers: every held handle is let go.
+  assert.deepEqual(w.clear(), ['h3', 'h4', 'h5']);
+  assert.deepEqual([w.held, w.assets], [0, 0]);
 });
 
 test('a message longer than the window makes every window it completes; hop 1 overlaps', { timeout: 10_000 }, () => {
