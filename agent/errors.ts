@@ -78,7 +78,7 @@ export const RejectReasons = {
   REJECT_OUT_OF_TRAINING_RANGE: "a feature is outside the range seen in training (the manifest's baseline min and max)",
   REJECT_SPARKPLUG_PAYLOAD: 'a Sparkplug B payload cannot be decoded, or its topic is not a Sparkplug B topic',
   REJECT_SPARKPLUG_NO_BIRTH: 'Sparkplug B data from a node or device whose birth the agent has not seen, or by an alias its birth did not declare',
-  REJECT_LIMIT: 'a new asset, node, device or metric beyond the configured limits (memory stays bounded)',
+  REJECT_LIMIT: 'a new asset, node, device or metric beyond the configured limits, or more window samples in one message than windows.maxSamplesPerMessage (memory stays bounded)',
   REJECT_WINDOW_SAMPLES: 'window samples cannot be read (arrays of unequal length, no timestamp), or every sample is out of order or a duplicate',
 } as const;
 

@@ -121,6 +121,9 @@ Options:
   --train CSV                 training rows with a header naming the features: baseline, golden vectors,
                               and (without --features) the features and their ranges
   --latency-budget-ms N       the budget per batch (default: ten times the measured p99, at least 5)
+  --window                    the 2-d input [batch, N] is a window of N samples of one feature (a 3-d
+                              input [batch, C, N] is always a window: C features, N samples, channels
+                              first); --train is then a time series, one sample per line
   --description TEXT
 
 Examples:
@@ -199,6 +202,7 @@ async function pack(args: string[], out: (s: string) => void): Promise<void> {
     name: { type: 'string' }, version: { type: 'string' }, out: { type: 'string' }, features: { type: 'string' },
     feature: { type: 'string', multiple: true }, labels: { type: 'string' }, score: { type: 'string' }, regression: { type: 'string' },
     tensor: { type: 'string' }, train: { type: 'string' }, 'latency-budget-ms': { type: 'string' }, description: { type: 'string' },
+    window: { type: 'boolean' },
   });
   if (o.help) return out(`${USAGE.pack}\n`);
   const model = positionals[0];
@@ -229,6 +233,7 @@ async function pack(args: string[], out: (s: string) => void): Promise<void> {
     ...(typeof o.train === 'string' ? { trainCsv: o.train } : {}),
     ...(latencyBudgetMs !== undefined ? { latencyBudgetMs } : {}),
     ...(typeof o.description === 'string' ? { description: o.description } : {}),
+    ...(o.window === true ? { window: true } : {}),
     maxModelBytes: DEFAULT_MAX_MODEL_BYTES,
   });
   const m = packed.manifest;

@@ -1,6 +1,7 @@
 // What the agent can serve, as exporters write models: takes an ONNX session's real inputs and outputs;
 // gives what stands in the way, each with how to export the model instead (PyTorch, scikit-learn).
-// The agent feeds one float32 tensor [batch, features] and reads float32 outputs [batch, k]; the batch
+// The agent feeds one float32 tensor [batch, features] (or a window [batch, channels, samples]) and reads
+// float32 outputs [batch, k]; the batch
 // dimension may be symbolic (dynamic_axes) or fixed (torch.onnx.export's default), then it is fed in chunks.
 
 export interface TensorInfo { name: string; type: string; shape: (number | string)[] }
@@ -9,7 +10,8 @@ export interface Servable {
   input: TensorInfo;
   /** The batch size the model is fixed at, or null when its batch dimension is symbolic. */
   fixedBatch: number | null;
-  features: number;
+  /** One row's dimensions after the batch: [features], or [channels, samples] for a 3-d (windowed) input. */
+  row: number[];
   /** Outputs the agent can read (float32, [batch, k]), in the model's order. */
   readable: TensorInfo[];
 }
@@ -30,8 +32,9 @@ export function servable(inputs: readonly TensorInfo[], outputs: readonly Tensor
     if (input.type !== 'float32') {
       problems.push(`input ${show(input)} is ${input.type}; export with float32 inputs (PyTorch: model.float() and a float32 example; scikit-learn: FloatTensorType, not DoubleTensorType)`);
     }
-    if (input.shape.length !== 2 || typeof input.shape[1] !== 'number' || input.shape[1] <= 0) {
-      problems.push(`input ${show(input)} is not [batch, features] with a fixed number of features`);
+    const rest = input.shape.slice(1);
+    if ((input.shape.length !== 2 && input.shape.length !== 3) || !rest.every((d) => typeof d === 'number' && d > 0)) {
+      problems.push(`input ${show(input)} is not [batch, features] or [batch, channels, samples] (a window) with fixed sizes after the batch`);
     }
   }
   for (const o of outputs) {
@@ -48,5 +51,5 @@ export function servable(inputs: readonly TensorInfo[], outputs: readonly Tensor
   }
   if (problems.length || !input) return { problems };
   const b = input.shape[0];
-  return { input, fixedBatch: typeof b === 'number' && b > 0 ? b : null, features: input.shape[1] as number, readable };
+  return { input, fixedBatch: typeof b === 'number' && b > 0 ? b : null, row: input.shape.slice(1) as number[], readable };
 }

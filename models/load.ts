@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { EdgeError } from '../agent/errors.js';
 import { startInference, type Inference, type InferenceOptions, type TensorInfo } from '../agent/infer/infer.js';
 import { servable } from './exporters.js';
-import { fixedBatchOf, outputWidth, readManifest, type Manifest } from './manifest.js';
+import { fixedBatchOf, outputWidth, readManifest, rowShape, rowSize, type Manifest } from './manifest.js';
 import { readVersionFile } from './read.js';
 
 /** The largest model file the agent reads (checked before reading): 256 MiB. */
@@ -46,7 +46,7 @@ export function contractProblems(m: Manifest, inputs: readonly TensorInfo[], out
   }
   if (!input) {
     problems.push(`manifest input: ${want}; the ONNX model has no input of that name (it has ${inputs.map((i) => `"${i.name}" ${i.type} ${showShape(i.shape)}`).join(', ')})`);
-  } else if (input.type !== 'float32' || input.shape.length !== 2 || !batchOk(m, input.shape[0]) || input.shape[1] !== m.input.shape[1]) {
+  } else if (input.type !== 'float32' || input.shape.length !== m.input.shape.length || !batchOk(m, input.shape[0]) || m.input.shape.some((d, i) => i > 0 && input.shape[i] !== d)) {
     problems.push(`manifest input: ${want}; the ONNX model's input: "${input.name}" ${input.type} ${showShape(input.shape)}`);
   }
   for (const o of m.outputs) {
@@ -72,10 +72,10 @@ export function contractProblems(m: Manifest, inputs: readonly TensorInfo[], out
 
 /** Runs every golden vector through the session. Gives one line per value outside its tolerance. */
 export async function goldenProblems(m: Manifest, inference: Inference): Promise<string[]> {
-  const cols = m.features.length;
+  const cols = rowSize(m);
   const data = new Float32Array(m.golden.length * cols);
   m.golden.forEach((g, r) => data.set(g.input, r * cols));
-  const result = await inference.run(m.input.name, data, m.golden.length, cols);
+  const result = await inference.run(m.input.name, data, m.golden.length, cols, rowShape(m));
   const out = result.outputs[m.output.tensor];
   if (!out) return [`golden: the model gave no output "${m.output.tensor}"`];
   const width = outputWidth(m.output);

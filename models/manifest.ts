@@ -16,6 +16,8 @@ import { releaseSchema } from './release.js';
 export const MANIFEST_LIMITS = {
   bytes: 4 * 1024 * 1024,
   features: 4096,
+  /** Numbers in one row of a windowed input (channels × samples), and so in one golden input. */
+  windowValues: 65536,
   outputs: 64,
   labels: 1024,
   golden: 1024,
@@ -79,6 +81,7 @@ const featureBaselineSchema = z.strictObject({
   histogram: histogramSchema,
 });
 
+const batchSize = z.union([name.min(1), z.literal(-1), z.number().int().positive().max(65536)]);
 const dim = z.union([z.number().int().positive(), name.min(1)]);
 
 const outputSchema = z.discriminatedUnion('kind', [
@@ -118,10 +121,20 @@ export const manifestSchema = z
       name,
       dtype: z.literal('float32'),
       /**
-       * [batch, features]: the batch dimension is symbolic (a string) or -1, or a whole number when the model
-       * was exported with a fixed batch (it is then fed in chunks of that size).
+       * [batch, features], or for a windowed input [batch, channels, samples] (channels = features, one per
+       * signal) or [batch, samples] (one signal). The batch dimension is symbolic (a string) or -1, or a whole
+       * number when the model was exported with a fixed batch (it is then fed in chunks of that size).
        */
-      shape: z.tuple([z.union([name.min(1), z.literal(-1), z.number().int().positive().max(65536)]), z.number().int().positive().max(L.features)]),
+      shape: z.union([
+        z.tuple([batchSize, z.number().int().positive().max(L.windowValues)]),
+        z.tuple([batchSize, z.number().int().positive().max(L.features), z.number().int().positive().max(L.windowValues)]),
+      ]),
+      /**
+       * A sliding window of each feature's recent samples instead of one value per feature: one row is
+       * `length` samples of every feature, channels first (all of the first feature's samples, oldest first,
+       * then the second's ...). Absent: one value per feature.
+       */
+      window: z.strictObject({ length: z.number().int().positive().max(L.windowValues) }).optional(),
     }),
     features: z.array(featureSchema).min(1).max(L.features),
     /** Every output of the model; the one `output.tensor` names is float32, others (e.g. int64 labels) are listed only. */
@@ -130,7 +143,7 @@ export const manifestSchema = z
     latencyBudgetMs: z.number().positive(),
     errorModes: z.array(z.strictObject({ when: text, effect: text })).max(L.errorModes).default([]),
     golden: z
-      .array(z.strictObject({ input: float32s(L.features), output: finites(L.labels), tolerance: z.number().nonnegative().default(1e-4) }))
+      .array(z.strictObject({ input: float32s(L.windowValues), output: finites(L.labels), tolerance: z.number().nonnegative().default(1e-4) }))
       .min(1)
       .max(L.golden),
     /** The training baseline drift checks compare against; absent when the model was packed without training rows. */
@@ -146,9 +159,20 @@ export const manifestSchema = z
   })
   .superRefine((m, ctx) => {
     const n = m.features.length;
-    if (m.input.shape[1] !== n) {
-      ctx.addIssue({ code: 'custom', path: ['input', 'shape', 1], message: `must equal the number of features (${n})` });
+    const shape = m.input.shape;
+    const win = m.input.window;
+    if (!win) {
+      if (shape.length === 3) ctx.addIssue({ code: 'custom', path: ['input', 'shape'], message: 'a 3-d input [batch, channels, samples] is a window: give input.window { length }' });
+      else if (shape[1] !== n) ctx.addIssue({ code: 'custom', path: ['input', 'shape', 1], message: `must equal the number of features (${n})` });
+    } else if (shape.length === 3) {
+      if (shape[1] !== n) ctx.addIssue({ code: 'custom', path: ['input', 'shape', 1], message: `must equal the number of features, one channel per signal (${n})` });
+      if (shape[2] !== win.length) ctx.addIssue({ code: 'custom', path: ['input', 'shape', 2], message: `must equal input.window.length (${win.length})` });
+      if (n * win.length > L.windowValues) ctx.addIssue({ code: 'custom', path: ['input', 'shape'], message: `${n} × ${win.length} values per row — the limit is ${L.windowValues}` });
+    } else {
+      if (n !== 1) ctx.addIssue({ code: 'custom', path: ['input', 'shape'], message: `a windowed input of ${n} features is [batch, ${n}, ${win.length}]; [batch, samples] is for one feature` });
+      if (shape[1] !== win.length) ctx.addIssue({ code: 'custom', path: ['input', 'shape', 1], message: `must equal input.window.length (${win.length})` });
     }
+    const size = win ? n * win.length : n;
     const names = new Set<string>();
     m.features.forEach((f, i) => {
       if (names.has(f.name)) ctx.addIssue({ code: 'custom', path: ['features', i, 'name'], message: `duplicate feature "${f.name}"` });
@@ -164,7 +188,7 @@ export const manifestSchema = z
     }
     const width = outputWidth(m.output);
     m.golden.forEach((g, i) => {
-      if (g.input.length !== n) ctx.addIssue({ code: 'custom', path: ['golden', i, 'input'], message: `has ${g.input.length} values, the model takes ${n}` });
+      if (g.input.length !== size) ctx.addIssue({ code: 'custom', path: ['golden', i, 'input'], message: `has ${g.input.length} values, the model takes ${win ? `${size} (${n} × ${win.length}, channels first)` : n}` });
       if (g.output.length !== width) ctx.addIssue({ code: 'custom', path: ['golden', i, 'output'], message: `has ${g.output.length} values, the output has ${width}` });
     });
   });
@@ -251,6 +275,16 @@ export function interpret(o: OutputSpec, row: ArrayLike<number>): Verdict {
     case 'regression':
       return { kind: 'regression', value: row[0] ?? Number.NaN, unit: o.unit };
   }
+}
+
+/** The dimensions of one input row after the batch: [features], or [channels, samples] / [samples] for a window. */
+export function rowShape(m: Manifest): number[] {
+  return m.input.shape.slice(1) as number[];
+}
+
+/** How many numbers one input row holds: features, or channels × samples for a window. */
+export function rowSize(m: Manifest): number {
+  return m.input.window ? m.features.length * m.input.window.length : m.features.length;
 }
 
 /** The batch size a manifest's model is fixed at, or null when its batch dimension is symbolic. */

@@ -2,6 +2,8 @@
 // to read its output, and optionally a CSV of training rows; gives a version folder (model.onnx +
 // manifest.json) whose manifest is built from the model's real inputs and outputs, with golden vectors
 // and a training baseline computed by running the model. The engineer never writes a manifest by hand.
+// A 3-d input [batch, channels, samples] (or a 2-d one with `window`) is a sliding window of the features'
+// samples: the training CSV is then read as a time series (one sample per line) cut into windows.
 
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -35,6 +37,8 @@ export interface PackOptions {
   tensor?: string;
   trainCsv?: string;
   latencyBudgetMs?: number;
+  /** The 2-d input [batch, N] is one feature's window of N samples (a 3-d input is always a window). */
+  window?: boolean;
   description?: string;
   maxModelBytes: number;
 }
@@ -59,12 +63,13 @@ function info(m: ort.InferenceSession.ValueMetadata): TensorInfo {
 }
 
 /** Runs rows through the session in chunks of its fixed batch (or all at once); gives one output row per input row. */
-async function runRows(session: ort.InferenceSession, input: string, output: string, x: number[][], cols: number, fixed: number | null): Promise<number[][]> {
+async function runRows(session: ort.InferenceSession, input: string, output: string, x: number[][], row: readonly number[], fixed: number | null): Promise<number[][]> {
+  const cols = row.reduce((a, b) => a * b, 1);
   const data = new Float32Array(x.length * cols);
   x.forEach((r, i) => data.set(r, i * cols));
   const out: number[][] = [];
   for (const c of chunks(data, x.length, cols, fixed)) {
-    const res = await session.run({ [input]: new ort.Tensor('float32', c.data, [c.batch, cols]) }, [output]);
+    const res = await session.run({ [input]: new ort.Tensor('float32', c.data, [c.batch, ...row]) }, [output]);
     const t = res[output] as ort.Tensor;
     const width = t.dims[1] ?? 1;
     const values = t.data as Float32Array;
@@ -97,14 +102,32 @@ function readCsv(path: string, names: readonly string[] | null): { names: string
 
 const argmax = (r: readonly number[]) => r.reduce((b, v, i) => (v > (r[b] ?? -Infinity) ? i : b), 0);
 
+/**
+ * Training windows from a time series (one sample per row, a column per feature): consecutive, not
+ * overlapping, `length` samples each, channels first; the last incomplete one is left out.
+ */
+function windowsOf(samples: readonly number[][], channels: number, length: number): number[][] {
+  const out: number[][] = [];
+  for (let start = 0; start + length <= samples.length; start += length) {
+    const w = new Array<number>(channels * length);
+    for (let c = 0; c < channels; c++) for (let i = 0; i < length; i++) w[c * length + i] = (samples[start + i] as number[])[c] as number;
+    out.push(w);
+  }
+  return out;
+}
+
 /** Golden inputs: per predicted label the first rows, or rows spread over the data; without data, points inside the ranges. */
-function goldenInputs(features: readonly FeatureSpec[], rows: number[][] | null, predicted: number[] | null): number[][] {
+function goldenInputs(features: readonly FeatureSpec[], rows: number[][] | null, predicted: number[] | null, windowLength: number | null): number[][] {
   if (rows && predicted) {
     const labels = [...new Set(predicted)].sort((a, b) => a - b);
     return labels.flatMap((l) => rows.filter((_, i) => predicted[i] === l).slice(0, GOLDEN_PER_LABEL));
   }
   if (rows) return Array.from({ length: Math.min(GOLDEN_SPREAD, rows.length) }, (_, k) => rows[Math.floor((k * rows.length) / Math.min(GOLDEN_SPREAD, rows.length))] as number[]);
-  return [0.25, 0.5, 0.75].map((q) => features.map((f) => sig(f.min + (f.max - f.min) * q)));
+  if (windowLength === null) return [0.25, 0.5, 0.75].map((q) => features.map((f) => sig(f.min + (f.max - f.min) * q)));
+  // Windows: each feature swings around the point q of its range (a tenth of the range either way).
+  return [0.25, 0.5, 0.75].map((q) =>
+    features.flatMap((f) => Array.from({ length: windowLength }, (_, i) => sig(f.min + (f.max - f.min) * (q + 0.1 * Math.sin((2 * Math.PI * i) / 8))))),
+  );
 }
 
 export async function packModel(o: PackOptions): Promise<Packed> {
@@ -129,6 +152,10 @@ export async function packModel(o: PackOptions): Promise<Packed> {
     }
 
     const report: string[] = [];
+    // A window: [channels, samples] after the batch, or [samples] for one feature when asked.
+    const windowed = s.row.length === 2 || o.window === true;
+    const channels = s.row.length === 2 ? (s.row[0] as number) : windowed ? 1 : (s.row[0] as number);
+    const windowLength = windowed ? (s.row[s.row.length - 1] as number) : null;
     const csv = o.trainCsv ? readCsv(o.trainCsv, o.features?.map((f) => f.name) ?? null) : null;
     let features = o.features;
     if (!features) {
@@ -142,7 +169,15 @@ export async function packModel(o: PackOptions): Promise<Packed> {
       });
       report.push(`feature ranges taken from the training data, widened by 10 % of each span: ${features.map((f) => `${f.name} [${f.min}, ${f.max}]`).join(', ')}; check them, and the units (empty)`);
     }
-    if (features.length !== s.features) return fail(`${features.length} features were named; the model's input ${s.input.name} takes ${s.features}`);
+    if (features.length !== channels) {
+      return fail(`${features.length} features were named; the model's input ${s.input.name} takes ${channels}${windowed ? ` (a window of ${windowLength} samples of ${channels === 1 ? 'one feature' : `${channels} features`})` : ''}`);
+    }
+    // Training rows: one per sample for a window, cut into windows for golden vectors and predicted shares.
+    const trainRows = csv && windowLength !== null ? windowsOf(csv.rows, channels, windowLength) : (csv?.rows ?? null);
+    if (csv && trainRows && !trainRows.length) throw new EdgeError('EDGE_ERR_CLI_USAGE', `--train ${o.trainCsv}: ${csv.rows.length} samples do not make one window of ${windowLength}`);
+    if (windowed) {
+      report.push(`windowed input: ${channels} × ${windowLength} samples per row, channels first${csv ? `; ${csv.rows.length} training samples (one per line, in time order) cut into ${trainRows?.length} windows` : ''}`);
+    }
 
     const spec: OutputSpec =
       o.output.kind === 'classification'
@@ -150,13 +185,13 @@ export async function packModel(o: PackOptions): Promise<Packed> {
         : o.output.kind === 'score'
           ? { kind: 'score', tensor: tensor.name, threshold: o.output.threshold, above: o.output.above, below: o.output.below }
           : { kind: 'regression', tensor: tensor.name, unit: o.output.unit };
-    const run = (x: number[][]) => runRows(session, s.input.name, tensor.name, x, s.features, s.fixedBatch);
+    const run = (x: number[][]) => runRows(session, s.input.name, tensor.name, x, s.row, s.fixedBatch);
 
     // The training rows: what the model predicts on them is the prediction baseline.
     let predicted: number[] | null = null;
     let baseline: Manifest['baseline'];
-    if (csv) {
-      const out = await run(csv.rows);
+    if (csv && trainRows) {
+      const out = await run(trainRows);
       if (spec.kind === 'classification') predicted = out.map(argmax);
       const predictions =
         spec.kind === 'classification'
@@ -169,9 +204,9 @@ export async function packModel(o: PackOptions): Promise<Packed> {
         features: Object.fromEntries(features.map((f, j) => [f.name, featureBaseline(csv.rows.map((r) => r[j] as number))])),
         ...(predictions ? { predictions } : {}),
       };
-      report.push(`baseline from ${csv.rows.length} training rows${predictions ? `; predicted shares ${Object.entries(predictions).map(([k, v]) => `${k} ${v}`).join(', ')}` : ''}`);
+      report.push(`baseline from ${csv.rows.length} training ${windowed ? 'samples' : 'rows'}${predictions ? `; predicted shares ${Object.entries(predictions).map(([k, v]) => `${k} ${v}`).join(', ')}` : ''}`);
     }
-    const gIn = goldenInputs(features, csv?.rows ?? null, predicted).map((r) => r.map((v) => Math.fround(v)));
+    const gIn = goldenInputs(features, trainRows, predicted, windowLength).map((r) => r.map((v) => Math.fround(v)));
     const gOut = await run(gIn);
     const golden = gIn.map((input, i) => {
       const output = gOut[i] as number[];
@@ -199,7 +234,12 @@ export async function packModel(o: PackOptions): Promise<Packed> {
       ...(o.description ? { description: o.description } : {}),
       createdAt: new Date().toISOString(),
       file: { name: 'model.onnx', sha256: createHash('sha256').update(bytes).digest('hex') },
-      input: { name: s.input.name, dtype: 'float32' as const, shape: [s.fixedBatch ?? (typeof s.input.shape[0] === 'string' ? s.input.shape[0] : 'N'), s.features] as [string | number, number] },
+      input: {
+        name: s.input.name,
+        dtype: 'float32' as const,
+        shape: [s.fixedBatch ?? (typeof s.input.shape[0] === 'string' ? s.input.shape[0] : 'N'), ...s.row] as [string | number, number] | [string | number, number, number],
+        ...(windowLength !== null ? { window: { length: windowLength } } : {}),
+      },
       features,
       outputs: outputs.filter((t) => t.type === 'float32' || t.type === 'int64').map((t) => ({ name: t.name, dtype: t.type as 'float32' | 'int64', shape: t.shape })),
       output: spec,

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EdgeError, isEdgeError } from '../agent/errors.js';
 import { inferenceOptionsSchema } from '../agent/infer/infer.js';
-import { fixedBatchOf, MANIFEST_LIMITS, parseManifest } from './manifest.js';
+import { fixedBatchOf, MANIFEST_LIMITS, parseManifest, rowShape, rowSize } from './manifest.js';
 import { loadModel } from './load.js';
 import { readVersionFile } from './read.js';
 import { checkRelease } from './release.js';
@@ -35,14 +35,14 @@ async function verify(req: VerifyRequest): Promise<ChildReply> {
   const model = await loadModel(req.dir, inferenceOptionsSchema.parse({}), { maxModelBytes: req.maxModelBytes });
   try {
     // Latency: a full batch (or the model's fixed batch), timed, against the manifest's budget.
-    const cols = manifest.features.length;
+    const cols = rowSize(manifest);
     const rows = fixedBatchOf(manifest) ?? req.batchRows;
     const times: number[] = [];
     for (let i = 0; i < LATENCY_RUNS; i++) {
       const data = new Float32Array(rows * cols);
       for (let r = 0; r < rows; r++) data.set((manifest.golden[r % manifest.golden.length] as { input: number[] }).input, r * cols);
       const t0 = performance.now();
-      await model.inference.run(manifest.input.name, data, rows, cols);
+      await model.inference.run(manifest.input.name, data, rows, cols, rowShape(manifest));
       times.push(performance.now() - t0);
     }
     times.sort((a, b) => a - b);

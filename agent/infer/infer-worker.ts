@@ -1,4 +1,4 @@
-// Inference worker thread: takes the ONNX model's bytes, then batches of feature rows; gives the
+// Inference worker thread: takes the ONNX model's bytes, then batches of input rows (of any row shape); gives the
 // session's input/output metadata, then each batch's output tensors. onnxruntime-node's run()
 // is synchronous native code, so it runs here, off the thread that serves MQTT and SQLite.
 
@@ -8,7 +8,8 @@ import { chunks } from '../../models/chunks.js';
 
 export interface WorkerInit { model: Uint8Array; intraOpThreads: number; fixedBatch: number | null; fetch: string[] }
 export interface TensorInfo { name: string; type: string; shape: (number | string)[] }
-export type WorkerRequest = { id: number; inputName: string; data: Float32Array; rows: number; cols: number };
+/** `shape`: one row's dimensions after the batch (product `cols`); absent: [cols]. */
+export type WorkerRequest = { id: number; inputName: string; data: Float32Array; rows: number; cols: number; shape?: number[] };
 /** A liveness probe: answered in turn, after the batches sent before it (a stuck model never answers). */
 export type WorkerPing = { kind: 'ping'; id: number };
 export type WorkerReply =
@@ -74,8 +75,9 @@ async function main(p: NonNullable<typeof parentPort>): Promise<void> {
 async function run(session: ort.InferenceSession, req: WorkerRequest): Promise<Record<string, { data: Float32Array; dims: number[] }>> {
   const parts: Record<string, Float32Array[]> = {};
   const widths: Record<string, number> = {};
+  const row = req.shape ?? [req.cols];
   for (const c of chunks(req.data, req.rows, req.cols, init.fixedBatch)) {
-    const out = await session.run({ [req.inputName]: new ort.Tensor('float32', c.data, [c.batch, req.cols]) }, init.fetch);
+    const out = await session.run({ [req.inputName]: new ort.Tensor('float32', c.data, [c.batch, ...row]) }, init.fetch);
     for (const name of init.fetch) {
       const t = out[name] as ort.Tensor;
       const width = t.dims.slice(1).reduce((a, b) => a * b, 1);

@@ -1,4 +1,5 @@
-// Inference: takes packed feature rows (Float32Array, rows x cols); gives the model's output
+// Inference: takes packed input rows (Float32Array, rows x cols; a row may have dims, e.g. channels x
+// samples for a window); gives the model's output
 // tensors and the time the model took. The ONNX session lives in a worker thread (infer-worker.ts)
 // so a slow model never stalls MQTT keepalives, PUBACKs or SQLite commits on the main thread.
 
@@ -38,7 +39,11 @@ export interface Inference {
   readonly outputs: TensorInfo[];
   /** False once the worker has crashed or exited: every run() rejects from then on. */
   readonly alive: boolean;
-  run(inputName: string, data: Float32Array, rows: number, cols: number): Promise<InferResult>;
+  /**
+   * Runs `rows` rows of `cols` numbers each. `shape`: the dimensions of one row after the batch (their
+   * product is `cols`), e.g. [channels, samples] for a windowed input; default [cols].
+   */
+  run(inputName: string, data: Float32Array, rows: number, cols: number, shape?: readonly number[]): Promise<InferResult>;
   /**
    * Whether the worker answers within `timeoutMs`: the probe queues behind the batches already sent, so a
    * model stuck in native code, or a dead worker, gives false (health checks and the systemd watchdog).
@@ -103,12 +108,15 @@ export async function startInference(model: ModelSource, options: InferenceOptio
     get alive() {
       return dead === null;
     },
-    run(inputName, data, rows, cols) {
+    run(inputName, data, rows, cols, shape) {
       if (dead) return Promise.reject(dead);
+      if (shape && shape.reduce((a, b) => a * b, 1) !== cols) {
+        return Promise.reject(new EdgeError('EDGE_ERR_INFERENCE', `a row of ${cols} numbers cannot have the shape [${shape.join(', ')}]`));
+      }
       const id = nextId++;
       return new Promise<InferResult>((resolve, reject) => {
         pending.set(id, { resolve, reject });
-        const req: WorkerRequest = { id, inputName, data, rows, cols };
+        const req: WorkerRequest = { id, inputName, data, rows, cols, ...(shape ? { shape: [...shape] } : {}) };
         worker.postMessage(req, [data.buffer as ArrayBuffer]);
       });
     },

@@ -53,6 +53,11 @@ export interface VersionSpec {
   tolerance?: number;
   name?: string;
   version?: string;
+  /**
+   * A windowed input: the graph input is [batch, channels, length] (or [batch, length] for one feature), one
+   * channel per feature; golden inputs are channels × length values, channels first.
+   */
+  window?: { length: number };
   /** A last change to the manifest before it is written (e.g. to break it on purpose). */
   edit?: (manifest: Record<string, unknown>) => void;
 }
@@ -63,15 +68,16 @@ export interface ModelVersion { dir: string; modelPath: string; manifest: Record
  * Runs the model bytes on rows and gives each output tensor as rows of numbers (int64 as numbers).
  * `batch`: rows per run (a fixed-batch model's batch size); all rows in one run if omitted.
  */
-export async function runModel(bytes: Uint8Array, inputName: string, rows: number[][], batch = rows.length): Promise<Record<string, number[][]>> {
+export async function runModel(bytes: Uint8Array, inputName: string, rows: number[][], batch = rows.length, rowShape?: number[]): Promise<Record<string, number[][]>> {
   if (rows.length % batch !== 0) throw new Error(`${rows.length} rows do not fill batches of ${batch}`);
   const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1 });
   try {
     const cols = rows[0]?.length ?? 0;
+    const row = rowShape ?? [cols];
     const result: Record<string, number[][]> = {};
     for (let start = 0; start < rows.length; start += batch) {
       const chunk = rows.slice(start, start + batch);
-      const out = await session.run({ [inputName]: new ort.Tensor('float32', Float32Array.from(chunk.flat()), [chunk.length, cols]) });
+      const out = await session.run({ [inputName]: new ort.Tensor('float32', Float32Array.from(chunk.flat()), [chunk.length, ...row]) });
       for (const [name, t] of Object.entries(out)) {
         const flat = Array.from(t.data as ArrayLike<number | bigint>, Number);
         const width = flat.length / chunk.length;
@@ -102,7 +108,8 @@ export async function writeModelVersion(t: Teardown, spec: VersionSpec, parent?:
   const bytes = onnxModel(spec.graph);
   const input = spec.graph.inputs[0];
   if (!input) throw new Error('a test model needs an input');
-  const outputs = await runModel(bytes, input.name, spec.golden, typeof input.dims[0] === 'number' ? input.dims[0] : spec.golden.length);
+  const rowShape = spec.window ? (input.dims.slice(1) as number[]) : undefined;
+  const outputs = await runModel(bytes, input.name, spec.golden, typeof input.dims[0] === 'number' ? input.dims[0] : spec.golden.length, rowShape);
   const goldenOut = outputs[spec.output.tensor];
   if (!goldenOut) throw new Error(`the model has no output "${spec.output.tensor}"`);
   const name = spec.name ?? 'test-model';
@@ -117,7 +124,9 @@ export async function writeModelVersion(t: Teardown, spec: VersionSpec, parent?:
     name,
     version,
     file: { name: 'model.onnx', sha256 },
-    input: { name: input.name, dtype: 'float32', shape: [input.dims[0], spec.features.length] },
+    input: spec.window
+      ? { name: input.name, dtype: 'float32', shape: input.dims, window: spec.window }
+      : { name: input.name, dtype: 'float32', shape: [input.dims[0], spec.features.length] },
     features: spec.features.map((f) => ({ name: f.name, unit: f.unit ?? '1', min: f.min, max: f.max })),
     outputs: spec.graph.outputs.map((o) => ({ name: o.name, dtype: o.type ?? 'float32', shape: o.dims })),
     output: spec.output,
