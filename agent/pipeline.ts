@@ -166,7 +166,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       // The payload style's assembler (tags, Sparkplug B, windows): its state outlives version swaps.
       const assembler = createAssembler(spec.payload, first.manifest, {
         maxPayloadBytes: config.ingest.maxPayloadBytes, model: first.manifest.name, savedBirths,
-        command: (c) => sparkplugOut.command(c), state: (c) => sparkplugOut.state(c),
+        command: (c) => sparkplugOut.command(c), state: (c) => sparkplugOut.state(c), windowMarks: spec.payload.style === 'window' ? store.windowMarks(first.manifest.name) : new Map(),
       });
       served.push({ name, spec, policy, slot, route: { slot, filters: spec.subscriptions.map((s) => s.topic), resultTopic: spec.resultTopic, assembler } });
       const { manifest } = first;

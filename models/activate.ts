@@ -7,7 +7,7 @@
 import type { Logger } from '../agent/log.js';
 import type { CommittedBatch, ModelSlot, ServingModel } from '../agent/infer/predict.js';
 import type { PredictionRow } from '../agent/store/store.js';
-import { interpret } from './manifest.js';
+import { interpret, rowShape, rowSize } from './manifest.js';
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createProbation, type ProbationOptions, type Verdict } from './probation.js';
@@ -84,11 +84,12 @@ export function createModelManager(deps: ManagerDeps): ModelManager {
     const s = shadow;
     s.busy = true;
     const m = s.model.manifest;
-    const cols = m.features.length;
+    // A window's row is channels × samples (the stored features hold the window's values).
+    const cols = rowSize(m);
     const data = new Float32Array(b.predictions.length * cols);
-    b.predictions.forEach((p, r) => data.set(p.features, r * cols));
+    b.predictions.forEach((p, r) => data.set(p.features.length === cols ? p.features : p.features.slice(0, cols), r * cols));
     void s.model.inference
-      .run(m.input.name, data, b.predictions.length, cols)
+      .run(m.input.name, data, b.predictions.length, cols, rowShape(m))
       .then((res) => {
         const out = res.outputs[m.output.tensor]?.data;
         if (!out || shadow !== s) return;

@@ -4,7 +4,7 @@
 // and the dead letters and removes their inbox rows. Then the results are published and observers hear
 // "batch committed". A model swapped in meanwhile serves the next batch; this one finishes on its own.
 
-import { interpret, outputWidth, type Manifest } from '../../models/manifest.js';
+import { interpret, outputWidth, rowShape, type Manifest } from '../../models/manifest.js';
 import { EdgeError, type RejectReason } from '../errors.js';
 import { createHolds, type AssembledRow, type Assembler } from '../ingest/assemble.js';
 import type { Decoded, Decoder } from '../ingest/features.js';
@@ -14,7 +14,7 @@ import { createRateLimitedLog, type Logger } from '../log.js';
 import { deliveredFilter, topicMatches } from '../ingest/topic.js';
 import type { Publisher, Result } from '../publish.js';
 import type { Stats } from '../observe/stats.js';
-import type { BatchExtra, BirthRow, DeadLetterRow, HistoricalRow, PredictionRow, Store } from '../store/store.js';
+import type { BatchExtra, BirthRow, DeadLetterRow, HistoricalRow, PredictionRow, Store, WindowMark } from '../store/store.js';
 
 /** A loaded, verified model as it serves: its contract, its worker and its decoder. */
 export interface ServingModel {
@@ -219,7 +219,7 @@ export function createPredictor(deps: PredictDeps) {
     let r = 0;
     for (const d of decoded) if (d.ok) data.set(d.values, r++ * width);
     try {
-      part.result = await model.inference.run(manifest.input.name, data, ok, width);
+      part.result = await model.inference.run(manifest.input.name, data, ok, width, manifest.input.window ? rowShape(manifest) : undefined);
     } catch (err) {
       part.error = err as Error;
     }
@@ -321,7 +321,7 @@ export function createPredictor(deps: PredictDeps) {
       out.t0s.push(m.t0);
       out.predictions.push({
         receivedAt: m.receivedAt, asset: d.asset, topic: m.topic, modelName: manifest.name, modelVersion: manifest.version,
-        features: row.window ? Array.from(row.window) : d.values, outputs, label: 'label' in verdict ? verdict.label : null,
+        features: row.window ? windowValues(row.window) : d.values, outputs, label: 'label' in verdict ? verdict.label : null,
         score: verdict.kind === 'classification' ? (verdict.probabilities[verdict.label] ?? null) : verdict.kind === 'score' ? verdict.score : verdict.value,
         latencyMs: modelMs, inboxId: m.inboxId, dedupKey: m.dedupKey, quality: d.quality ?? null,
       });
@@ -380,12 +380,15 @@ export function createPredictor(deps: PredictDeps) {
     ids.sort((x, y) => x - y);
     const births: BirthRow[] = [];
     const historical: HistoricalRow[] = [];
+    const marks: WindowMark[] = [];
     for (const part of outcome.parts) {
-      if (!part.assembled) continue;
+      if (!part.assembled || dead.has(part)) continue;
       for (const b of part.assembled.births) births.push(b);
       for (const h of part.assembled.historical) historical.push(h);
+      const model = part.model.manifest.name;
+      for (const r of part.assembled.rows) if (r.window) marks.push({ model, asset: r.asset, at: r.at });
     }
-    return { ids, extra: { done, undone, births, historical } };
+    return { ids, extra: { done, undone, births, historical, marks } };
   }
 
   function commitBatch(batch: Message[], outcome: BatchOutcome): void {
@@ -483,4 +486,11 @@ export function createPredictor(deps: PredictDeps) {
 function rowPayload(row: AssembledRow): Buffer {
   const values = row.window ? { window: row.window.length } : row.raw;
   return Buffer.from(JSON.stringify({ asset: row.asset, at: row.at, values, ages: row.ages }));
+}
+
+/** A window's samples as stored with its prediction: float32 values to 7 significant digits (what float32 holds). */
+function windowValues(w: Float32Array): number[] {
+  const out = new Array<number>(w.length);
+  for (let i = 0; i < w.length; i++) out[i] = Number((w[i] as number).toPrecision(7));
+  return out;
 }

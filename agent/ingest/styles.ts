@@ -14,6 +14,7 @@ import { createJoin, joinOptionsSchema, joinProblems, type JoinedRow, type JoinO
 import type { Sample } from './samples.js';
 import { createSparkplugHost, sparkplugOptionsSchema, type BirthRecord, type Command, type SparkplugOptions } from './sparkplug.js';
 import { createTagReader, tagsOptionsSchema, type TagsOptions } from './tags.js';
+import { createWindows, windowOptionsSchema, windowProblems, windowShapeOf, type WindowOptions } from './window.js';
 import type { BirthRow, HistoricalRow } from '../store/store.js';
 import type { DeepReadonly } from '../config.js';
 
@@ -34,6 +35,11 @@ export const payloadOptionsSchema = z
       /** When a row is made: on a trigger metric, or on a period (a DATA message carries only what changed). */
       join: joinOptionsSchema,
     }),
+    z.strictObject({
+      style: z.literal('window'),
+      /** The signals (one per model feature, in order), the hop, the asset, timestamps and gaps. */
+      window: windowOptionsSchema,
+    }),
   ])
   .prefault({ style: 'json' });
 
@@ -52,6 +58,8 @@ export interface StyleDeps {
   command(c: Command): void;
   /** Publishes the host's STATE again (QoS 1, retained). */
   state(c: Command): void;
+  /** Windows: per asset, the time of the newest window committed before this start (table window_marks). */
+  windowMarks: ReadonlyMap<string, number>;
 }
 
 /** A joined row as raw values in the captured manifest's feature order, with their ages. */
@@ -85,6 +93,9 @@ function rowsOf(joined: readonly JoinedRow<Message>[], manifest: Manifest, onPer
 
 /** What keeps a style's options from fitting the model's features, each naming its key (`at`: where `payload` sits). */
 export function payloadProblems(payload: Payload, manifest: Manifest, at: string): string[] {
+  const windowed = manifest.input.window !== undefined;
+  if (payload.style === 'window') return windowed ? windowProblems(payload.window as WindowOptions, manifest, `${at}.window`) : [`${at}.style: got "window" — model ${manifest.name}@${manifest.version} takes one value per feature (its manifest has no input.window): use json, tags or sparkplug`];
+  if (windowed) return [`${at}.style: got "${payload.style}" — model ${manifest.name}@${manifest.version} takes a window of ${manifest.input.window?.length} samples per feature (input.window): use style window`];
   if (payload.style === 'json') return [];
   const features = manifest.features.map((f) => f.name);
   const problems = joinProblems(payload.join as JoinOptions, features, `${at}.join`);
@@ -105,6 +116,7 @@ export function payloadProblems(payload: Payload, manifest: Manifest, at: string
 export function createAssembler(payload: Payload, manifest: Manifest, deps: StyleDeps): Assembler | undefined {
   if (payload.style === 'json') return undefined;
   if (payload.style === 'sparkplug') return createSparkplugAssembler(payload, manifest, deps);
+  if (payload.style === 'window') return createWindowAssembler(payload, manifest, deps);
   const features = manifest.features.map((f) => f.name);
   // Tag name -> feature name (a feature not mapped is the tag of its own name).
   const featureOf = new Map<string, string>(features.map((f) => [payload.tags.features[f] ?? f, f]));
@@ -175,5 +187,35 @@ function createSparkplugAssembler(payload: SparkplugPayload, manifest: Manifest,
       return { rows: rowsOf(out.rows, man, true, waiting), released: out.released };
     },
     status: () => ({ style: 'sparkplug', ...waiting, assets: join.assets, held: join.held, nodes: host.nodes, ...join.counters, sparkplug: host.status() }),
+  };
+}
+
+type WindowPayload = Extract<Payload, { style: 'window' }>;
+
+/**
+ * Windows: the last N samples of each signal per asset (window.ts). A message too large is refused before its
+ * samples are read (its payload may be cut). After a restart the restored buffers are put back on their
+ * cadence from the newest window committed before it (window_marks), at the first message that is not a
+ * replay of one already consumed.
+ */
+function createWindowAssembler(payload: WindowPayload, manifest: Manifest, deps: StyleDeps): Assembler {
+  const shape = windowShapeOf(manifest);
+  if (!shape) throw new Error(`model ${manifest.name} takes no window`);
+  const windows = createWindows<Message>(payload.window as WindowOptions, shape);
+  let toAlign: ReadonlyMap<string, number> | null = deps.windowMarks.size ? deps.windowMarks : null;
+  return {
+    tickMs: null,
+    take(m, _man, now, restore): Taken {
+      if (m.bytes > deps.maxPayloadBytes) return { rows: [], released: [m], reject: restore ? undefined : { code: 'REJECT_PAYLOAD_TOO_LARGE', detail: `payload is ${m.bytes} bytes, the limit is ${deps.maxPayloadBytes}` } };
+      if (!restore && toAlign) {
+        for (const [asset, at] of toAlign) windows.align(asset, at);
+        toAlign = null;
+      }
+      const out = windows.take(m, m.topic, m.payload, now, restore);
+      const rows: AssembledRow[] = out.rows.map((w) => ({ asset: w.asset, at: w.at, raw: null, ages: null, window: w.data, source: w.source }));
+      return { rows, released: [...out.released], reject: out.reject };
+    },
+    tick: () => ({ rows: [], released: [] }),
+    status: () => ({ style: 'window', assets: windows.assets, held: windows.held, ...windows.counters }),
   };
 }

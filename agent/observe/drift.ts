@@ -292,6 +292,8 @@ export function createDriftMonitor(options: DriftOptions, deps: { log: Logger })
   const baselineShares = (t: Track) => Object.fromEntries(t.labelNames.map((l, i) => [l, (t.labelExpected as Float64Array)[i] as number]));
 
   function observe(batch: CommittedBatch): void {
+    // A windowed model's row is a window of samples, not one value per feature: not judged here yet.
+    if (batch.model.manifest.input.window) return;
     try {
       const t = trackFor(batch.model.manifest);
       for (const d of batch.deadLetters) addMessage(t, d.reasonCode);

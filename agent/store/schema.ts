@@ -193,7 +193,8 @@ export const MIGRATIONS: readonly string[] = [
   // predictions.quality: the data-quality gate's flags (imputed or flagged features), JSON, null when clean.
   // sparkplug_births: each Sparkplug B node's and device's last birth (metric names, aliases, datatypes), so
   // that data after a restart can still be decoded. historical: Sparkplug B metrics sent as is_historical,
-  // kept apart from live values.
+  // kept apart from live values. window_marks: per model and asset, the time of the newest window committed, so
+  // that the windows rebuilt by a replay go on at the cadence they had.
   `CREATE TABLE inbox_done (
      inbox_id INTEGER NOT NULL,
      model TEXT NOT NULL,
@@ -215,7 +216,13 @@ export const MIGRATIONS: readonly string[] = [
      value TEXT NOT NULL,
      topic TEXT NOT NULL,
      created_at INTEGER NOT NULL
-   );`,
+   );
+   CREATE TABLE window_marks (
+     model TEXT NOT NULL,
+     asset TEXT NOT NULL,
+     at REAL NOT NULL,
+     PRIMARY KEY (model, asset)
+   ) WITHOUT ROWID;`,
 ];
 
 export function migrate(db: Database.Database): void {

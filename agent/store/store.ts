@@ -12,7 +12,7 @@
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { EdgeError } from '../errors.js';
-import { createAssemblyRows, type BirthRow, type HistoricalRow } from './assembly.js';
+import { createAssemblyRows, type BirthRow, type HistoricalRow, type WindowMark } from './assembly.js';
 import { createEvents, type ModelEventRow } from './events.js';
 import { prepareFiles } from './files.js';
 import { createInbox, type InboxMessage, type InboxRow } from './inbox.js';
@@ -24,7 +24,7 @@ import { createSyncRows, type SyncRows } from './sync.js';
 import { migrate } from './schema.js';
 import { createWriter } from './writer.js';
 
-export type { BirthRow, DeadLetterRow, HistoricalRow, InboxMessage, InboxRow, ModelEventRow, PredictionRow };
+export type { BirthRow, WindowMark, DeadLetterRow, HistoricalRow, InboxMessage, InboxRow, ModelEventRow, PredictionRow };
 
 /** What a batch of the styles that hold messages writes besides its rows (agent/ingest/assemble.ts). */
 export interface BatchExtra {
@@ -34,6 +34,7 @@ export interface BatchExtra {
   undone?: readonly number[];
   births?: readonly BirthRow[];
   historical?: readonly HistoricalRow[];
+  marks?: readonly WindowMark[];
 }
 export { MIGRATIONS } from './schema.js';
 
@@ -62,6 +63,8 @@ export interface Store {
   commitBatch(predictions: readonly PredictionRow[], deadLetters: readonly DeadLetterRow[], inboxIds: readonly number[], extra?: BatchExtra): number[];
   /** Every Sparkplug B birth kept (the host's alias maps at start). */
   savedBirths(): BirthRow[];
+  /** A windowed model's assets and the time of the newest window committed for each. */
+  windowMarks(model: string): Map<string, number>;
   /** Inbox rows to replay, oldest first: up to `limit` after inbox id `after`. */
   inboxPage(after: number, limit: number): InboxRow[];
   /** The keys of the last `limit` QoS 1 messages; `rowsPerMessage`: the most rows one message makes (one per model taking it). */
@@ -134,10 +137,12 @@ export function openStore(options: StoreOptions): Store {
           if (extra.done?.length) inbox.done(extra.done);
           if (extra.births?.length) assembly.births(extra.births);
           if (extra.historical?.length) assembly.historical(extra.historical);
+          if (extra.marks?.length) assembly.marks(extra.marks);
         }
         return ids;
       }),
     savedBirths: assembly.savedBirths,
+    windowMarks: assembly.windowMarks,
     commitShadow: (predictions) => void writer.write(() => rows.predictions(predictions, 'shadow')),
     recordModelEvent: (e) => writer.write(() => events.record(e)),
     modelEvents: events.recent,
