@@ -45,9 +45,20 @@ export const qualityOptionsSchema = z
     trainingRange: z.boolean().default(false),
     /** Oldest acceptable age of a value in ms, when the style knows ages (tags, Sparkplug B). Absent: no age check. */
     maxAgeMs: z.number().int().positive().optional(),
-    /** A value repeated this many rows in a row for an asset is stuck (a frozen sensor or gateway). 0 = off. */
+    /**
+     * A value repeated this many rows in a row for an asset is stuck (a frozen sensor or gateway); 0 = off.
+     * Every in-contract value counts, in rows rejected for other features too; a missing or unreadable
+     * value leaves the run as it was. Rows, not samples: a joined tag that updates more slowly than its
+     * trigger repeats its latest value in each row.
+     */
     stuckSamples: stuckSchema.default(0),
-    /** Watch each asset's recent values for a unit or scale change against the training mean and std. */
+    /**
+     * Watch for a unit or scale change (°F where °C was trained): a value is a scale change when the median
+     * of the asset's last `scaleWindow` in-contract values of the feature lies more than `scaleSigmas`
+     * training std from the training mean, i.e. more than half of them lie beyond mean ± scaleSigmas·std on
+     * the same side (for an even window, both middle values). Judged once the window is full; needs the
+     * manifest's baseline; a feature with std 0 in training is not watched (the training range covers it).
+     */
     scale: z.boolean().default(false),
     /** How far, in training standard deviations, the recent median may sit from the training mean. */
     scaleSigmas: z.number().positive().max(1e6).default(6),

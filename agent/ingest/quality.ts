@@ -37,18 +37,19 @@ const A_REJECTED = 0, A_IMPUTED = 1, A_FLAGGED = 2;
 const I_NONE = 0, I_NUMBER = 1, I_LAST = 2;
 const NO_FLAGS: readonly QualityFlag[] = Object.freeze([]);
 
+/** One asset's state, only for the features whose checks need it (slots), so memory follows the checks configured. */
 interface AssetState {
-  /** Last in-contract value (stuck), last good value (NaN: none). */
-  last: Float64Array;
-  good: Float64Array;
-  /** Per feature: stuck run, scale ring head, ring fill, values above, values below the scale band. */
-  ints: Int32Array;
-  /** Per feature a ring of scaleWindow marks: 1 above the band, -1 below, 0 within. */
+  /** Per feature: last good value (NaN: none); only when a feature imputes 'last'. */
+  good: Float64Array | null;
+  /** Per stuck slot: last in-contract value and its run. */
+  last: Float64Array | null;
+  run: Int32Array | null;
+  /** Per scale slot: ring head, ring fill, marks above, marks below the band; the ring of scaleWindow marks (1 above, -1 below, 0 within). */
+  scale: Int32Array | null;
   ring: Int8Array | null;
   /** rows, rejected, imputed, flagged (perAsset). */
   counts: Float64Array;
 }
-
 
 /**
  * `sources[i]`: how a detail names where feature i came from (the JSON decoder passes `field "a.b"`, so a
@@ -100,16 +101,25 @@ export function createQualityGate(options: QualityOptions, manifest: Manifest, s
       || (r === 'stuck' && (stuckN[i] as number) > 0) || (r === 'scale_change' && scaleOn[i] === 1));
   }
   const w = options.scaleWindow;
-  const anyScale = scaleOn.includes(1);
+  const stuckSlot = new Int32Array(n).fill(-1);
+  const scaleSlot = new Int32Array(n).fill(-1);
+  let nStuck = 0;
+  let nScale = 0;
+  for (let i = 0; i < n; i++) {
+    if ((stuckN[i] as number) > 0) stuckSlot[i] = nStuck++;
+    if (scaleOn[i]) scaleSlot[i] = nScale++;
+  }
+  const anyLast = imputeKind.includes(I_LAST);
   /** A check needs the asset's state: beyond maxAssets such an asset is refused, not judged without it. */
-  const needState = anyScale || stuckN.some((s) => s > 0) || imputeKind.includes(I_LAST);
+  const needState = nScale > 0 || nStuck > 0 || anyLast;
   const tracked = needState || options.perAsset;
   const assets = new Map<string, AssetState>();
   const newState = (): AssetState => ({
-    last: new Float64Array(n),
-    good: new Float64Array(n).fill(Number.NaN),
-    ints: new Int32Array(5 * n),
-    ring: anyScale ? new Int8Array(n * w) : null,
+    good: anyLast ? new Float64Array(n).fill(Number.NaN) : null,
+    last: nStuck ? new Float64Array(nStuck) : null,
+    run: nStuck ? new Int32Array(nStuck) : null,
+    scale: nScale ? new Int32Array(4 * nScale) : null,
+    ring: nScale ? new Int8Array(nScale * w) : null,
     counts: new Float64Array(4),
   });
   const other = newState();
@@ -143,8 +153,7 @@ export function createQualityGate(options: QualityOptions, manifest: Manifest, s
       }
     }
     st.counts[0]!++;
-    const ints = st.ints;
-    const ring = st.ring;
+    const { good, last, run, scale, ring } = st;
     const values = new Array<number>(n);
     let found = 0;
     let firstReject = -1;
@@ -164,27 +173,29 @@ export function createQualityGate(options: QualityOptions, manifest: Manifest, s
           // In-contract values are observations: they move the stuck run and the scale window whatever else is wrong.
           let stuck = false;
           let scaled = false;
-          if ((stuckN[i] as number) > 0) {
-            const run = ints[i * 5] as number;
-            ints[i * 5] = run > 0 && st.last[i] === x ? run + 1 : 1;
-            st.last[i] = x;
-            stuck = (ints[i * 5] as number) >= (stuckN[i] as number);
+          const k = stuckSlot[i] as number;
+          if (k >= 0 && last && run) {
+            const r = run[k] as number;
+            run[k] = r > 0 && last[k] === x ? r + 1 : 1;
+            last[k] = x;
+            stuck = (run[k] as number) >= (stuckN[i] as number);
           }
-          if (ring && scaleOn[i]) {
-            const b = i * 5;
-            const head = ints[b + 1] as number;
+          const j = scaleSlot[i] as number;
+          if (j >= 0 && scale && ring) {
+            const b = j * 4;
+            const head = scale[b] as number;
             const mark = x > (hi[i] as number) ? 1 : x < (lo[i] as number) ? -1 : 0;
-            if ((ints[b + 2] as number) === w) {
-              const old = ring[i * w + head] as number;
-              if (old > 0) ints[b + 3]!--;
-              else if (old < 0) ints[b + 4]!--;
-            } else ints[b + 2]!++;
-            ring[i * w + head] = mark;
-            if (mark > 0) ints[b + 3]!++;
-            else if (mark < 0) ints[b + 4]!++;
-            ints[b + 1] = head + 1 === w ? 0 : head + 1;
+            if ((scale[b + 1] as number) === w) {
+              const old = ring[j * w + head] as number;
+              if (old > 0) scale[b + 2]!--;
+              else if (old < 0) scale[b + 3]!--;
+            } else scale[b + 1]!++;
+            ring[j * w + head] = mark;
+            if (mark > 0) scale[b + 2]!++;
+            else if (mark < 0) scale[b + 3]!++;
+            scale[b] = head + 1 === w ? 0 : head + 1;
             // Over half of the full window beyond the band on one side: the median (both middle values, for an even window) is beyond it.
-            scaled = (ints[b + 2] as number) === w && (2 * (ints[b + 3] as number) > w || 2 * (ints[b + 4] as number) > w);
+            scaled = (scale[b + 1] as number) === w && (2 * (scale[b + 2] as number) > w || 2 * (scale[b + 3] as number) > w);
           }
           const age = ages === null ? undefined : ages[i];
           if (x < (bmin[i] as number) || x > (bmax[i] as number)) reason = 4;
@@ -195,7 +206,7 @@ export function createQualityGate(options: QualityOptions, manifest: Manifest, s
       }
       if (reason < 0) {
         values[i] = x;
-        st.good[i] = x;
+        if (good) good[i] = x;
         continue;
       }
       const p = policy[i] as number;
@@ -203,7 +214,7 @@ export function createQualityGate(options: QualityOptions, manifest: Manifest, s
       if (p === P_REJECT || (p === P_FLAG && reason < R_SOFT && imputeKind[i] === I_NONE)) action = A_REJECTED;
       else if (p === P_FLAG && reason >= R_SOFT) action = A_FLAGGED;
       if (action === A_IMPUTED) {
-        const y = imputeKind[i] === I_NUMBER ? (imputeValue[i] as number) : (st.good[i] as number);
+        const y = imputeKind[i] === I_NUMBER ? (imputeValue[i] as number) : (good ? (good[i] as number) : Number.NaN);
         if (Number.isNaN(y)) {
           action = A_REJECTED;
           if (firstReject < 0) noLast = true;
@@ -220,10 +231,11 @@ export function createQualityGate(options: QualityOptions, manifest: Manifest, s
       const i = fFeat[firstReject] as number;
       const r = QUALITY_REASONS[fReason[firstReject] as number] as QualityReason;
       const b = manifest.baseline?.features[names[i] as string];
+      const above = scale !== null && (scaleSlot[i] as number) >= 0 && 2 * (scale[(scaleSlot[i] as number) * 4 + 2] as number) > w;
       const detail = qualityDetail(r, names[i] as string, src[i] as string, raw[i], {
         min: min[i] as number, max: max[i] as number, bmin: bmin[i] as number, bmax: bmax[i] as number,
-        age: ages?.[i], maxAgeMs: maxAge[i] as number, run: ints[i * 5] as number, stuckSamples: stuckN[i] as number,
-        above: 2 * (ints[i * 5 + 3] as number) > w, bound: 2 * (ints[i * 5 + 3] as number) > w ? (hi[i] as number) : (lo[i] as number),
+        age: ages?.[i], maxAgeMs: maxAge[i] as number, run: run?.[stuckSlot[i] as number] ?? 0, stuckSamples: stuckN[i] as number,
+        above, bound: above ? (hi[i] as number) : (lo[i] as number),
         mean: b?.mean ?? Number.NaN, std: b?.std ?? Number.NaN, window: w, sigmas: options.scaleSigmas,
       });
       return reject(st, QUALITY_REJECT_CODES[r], noLast ? `${detail}; no last good value to impute yet` : detail);
