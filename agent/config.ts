@@ -15,6 +15,7 @@ import { syncOptionsSchema } from '../sync/upstream.js';
 import { parsePublicKey } from '../models/sign.js';
 import { mappingOptionsSchema, type MappingOptions } from './ingest/features.js';
 import { payloadOptionsSchema, type PayloadOptions } from './ingest/styles.js';
+import { qualityOptionsSchema, type QualityOptions } from './ingest/quality.js';
 import { inferenceOptionsSchema } from './infer/infer.js';
 import { ingestOptionsSchema, subscriptionsSchema, type Subscription } from './ingest/ingest.js';
 import { truthOptionsSchema } from './ingest/labels.js';
@@ -40,6 +41,8 @@ const servedModelSchema = z.strictObject({
   mapping: mappingOptionsSchema,
   /** How this model's readings arrive: json (one object per reading), tags, sparkplug or window. */
   payload: payloadOptionsSchema,
+  /** This model's data-quality gate: checks against its contract and training profile, and what to do on a failure. */
+  quality: qualityOptionsSchema,
   /** This model's result topic; default publish.topic. */
   resultTopic: resultTopicSchema.optional(),
   /** Accept unsigned releases of this model; default model.trust.allowUnsigned. */
@@ -53,6 +56,8 @@ export const configSchema = z.strictObject({
   mapping: mappingOptionsSchema,
   /** One model: how its readings arrive (with several, each entry of models has its own). */
   payload: payloadOptionsSchema,
+  /** One model: its data-quality gate (with several, each entry of models has its own). */
+  quality: qualityOptionsSchema,
   /** Several models, each with its own first version, subscriptions, mapping and result topic. */
   models: z.array(servedModelSchema).min(1).max(MAX_MODELS).optional(),
   model: z.strictObject({
@@ -112,9 +117,10 @@ export interface ModelSpec {
   subscriptions: readonly Subscription[];
   mapping: MappingOptions;
   payload: DeepReadonly<PayloadOptions>;
+  quality: DeepReadonly<QualityOptions>;
   resultTopic: string;
   allowUnsigned: boolean;
-  keys: { dir: string; subscriptions: string; mapping: string; payload: string; resultTopic: string };
+  keys: { dir: string; subscriptions: string; mapping: string; payload: string; quality: string; resultTopic: string };
 }
 
 export type Config = Omit<Resolved<z.infer<typeof configSchema>>, 'models'> & { models: ModelSpec[] };
@@ -236,6 +242,7 @@ function formProblems(raw: unknown): string[] {
     ['ingest.subscriptions', has(r.ingest?.subscriptions), 'subscriptions'],
     ['mapping', has(r.mapping), 'mapping'],
     ['payload', has((r as { payload?: unknown }).payload), 'payload'],
+    ['quality', has((r as { quality?: unknown }).quality), 'quality'],
   ] as const;
   if (r.models !== undefined) {
     return topLevel.filter(([, present]) => present).map(([key, , inEntry]) => `${key}: with models listed, each model has its own ${inEntry} (models[].${inEntry}); remove ${key}`);
@@ -243,7 +250,7 @@ function formProblems(raw: unknown): string[] {
   // A parent that is there but not an object (model: null) is the schema's to name.
   const parentBad = (v: unknown) => v !== undefined && (v === null || typeof v !== 'object');
   return topLevel
-    .filter(([key, present]) => !present && key !== 'mapping' && key !== 'payload' && !parentBad(key === 'model.dir' ? r.model : r.ingest))
+    .filter(([key, present]) => !present && key !== 'mapping' && key !== 'payload' && key !== 'quality' && !parentBad(key === 'model.dir' ? r.model : r.ingest))
     .map(([key]) => `${key}: got (missing) — ${key === 'model.dir' ? "the folder of the model's first version" : "the readings' topic filters"} (or list several models under models, each with dir, subscriptions and mapping)`);
 }
 
@@ -251,13 +258,13 @@ function formProblems(raw: unknown): string[] {
 function servedModels(c: Resolved<z.infer<typeof configSchema>>): ModelSpec[] {
   if (!c.models) {
     return [{
-      dir: c.model.dir as string, subscriptions: [...(c.ingest.subscriptions ?? [])], mapping: c.mapping, payload: c.payload, resultTopic: c.publish.topic, allowUnsigned: c.model.trust.allowUnsigned,
-      keys: { dir: 'model.dir', subscriptions: 'ingest.subscriptions', mapping: 'mapping', payload: 'payload', resultTopic: 'publish.topic' },
+      dir: c.model.dir as string, subscriptions: [...(c.ingest.subscriptions ?? [])], mapping: c.mapping, payload: c.payload, quality: c.quality, resultTopic: c.publish.topic, allowUnsigned: c.model.trust.allowUnsigned,
+      keys: { dir: 'model.dir', subscriptions: 'ingest.subscriptions', mapping: 'mapping', payload: 'payload', quality: 'quality', resultTopic: 'publish.topic' },
     }];
   }
   return c.models.map((m, i) => ({
-    dir: m.dir, subscriptions: [...m.subscriptions], mapping: m.mapping, payload: m.payload, resultTopic: m.resultTopic ?? c.publish.topic, allowUnsigned: m.allowUnsigned ?? c.model.trust.allowUnsigned,
-    keys: { dir: `models[${i}].dir`, subscriptions: `models[${i}].subscriptions`, mapping: `models[${i}].mapping`, payload: `models[${i}].payload`, resultTopic: m.resultTopic ? `models[${i}].resultTopic` : 'publish.topic' },
+    dir: m.dir, subscriptions: [...m.subscriptions], mapping: m.mapping, payload: m.payload, quality: m.quality, resultTopic: m.resultTopic ?? c.publish.topic, allowUnsigned: m.allowUnsigned ?? c.model.trust.allowUnsigned,
+    keys: { dir: `models[${i}].dir`, subscriptions: `models[${i}].subscriptions`, mapping: `models[${i}].mapping`, payload: `models[${i}].payload`, quality: `models[${i}].quality`, resultTopic: m.resultTopic ? `models[${i}].resultTopic` : 'publish.topic' },
   }));
 }
 

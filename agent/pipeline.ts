@@ -23,7 +23,8 @@ import { controlSocketPath, startControl } from './control.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './ingest/broker.js';
 import { allSubscriptions, type FrozenConfig, type ModelSpec } from './config.js';
 import { EdgeError } from './errors.js';
-import { createContractJudge, createDecoder, mappingProblems } from './ingest/features.js';
+import { createDecoder, featureSources, mappingProblems, type RowJudge } from './ingest/features.js';
+import { createQualityGate, qualityProblems, type QualityOptions } from './ingest/quality.js';
 import { createIngest, type Ingest, type Message } from './ingest/ingest.js';
 import { createAssembler, payloadProblems } from './ingest/styles.js';
 import type { BirthRecord, Command } from './ingest/sparkplug.js';
@@ -81,7 +82,10 @@ const SAFE_OVERRUNS = new Set(['wait for result acknowledgements', 'disconnect f
 
 /** What keeps a model from serving with its part of the config: mapped features it lacks, a name or version no topic can hold. */
 export function fitProblems(config: FrozenConfig, spec: ModelSpec, manifest: Manifest): string[] {
-  const problems = [...mappingProblems(spec.mapping, manifest, spec.keys.mapping), ...payloadProblems(spec.payload, manifest, spec.keys.payload)];
+  const problems = [
+    ...mappingProblems(spec.mapping, manifest, spec.keys.mapping), ...payloadProblems(spec.payload, manifest, spec.keys.payload),
+    ...qualityProblems(spec.quality as QualityOptions, manifest, spec.keys.quality),
+  ];
   const topicProblem = config.publish.enabled ? modelTopicProblem(spec.resultTopic, manifest.name, manifest.version, spec.keys.resultTopic) : null;
   if (topicProblem) problems.push(topicProblem);
   return problems;
@@ -108,7 +112,27 @@ async function serve(config: FrozenConfig, spec: ModelSpec, dir: string): Promis
     await model.inference.close();
     throw new EdgeError('EDGE_ERR_CONFIG_MODEL_MISMATCH', `the config does not fit model ${manifest.name}@${manifest.version}\n  ${problems.join('\n  ')}`, { details: problems });
   }
-  return { ...model, decode: createDecoder(spec.mapping, manifest, config.ingest.maxPayloadBytes), judge: createContractJudge(manifest) };
+  // The data-quality gate of this version: a joined style's max ages (join.maxAgeMs, maxAgeMsByFeature) are the
+  // gate's stale rule unless the quality options give their own.
+  const gate = createQualityGate(qualityWithAges(spec), manifest, spec.payload.style === 'json' ? featureSources(spec.mapping, manifest) : undefined);
+  const judge: RowJudge = (asset, raw, ages) => {
+    const j = gate.judge(asset, raw, ages);
+    return j.ok ? { ok: true, asset, values: j.values, quality: j.flags.length ? JSON.stringify(j.flags) : null } : j;
+  };
+  return { ...model, decode: createDecoder(spec.mapping, manifest, config.ingest.maxPayloadBytes, judge), judge, quality: () => gate.counters };
+}
+
+/** A model's quality options with its joined style's max ages as the stale rule where the options give none. */
+function qualityWithAges(spec: ModelSpec): QualityOptions {
+  const q = structuredClone(spec.quality) as QualityOptions;
+  if (spec.payload.style !== 'tags' && spec.payload.style !== 'sparkplug') return q;
+  const join = spec.payload.join;
+  q.maxAgeMs ??= join.maxAgeMs;
+  for (const [feature, ms] of Object.entries(join.maxAgeMsByFeature)) {
+    const f = (q.features[feature] ??= {});
+    f.maxAgeMs ??= ms;
+  }
+  return q;
 }
 
 /** One model the agent serves: its part of the config, its slot and its lifecycle. */
@@ -375,7 +399,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       pingWorkers: (timeoutMs) => Promise.all(served.map(async (s) => ({ model: s.name, alive: await s.slot.current.inference.ping(timeoutMs) }))),
       drift: () => drift.status(),
       truth: () => (truth ?? truthOff).status(),
-      ingest: () => served.map((s) => ({ model: s.name, style: s.spec.payload.style, ...s.route.assembler?.status() })),
+      ingest: () => served.map((s) => ({ model: s.name, style: s.spec.payload.style, ...s.route.assembler?.status(), quality: s.slot.current.quality?.() ?? null })),
     };
     let http: HttpServer | null = null;
     if (config.http.enabled) {

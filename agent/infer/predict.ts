@@ -23,6 +23,8 @@ export interface ServingModel {
   readonly decode: Decoder;
   /** Judges an assembled row's raw values (the data-quality gate); gives the row to run or why not. */
   readonly judge: (asset: string, raw: readonly unknown[], ages: readonly (number | undefined)[] | null) => Decoded;
+  /** The gate's counters (by feature, reason and action), for the status page and /metrics. */
+  readonly quality?: () => unknown;
 }
 
 /** The model that serves the next batch. A handle, not a constant: it can be swapped while batches run. */

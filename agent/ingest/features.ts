@@ -63,7 +63,16 @@ export function mappingProblems(mapping: MappingOptions, manifest: Manifest, at 
     );
 }
 
-export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPayloadBytes: number) {
+/** Judges a row of raw values in the manifest's feature order (the data-quality gate, quality.ts). */
+export type RowJudge = (asset: string, raw: readonly unknown[], ages: readonly (number | undefined)[] | null) => Decoded;
+
+/** Where each feature is read from in a JSON payload, as the gate names it in a dead letter's reason. */
+export function featureSources(mapping: MappingOptions, manifest: Manifest): string[] {
+  return manifest.features.map((f) => `field "${Object.hasOwn(mapping.features, f.name) ? (mapping.features[f.name] as string) : f.name}"`);
+}
+
+/** `judge`: the model's data-quality gate; default: the contract alone (type, finite, range). */
+export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPayloadBytes: number, judge?: RowJudge) {
   const pathFor = (name: string) => (Object.hasOwn(mapping.features, name) ? (mapping.features[name] as string) : name);
   const columns = manifest.features.map((f) => ({
     name: f.name,
@@ -111,6 +120,11 @@ export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPa
     }
     const asset = assetOf(topic, json);
     if (typeof asset !== 'string') return asset;
+    if (judge) {
+      const raw = new Array<unknown>(columns.length);
+      for (let i = 0; i < columns.length; i++) raw[i] = readPath(json, columns[i]!.path);
+      return judge(asset, raw, null);
+    }
     const values = new Array<number>(columns.length);
     for (let i = 0; i < columns.length; i++) {
       const c = columns[i]!;

@@ -9,6 +9,12 @@ import type { TruthStatus } from './truth.js';
 export interface Sample { labels?: Record<string, string | number>; value: number; metricName?: string }
 export interface QualityFamily { help: string; type: 'gauge' | 'counter'; samples: Sample[] }
 
+/** The data-quality gate's counters as /metrics reads them (agent/ingest/quality-options.ts, QualityCounters). */
+interface QualityView {
+  passed?: number; rowsWithImputed?: number; rowsWithFlagged?: number; rejected?: Record<string, number>;
+  features?: Record<string, Record<string, Record<string, number>>>; byAsset?: Record<string, Record<string, number>>; otherAssets?: Record<string, number>;
+}
+
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
 export function qualitySamples(drift: DriftStatus | null | undefined, truth: TruthStatus | null | undefined, ingest: IngestStatus = []): Map<string, QualityFamily> {
@@ -58,6 +64,31 @@ export function qualitySamples(drift: DriftStatus | null | undefined, truth: Tru
       } else if (k === 'supersededUnused' && v && typeof v === 'object') {
         for (const [feature, n] of Object.entries(v)) add('edge_agent_tags_superseded_unused_total', 'Values acknowledged and superseded before any row used them (the model never saw them), by feature', 'counter', { model: m.model, feature }, n);
       }
+    }
+    const q = m.quality as QualityView | null | undefined;
+    if (q) {
+      const rows = 'Rows the data-quality gate judged, by outcome (passed clean, with imputed values, with flagged values, rejected)';
+      add('edge_agent_quality_rows_total', rows, 'counter', { model: m.model, outcome: 'passed' }, q.passed);
+      add('edge_agent_quality_rows_total', rows, 'counter', { model: m.model, outcome: 'imputed' }, q.rowsWithImputed);
+      add('edge_agent_quality_rows_total', rows, 'counter', { model: m.model, outcome: 'flagged' }, q.rowsWithFlagged);
+      for (const [code, n] of Object.entries(q.rejected ?? {})) add('edge_agent_quality_rows_total', rows, 'counter', { model: m.model, outcome: code }, n);
+      for (const [feature, reasons] of Object.entries(q.features ?? {})) {
+        for (const [reason, actions] of Object.entries(reasons ?? {})) {
+          for (const [action, n] of Object.entries(actions ?? {})) add('edge_agent_quality_values_total', 'Values that failed a data-quality check, by feature, reason and what was done (rejected, imputed, flagged)', 'counter', { model: m.model, feature, reason, action }, n);
+        }
+      }
+      for (const [asset, a] of Object.entries(q.byAsset ?? {})) {
+        for (const [outcome, n] of Object.entries(a)) add('edge_agent_quality_asset_rows_total', 'Per asset (quality.perAsset): rows judged, rejected, values imputed and flagged; assets beyond maxAssets under "other"', 'counter', { model: m.model, asset, outcome }, n);
+      }
+      for (const [outcome, n] of Object.entries(q.otherAssets ?? {})) add('edge_agent_quality_asset_rows_total', 'Per asset (quality.perAsset): rows judged, rejected, values imputed and flagged; assets beyond maxAssets under "other"', 'counter', { model: m.model, asset: 'other', outcome }, n);
+    }
+    const spb = m.sparkplug as { nodes?: { group: string; node: string; online: boolean; gaps: number; lost: number; rebirths: number; late: number }[] } | undefined;
+    for (const n of spb?.nodes ?? []) {
+      const labels = { model: m.model, group: n.group, node: n.node };
+      add('edge_agent_sparkplug_node_online', '1 while a Sparkplug B edge node is online (born, not dead)', 'gauge', labels, n.online ? 1 : 0);
+      add('edge_agent_sparkplug_seq_lost_total', 'Sparkplug B messages a node sent that its seq numbers prove were lost', 'counter', labels, n.lost);
+      add('edge_agent_sparkplug_seq_gaps_total', 'Gaps in a Sparkplug B node\'s seq numbers', 'counter', labels, n.gaps);
+      add('edge_agent_sparkplug_rebirths_total', 'Rebirth requests (NCMD) sent to a Sparkplug B node', 'counter', labels, n.rebirths);
     }
   }
   return out;
