@@ -281,7 +281,7 @@ export function createPredictor(deps: PredictDeps) {
         receivedAt: m.receivedAt, asset: d.asset, topic: m.topic, modelName: manifest.name, modelVersion: manifest.version,
         features: d.values, outputs: row, label: 'label' in verdict ? verdict.label : null,
         score: verdict.kind === 'classification' ? (verdict.probabilities[verdict.label] ?? null) : verdict.kind === 'score' ? verdict.score : verdict.value,
-        latencyMs: modelMs, inboxId: m.inboxId, dedupKey: m.dedupKey,
+        latencyMs: modelMs, inboxId: m.inboxId, dedupKey: m.dedupKey, quality: d.quality ?? null,
       });
     }
   }
