@@ -15,6 +15,7 @@ import { syncOptionsSchema } from '../sync/upstream.js';
 import { parsePublicKey } from '../models/sign.js';
 import { mappingOptionsSchema, type MappingOptions } from './ingest/features.js';
 import { payloadOptionsSchema, type PayloadOptions } from './ingest/styles.js';
+import { sparkplugConfigProblems } from './ingest/sparkplug-client.js';
 import { inferenceOptionsSchema } from './infer/infer.js';
 import { ingestOptionsSchema, subscriptionsSchema, type Subscription } from './ingest/ingest.js';
 import { truthOptionsSchema } from './ingest/labels.js';
@@ -222,6 +223,7 @@ export function configFromObject(raw: unknown, where: string, baseDir: string): 
     }
     return path;
   });
+  missing.push(...sparkplugConfigProblems(c.models));
   if (missing.length) throw configError(where, missing);
   return deepFreeze(c);
 }
