@@ -27,7 +27,7 @@ import { createContractJudge, createDecoder, mappingProblems } from './ingest/fe
 import { createIngest, type Ingest, type Message } from './ingest/ingest.js';
 import { createAssembler, payloadProblems } from './ingest/styles.js';
 import type { BirthRecord, Command } from './ingest/sparkplug.js';
-import { createSparkplugClient, sparkplugPlan, type StateSource } from './ingest/sparkplug-client.js';
+import { createSparkplugClient, leaveMainSession, sparkplugPlan, type StateSource } from './ingest/sparkplug-client.js';
 import { createLifecycle, type CloseReport } from './lifecycle.js';
 import { createRateLimitedLog, type Logger } from './log.js';
 import { createMqttClient } from './ingest/mqtt.js';
@@ -240,6 +240,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       onSubscribed: (refused) => void (refused.length < spbPlan.subscriptions.length && partReady('spb')),
     }) : null;
     if (spb) {
+      leaveMainSession(client, spbPlan as NonNullable<typeof spbPlan>, readings, log);
       sparkplugOut.command = (c) => spb.command(c);
       sparkplugOut.state = (c) => spb.state(c);
       life.add({ name: 'disconnect sparkplug host', closeBudgetMs: 2000, onOverrun: 'the broker publishes the Will: the offline STATE', close: () => spb.close(), destroy: () => spb.destroy() });

@@ -62,6 +62,22 @@ export function sparkplugConfigProblems(models: readonly Spec[]): string[] {
   return problems;
 }
 
+/**
+ * The main connection's persistent session may still hold these filters from a run before hostId was set: every
+ * message would then come on both connections (the second copy a duplicate seq, a birth taken twice). At its
+ * first connect with a session present, the main connection unsubscribes those no other model of it takes.
+ */
+export function leaveMainSession(main: MqttClient, plan: SparkplugPlan, kept: readonly Subscription[], log: Logger): void {
+  const stale = plan.subscriptions.map((s) => s.topic).filter((f) => !kept.some((k) => k.topic === f));
+  if (!stale.length) return;
+  main.once('connect', (connack) => {
+    if (!connack.sessionPresent) return;
+    main.unsubscribe(stale, (err) => {
+      if (err) log.warn({ topics: stale, err: err.message }, 'sparkplug filters not dropped from the main session');
+    });
+  });
+}
+
 export interface SparkplugDeps {
   host: StateSource;
   log: Logger;

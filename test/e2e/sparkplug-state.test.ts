@@ -9,6 +9,9 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import { callControl, controlSocketPath } from '../../agent/control.js';
+import type { SparkplugStatus } from '../../agent/ingest/sparkplug.js';
+import type { StatusSnapshot } from '../../agent/observe/status.js';
 import { agentConfig, openDb, repoRoot, runCli, spawnAgent, spawnChild, startMosquitto, stopChild, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
 const run = promisify(execFile);
@@ -109,6 +112,43 @@ test('sparkplug.hostId: STATE birth retained after connect, rows through the hos
   const death = await watcher.until('the death', (s) => !s.online && s.timestamp > again.timestamp);
   assert.deepEqual(await retainedState(broker.port), ['1', death]);
   assert.equal(watcher.states().filter((s) => !s.online && s.timestamp === again.timestamp).length, 0, 'no Will after a clean stop');
+});
+
+test('hostId set for an agent whose main session had the Sparkplug B filters: each message comes once', { timeout: 120_000 }, async (t) => {
+  const broker = await startMosquitto(t);
+  const dir = tempDir(t);
+  const dbPath = join(dir, 'agent.db');
+  const withHost = sparkplugConfig(broker.url, dbPath) as { mqtt: object; payload: { sparkplug: { hostId?: string } } };
+  const { hostId: _, ...noHost } = withHost.payload.sparkplug;
+  // Run first without hostId: the main (persistent) session subscribes spBv1.0/plant/#.
+  const before = spawnAgent(t, writeConfig(dir, { ...withHost, payload: { ...withHost.payload, sparkplug: noHost } }, 'before.yaml'));
+  await before.waitForLog('agent ready');
+  assert.equal(await stopChild(before), 0);
+  const after = spawnAgent(t, writeConfig(dir, withHost, 'after.yaml'));
+  await after.waitForLog('agent ready');
+  const node = spawnChild(t, process.execPath, [edgeNodePath, broker.url, 'plant', 'gw1'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  await waitFor('edge node ready', () => node.stdout().includes('"ready"'), 30_000);
+  const send = async (cmd: object, n: number) => {
+    node.proc.stdin!.write(`${JSON.stringify(cmd)}\n`);
+    await waitFor(`command ${n} done`, () => node.stdout().split('"event":"done"').length > n, 30_000);
+  };
+  await send({ cmd: 'birth', devices: { b1: [...FEATURES.map((f, k) => ({ name: f, alias: k + 1, type: 'Double', value: [0.4, 1.4, 3, 3.5, 45, 1500][k] })), { name: 'cycle', alias: 7, type: 'Int32', value: 1 }] } }, 1);
+  await send({ cmd: 'data', device: 'b1', values: [[1, 0.5], [7, 2]], ts: Date.now() + 1 }, 2);
+  await waitFor('two rows', () => count(dbPath) >= 2, 30_000);
+  await send({ cmd: 'data', device: 'b1', values: [[1, 0.6], [7, 3]], ts: Date.now() + 2 }, 3);
+  await waitFor('three rows', () => count(dbPath) >= 3, 30_000);
+  assert.equal(count(dbPath), 3);
+  // A second copy of each message would count a second birth and late (duplicate) seqs.
+  const status = (await callControl(controlSocketPath(dbPath), 'status', {}, 10_000))?.result as StatusSnapshot;
+  const n = (status.ingest[0] as unknown as { sparkplug: SparkplugStatus }).sparkplug.nodes[0]!;
+  assert.deepEqual([n.births, n.late], [1, 0]);
+  assert.equal(await stopChild(after), 0);
+  const db = openDb(dbPath);
+  try {
+    assert.equal((db.prepare('SELECT count(*) AS n FROM dead_letters').get() as { n: number }).n, 0);
+  } finally {
+    db.close();
+  }
 });
 
 test('sparkplug.hostId with a QoS 1 subscription, or two host ids: config check exits 78 naming the key', { timeout: 60_000 }, async (t) => {
