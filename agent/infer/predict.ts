@@ -244,89 +244,68 @@ export function createPredictor(deps: PredictDeps) {
     }
   }
 
-  /** One model's rows of a batch: its predictions, results and dead letters, leaving out the messages kept for the replay. */
-  function collect(batch: Message[], part: BatchPart, keep: ReadonlySet<number>, out: { predictions: PredictionRow[]; results: Result[]; t0s: number[]; dead: DeadLetterRow[] }): void {
-    const { model, decoded, rows } = part;
-    const { manifest } = model;
+  type Out = { predictions: PredictionRow[]; results: Result[]; t0s: number[]; dead: DeadLetterRow[] };
+
+  /**
+   * What one row of a part gives: a dead letter (it could not be read, the model failed, or its output is not
+   * finite), or a prediction and its result. `m` names the row (its topic, times and keys), `payload` is what its
+   * dead letter keeps, `features` what its prediction stores. Gives whether the row took an output row (k moves on).
+   * Plain code and object literals without spreads: this runs once per message.
+   */
+  function collectRow(part: BatchPart, data: Float32Array | undefined, k: number, m: Message, d: Decoded, deadPayload: Buffer | (() => Buffer), features: (() => readonly number[]) | null, out: Out): boolean {
+    const { manifest } = part.model;
+    const payload = () => (typeof deadPayload === 'function' ? deadPayload() : deadPayload);
+    if (!d.ok || !data) {
+      const reason = d.ok ? (part.error?.message ?? `no output "${manifest.output.tensor}"`) : d.detail;
+      out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: d.ok ? 'REJECT_INFERENCE_FAILED' : d.code, reason, payload: payload(), inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name });
+      return false;
+    }
     const width = outputWidth(manifest.output);
-    const data = part.result?.outputs[manifest.output.tensor]?.data;
+    const row = new Array<number>(width);
+    let finite = true;
+    for (let c = 0; c < width; c++) finite = Number.isFinite((row[c] = data[k * width + c] as number)) && finite;
+    if (!finite) {
+      // A NaN or ±Infinity is no verdict (interpret() would pick a label anyway): a dead letter, never a result.
+      out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: 'REJECT_NONFINITE_OUTPUT', reason: `model output "${manifest.output.tensor}" is [${row.join(', ')}] for ${d.asset}`, payload: payload(), inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name });
+      return true;
+    }
     const modelMs = part.result?.ms ?? 0;
-    const failure = part.error?.message ?? `no output "${manifest.output.tensor}"`;
-    const template = part.route.resultTopic;
+    const verdict = interpret(manifest.output, row);
+    out.results.push({ topicTemplate: part.route.resultTopic, id: 0, asset: d.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict, latencyMs: modelMs });
+    out.t0s.push(m.t0);
+    out.predictions.push({
+      receivedAt: m.receivedAt, asset: d.asset, topic: m.topic, modelName: manifest.name, modelVersion: manifest.version,
+      features: features ? features() : d.values, outputs: row, label: 'label' in verdict ? verdict.label : null,
+      score: verdict.kind === 'classification' ? (verdict.probabilities[verdict.label] ?? null) : verdict.kind === 'score' ? verdict.score : verdict.value,
+      latencyMs: modelMs, inboxId: m.inboxId, dedupKey: m.dedupKey, quality: d.quality ?? null,
+    });
+    return true;
+  }
+
+  /** One model's rows of a batch: its predictions, results and dead letters, leaving out the messages kept for the replay. */
+  function collect(batch: Message[], part: BatchPart, keep: ReadonlySet<number>, out: Out): void {
+    const data = part.result?.outputs[part.model.manifest.output.tensor]?.data;
     let k = 0;
-    // Plain loops and object literals without spreads: this runs once per message.
-    for (let j = 0; j < rows.length; j++) {
-      const i = rows[j] as number;
-      const m = batch[i] as Message;
-      const d = decoded[j] as Decoded;
+    for (let j = 0; j < part.rows.length; j++) {
+      const i = part.rows[j] as number;
       if (keep.has(i)) continue;
-      if (!d.ok || !data) {
-        const code: RejectReason = d.ok ? 'REJECT_INFERENCE_FAILED' : d.code;
-        out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: code, reason: d.ok ? failure : d.detail, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name });
-        continue;
-      }
-      const row = new Array<number>(width);
-      let finite = true;
-      for (let c = 0; c < width; c++) finite = Number.isFinite((row[c] = data[k * width + c] as number)) && finite;
-      k++;
-      if (!finite) {
-        // A NaN or ±Infinity is no verdict (interpret() would pick a label anyway): a dead letter, never a result.
-        out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: 'REJECT_NONFINITE_OUTPUT', reason: `model output "${manifest.output.tensor}" is [${row.join(', ')}] for ${d.asset}`, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name });
-        continue;
-      }
-      const verdict = interpret(manifest.output, row);
-      out.results.push({ topicTemplate: template, id: 0, asset: d.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict, latencyMs: modelMs });
-      out.t0s.push(m.t0);
-      out.predictions.push({
-        receivedAt: m.receivedAt, asset: d.asset, topic: m.topic, modelName: manifest.name, modelVersion: manifest.version,
-        features: d.values, outputs: row, label: 'label' in verdict ? verdict.label : null,
-        score: verdict.kind === 'classification' ? (verdict.probabilities[verdict.label] ?? null) : verdict.kind === 'score' ? verdict.score : verdict.value,
-        latencyMs: modelMs, inboxId: m.inboxId, dedupKey: m.dedupKey, quality: d.quality ?? null,
-      });
+      const m = batch[i] as Message;
+      if (collectRow(part, data, k, m, part.decoded[j] as Decoded, m.payload, null, out)) k++;
     }
   }
 
-  /** An assembled part's rows: predictions and results named by the message that made each row; dead letters. */
-  function collectAssembled(batch: Message[], part: BatchPart, a: AssembledPart, out: { predictions: PredictionRow[]; results: Result[]; t0s: number[]; dead: DeadLetterRow[] }): void {
-    const { manifest } = part.model;
-    const width = outputWidth(manifest.output);
-    const data = part.result?.outputs[manifest.output.tensor]?.data;
-    const modelMs = part.result?.ms ?? 0;
-    const failure = part.error?.message ?? `no output "${manifest.output.tensor}"`;
+  /** An assembled part's rows, each named by the message that made it (its dead letter keeps the values it was made of); its unreadable messages. */
+  function collectAssembled(batch: Message[], part: BatchPart, a: AssembledPart, out: Out): void {
+    const data = part.result?.outputs[part.model.manifest.output.tensor]?.data;
     for (const x of a.rejects) {
       const m = batch[x.i] as Message;
-      out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: x.code, reason: x.detail, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name });
+      out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: x.code, reason: x.detail, payload: m.payload, inboxId: m.inboxId, dedupKey: m.dedupKey, model: part.model.manifest.name });
     }
     let k = 0;
     for (let j = 0; j < a.rows.length; j++) {
       const row = a.rows[j] as AssembledRow;
-      const d = part.decoded[j] as Decoded;
-      const m = row.source;
-      if (!d.ok || !data) {
-        // The row is made of several messages: its dead letter holds the values it was made of.
-        out.dead.push({
-          receivedAt: m.receivedAt, topic: m.topic, reasonCode: d.ok ? 'REJECT_INFERENCE_FAILED' : d.code, reason: d.ok ? failure : d.detail,
-          payload: rowPayload(row), inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name,
-        });
-        continue;
-      }
-      const outputs = new Array<number>(width);
-      let finite = true;
-      for (let c = 0; c < width; c++) finite = Number.isFinite((outputs[c] = data[k * width + c] as number)) && finite;
-      k++;
-      if (!finite) {
-        out.dead.push({ receivedAt: m.receivedAt, topic: m.topic, reasonCode: 'REJECT_NONFINITE_OUTPUT', reason: `model output "${manifest.output.tensor}" is [${outputs.join(', ')}] for ${d.asset}`, payload: rowPayload(row), inboxId: m.inboxId, dedupKey: m.dedupKey, model: manifest.name });
-        continue;
-      }
-      const verdict = interpret(manifest.output, outputs);
-      out.results.push({ topicTemplate: part.route.resultTopic, id: 0, asset: d.asset, model: manifest.name, version: manifest.version, receivedAt: m.receivedAt, sourceTopic: m.topic, verdict, latencyMs: modelMs });
-      out.t0s.push(m.t0);
-      out.predictions.push({
-        receivedAt: m.receivedAt, asset: d.asset, topic: m.topic, modelName: manifest.name, modelVersion: manifest.version,
-        features: row.window ? windowValues(row.window) : d.values, outputs, label: 'label' in verdict ? verdict.label : null,
-        score: verdict.kind === 'classification' ? (verdict.probabilities[verdict.label] ?? null) : verdict.kind === 'score' ? verdict.score : verdict.value,
-        latencyMs: modelMs, inboxId: m.inboxId, dedupKey: m.dedupKey, quality: d.quality ?? null,
-      });
+      const w = row.window;
+      if (collectRow(part, data, k, row.source, part.decoded[j] as Decoded, () => rowPayload(row), w ? () => windowValues(w) : null, out)) k++;
     }
   }
 

@@ -37,6 +37,16 @@ export type Decoded =
 /** An asset id fills {asset} in the result topic: one topic level a broker accepts (see topic.ts). */
 const MAX_ASSET_CHARS = 128;
 
+/** A payload as JSON (any JSON value), or why it is not: not UTF-8, not JSON. */
+export function parseJsonPayload(payload: Buffer): { ok: true; json: unknown } | { ok: false; code: RejectReason; detail: string } {
+  if (!isUtf8(payload)) return { ok: false, code: 'REJECT_NOT_UTF8', detail: 'payload is not valid UTF-8' };
+  try {
+    return { ok: true, json: JSON.parse(payload.toString('utf8')) as unknown };
+  } catch (err) {
+    return { ok: false, code: 'REJECT_MALFORMED_JSON', detail: (err as Error).message };
+  }
+}
+
 export function compilePath(path: string): (string | number)[] {
   return path.split('.').map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
 }
@@ -108,13 +118,9 @@ export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPa
     if (bytes > maxPayloadBytes) {
       return { ok: false, code: 'REJECT_PAYLOAD_TOO_LARGE', detail: `payload is ${bytes} bytes, the limit is ${maxPayloadBytes}` };
     }
-    if (!isUtf8(payload)) return { ok: false, code: 'REJECT_NOT_UTF8', detail: 'payload is not valid UTF-8' };
-    let json: unknown;
-    try {
-      json = JSON.parse(payload.toString('utf8'));
-    } catch (err) {
-      return { ok: false, code: 'REJECT_MALFORMED_JSON', detail: (err as Error).message };
-    }
+    const parsed = parseJsonPayload(payload);
+    if (!parsed.ok) return parsed;
+    const json = parsed.json;
     if (json === null || typeof json !== 'object' || Array.isArray(json)) {
       return { ok: false, code: 'REJECT_NOT_OBJECT', detail: `payload is a JSON ${json === null ? 'null' : Array.isArray(json) ? 'array' : typeof json}` };
     }

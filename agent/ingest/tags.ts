@@ -6,10 +6,9 @@
 // with the field names configurable). The value is taken as it is: a string or a boolean is the quality
 // gate's to judge (REJECT_WRONG_TYPE under the reject policy), as is a missing value.
 
-import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import type { RejectReason } from '../errors.js';
-import { compilePath, readPath } from './features.js';
+import { compilePath, parseJsonPayload, readPath } from './features.js';
 import { topicLevelProblem } from './topic.js';
 
 const fieldPath = z.string().min(1).regex(/^[^.]+(\.[^.]+)*$/, 'a dot path such as "value" or "v.val"');
@@ -49,13 +48,9 @@ export function createTagReader(options: TagsOptions, maxPayloadBytes: number) {
     if (problem) return { ok: false, code: 'REJECT_BAD_ASSET', detail: `asset id ${JSON.stringify(asset.slice(0, 64))} ${problem}` };
     const tag = levels[options.tagLevel ?? levels.length - 1] as string | undefined;
     if (tag === undefined || tag === '') return { ok: false, code: 'REJECT_NO_ASSET', detail: `topic "${topic}" has no tag level ${options.tagLevel ?? levels.length - 1}` };
-    if (!isUtf8(payload)) return { ok: false, code: 'REJECT_NOT_UTF8', detail: 'payload is not valid UTF-8' };
-    let json: unknown;
-    try {
-      json = JSON.parse(payload.toString('utf8'));
-    } catch (err) {
-      return { ok: false, code: 'REJECT_MALFORMED_JSON', detail: (err as Error).message };
-    }
+    const parsed = parseJsonPayload(payload);
+    if (!parsed.ok) return parsed;
+    const json = parsed.json;
     if (json === null || typeof json !== 'object' || Array.isArray(json)) return { ok: true, asset, tag, value: json, ts: receivedAt };
     const rawTs = readPath(json, tsPath);
     let ts = receivedAt;

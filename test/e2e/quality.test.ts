@@ -9,16 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startReceiver } from '../helpers/receiver.js';
-import { agentConfig, mqttClient, openDb, readingPayload, runCli, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
-
-function query<T>(dbPath: string, sql: string): T[] {
-  const db = openDb(dbPath);
-  try {
-    return db.prepare(sql).all() as T[];
-  } finally {
-    db.close();
-  }
-}
+import { agentConfig, mqttClient, query, readingPayload, runCli, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
 
 /** A reading as the demo gateway sends it, with some fields changed or left out. */
 function reading(changes: Record<string, unknown>, drop: string[] = []): string {

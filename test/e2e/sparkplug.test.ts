@@ -10,7 +10,7 @@ import sparkplug from 'sparkplug-payload';
 import { callControl, controlSocketPath } from '../../agent/control.js';
 import type { SparkplugStatus } from '../../agent/ingest/sparkplug.js';
 import type { StatusSnapshot } from '../../agent/observe/status.js';
-import { agentConfig, mqttClient, openDb, repoRoot, spawnAgent, spawnChild, startMosquitto, stopChild, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
+import { agentConfig, mqttClient, query, repoRoot, spawnAgent, spawnChild, startMosquitto, stopChild, tempDir, type Teardown, waitFor, writeConfig } from '../helpers/parts.js';
 
 const codec = sparkplug.get('spBv1.0')!;
 const FEATURES = ['rms_g', 'peak_g', 'kurtosis', 'crest_factor', 'temperature_c', 'speed_rpm'] as const;
@@ -23,14 +23,6 @@ const edgeNodePath = join(repoRoot, 'dist', 'test', 'helpers', 'edge-node.js');
 interface Line { event: string; id?: number; topic?: string; metrics?: { name: string; value: unknown }[] }
 const isRebirth = (l: Line) => l.event === 'ncmd' && !!l.metrics?.some((m) => m.name === 'Node Control/Rebirth' && m.value === true);
 
-function query<T>(dbPath: string, sql: string): T[] {
-  const db = openDb(dbPath);
-  try {
-    return db.prepare(sql).all() as T[];
-  } finally {
-    db.close();
-  }
-}
 const count = (dbPath: string, table: string) => query<{ n: number }>(dbPath, `SELECT count(*) AS n FROM ${table}`)[0]?.n ?? 0;
 const rows = (dbPath: string) => query<{ asset: string; features: string; topic: string }>(dbPath, 'SELECT asset, features, topic FROM predictions ORDER BY id')
   .map((r) => ({ asset: r.asset, features: JSON.parse(r.features) as number[], topic: r.topic }));

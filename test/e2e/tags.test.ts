@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { callControl, controlSocketPath } from '../../agent/control.js';
 import type { StatusSnapshot } from '../../agent/observe/status.js';
-import { agentConfig, openDb, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
+import { agentConfig, query, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
 
 const run = promisify(execFile);
 const FEATURES = ['rms_g', 'peak_g', 'kurtosis', 'crest_factor', 'temperature_c', 'speed_rpm'] as const;
@@ -28,15 +28,6 @@ function tagPayload(feature: string, value: number, ts: number): string {
 
 async function publishTags(port: number, asset: string, values: Record<string, number>, ts: number): Promise<void> {
   for (const [feature, v] of Object.entries(values)) await pub(port, `plant/line3/${asset}/${feature}`, tagPayload(feature, v, ts));
-}
-
-function query<T>(dbPath: string, sql: string): T[] {
-  const db = openDb(dbPath);
-  try {
-    return db.prepare(sql).all() as T[];
-  } finally {
-    db.close();
-  }
 }
 
 function setup(dir: string, url: string) {

@@ -11,20 +11,11 @@ import { test } from 'node:test';
 import { callControl, controlSocketPath } from '../../agent/control.js';
 import type { TruthStatus } from '../../agent/observe/truth.js';
 import { startReceiver } from '../helpers/receiver.js';
-import { agentConfig, mqttClient, openDb, readingPayload, runCli, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
+import { agentConfig, mqttClient, query, readingPayload, runCli, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
 
 const ASSETS = ['press-1', 'press-2', 'press-3', 'press-4', 'press-5', 'press-6'];
 const PER_ASSET = 3;
 const LABELS = ['healthy', 'wear', 'fault'];
-
-function query<T>(dbPath: string, sql: string): T[] {
-  const db = openDb(dbPath);
-  try {
-    return db.prepare(sql).all() as T[];
-  } finally {
-    db.close();
-  }
-}
 
 function setup(dir: string, brokerUrl: string, receiverUrl: string) {
   const dbPath = join(dir, 'agent.db');

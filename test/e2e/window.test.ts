@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { AXES, writeWindowModel } from '../helpers/window-model.js';
-import { agentConfig, mqttClient, openDb, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
+import { agentConfig, mqttClient, query, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig } from '../helpers/parts.js';
 
 const LENGTH = 32;
 const HOP = 16;
@@ -19,15 +19,6 @@ const T0 = 1_764_180_000_000;
 function chunk(k: number, amp: number): string {
   const axis = (c: number) => Array.from({ length: CHUNK }, (_, i) => Number((amp * Math.sin((2 * Math.PI * (k * CHUNK + i)) / 8 + c)).toFixed(6)));
   return JSON.stringify({ ts: T0 + k * CHUNK, dtMs: 1, x: axis(0), y: axis(1), z: axis(2) });
-}
-
-function query<T>(dbPath: string, sql: string): T[] {
-  const db = openDb(dbPath);
-  try {
-    return db.prepare(sql).all() as T[];
-  } finally {
-    db.close();
-  }
 }
 
 async function setup(t: Parameters<typeof tempDir>[0], url: string) {

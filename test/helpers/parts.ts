@@ -257,6 +257,16 @@ export function openDb(path: string): Database.Database {
 }
 
 /** Row counts, read through a separate read-only connection (WAL lets it read while the agent writes). */
+/** The rows a query gives, read from the store file with a connection of its own (closed after). */
+export function query<T>(dbPath: string, sql: string): T[] {
+  const db = openDb(dbPath);
+  try {
+    return db.prepare(sql).all() as T[];
+  } finally {
+    db.close();
+  }
+}
+
 export function countRows(path: string): { predictions: number; deadLetters: number; inbox: number } {
   const db = openDb(path);
   try {
