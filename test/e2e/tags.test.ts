@@ -30,13 +30,14 @@ async function publishTags(port: number, asset: string, values: Record<string, n
   for (const [feature, v] of Object.entries(values)) await pub(port, `plant/line3/${asset}/${feature}`, tagPayload(feature, v, ts));
 }
 
-function setup(dir: string, url: string) {
+/** An agent config for tags on plant/line3/<asset>/<tag>, joined as `joinOptions` say. */
+function setup(dir: string, url: string, joinOptions: Record<string, unknown> = { trigger: 'cycle_end', maxAgeMs: 600_000 }) {
   const dbPath = join(dir, 'agent.db');
   const path = writeConfig(dir, agentConfig({
     url, dbPath,
     ingest: { subscriptions: [{ topic: 'plant/line3/+/+', qos: 1 }] },
     mapping: undefined,
-    payload: { style: 'tags', tags: { assetLevel: 2 }, join: { trigger: 'cycle_end', maxAgeMs: 600_000 } },
+    payload: { style: 'tags', tags: { assetLevel: 2 }, join: joinOptions },
   }));
   return { dbPath, path };
 }
@@ -117,12 +118,7 @@ test('kill -9 while tags wait in the join: the row after the restart holds the v
 test('rows on a period: one row per asset with new values; after kill -9 the held values are restored, not made into a row again', { timeout: 120_000 }, async (t) => {
   const broker = await startMosquitto(t);
   const dir = tempDir(t);
-  const dbPath = join(dir, 'agent.db');
-  const path = writeConfig(dir, agentConfig({
-    url: broker.url, dbPath,
-    ingest: { subscriptions: [{ topic: 'plant/line3/+/+', qos: 1 }] },
-    payload: { style: 'tags', tags: { assetLevel: 2 }, join: { periodMs: 300, maxAgeMs: 600_000 } },
-  }));
+  const { dbPath, path } = setup(dir, broker.url, { periodMs: 300, maxAgeMs: 600_000 });
   const rowsOf = (asset: string) => query<{ n: number }>(dbPath, `SELECT count(*) AS n FROM predictions WHERE asset = '${asset}'`)[0]?.n ?? 0;
   const first = spawnAgent(t, path);
   await first.waitForLog('agent ready');
@@ -150,12 +146,7 @@ test('rows on a period: one row per asset with new values; after kill -9 the hel
 test('a gateway inventing assets: beyond join.maxAssets each new asset is a counted, logged REJECT_LIMIT dead letter; known assets go on', { timeout: 120_000 }, async (t) => {
   const broker = await startMosquitto(t);
   const dir = tempDir(t);
-  const dbPath = join(dir, 'agent.db');
-  const path = writeConfig(dir, agentConfig({
-    url: broker.url, dbPath,
-    ingest: { subscriptions: [{ topic: 'plant/line3/+/+', qos: 1 }] },
-    payload: { style: 'tags', tags: { assetLevel: 2 }, join: { trigger: 'cycle_end', maxAssets: 2 } },
-  }));
+  const { dbPath, path } = setup(dir, broker.url, { trigger: 'cycle_end', maxAssets: 2 });
   const agent = spawnAgent(t, path);
   await agent.waitForLog('agent ready');
   for (const a of ['press-1', 'press-2']) await publishTags(broker.port, a, base, Date.now());
