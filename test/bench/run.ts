@@ -6,12 +6,14 @@
 //  4. the agent's main-thread event-loop delay while serving (inference runs in a worker thread).
 //  5. the drift monitor's cost per prediction row (drift.ts); BENCH_DRIFT=off runs the agents above with
 //     drift.enabled: false, to compare end to end.
-// Then, by BENCH_SECTIONS: the model lifecycle (lifecycle.ts), upstream sync (sync.ts), what /metrics costs (metrics.ts).
+// Then, by BENCH_SECTIONS: the model lifecycle (lifecycle.ts), upstream sync (sync.ts), what /metrics costs (metrics.ts),
+// fairness between subscriptions under a flood (fairness.ts).
 
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { lifecycleBench } from './lifecycle.js';
 import { driftBench } from './drift.js';
+import { fairnessBench } from './fairness.js';
 import { metricsBench } from './metrics.js';
 import { syncBench } from './sync.js';
 import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
@@ -139,12 +141,13 @@ async function main(): Promise<void> {
   const ms = (n: number) => n.toFixed(1);
   console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, drift ${DRIFT.enabled ? 'on' : 'off'}, ${new Date().toISOString()}`);
   // BENCH_SECTIONS=lifecycle,sync runs only those figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
-  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,lifecycle,sync,drift,metrics').split(',');
+  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,lifecycle,sync,drift,metrics,fairness').split(',');
   if (!sections.includes('throughput')) {
     if (sections.includes('drift')) driftBench();
     if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
     if (sections.includes('sync')) await syncBench(t, broker.url);
     if (sections.includes('metrics')) await metricsBench(t, broker.url);
+    if (sections.includes('fairness')) await fairnessBench(t, broker.url);
     return;
   }
   const rows: string[] = [];
@@ -173,6 +176,7 @@ async function main(): Promise<void> {
   if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
   if (sections.includes('sync')) await syncBench(t, broker.url);
   if (sections.includes('metrics')) await metricsBench(t, broker.url);
+  if (sections.includes('fairness')) await fairnessBench(t, broker.url);
 }
 
 main()
