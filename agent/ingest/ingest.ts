@@ -111,6 +111,8 @@ export interface Ingest {
   commitGroup(): void;
   /** Messages left the batcher (their batch committed or failed): the fairness books count them out. */
   left(batch: readonly Message[]): void;
+  /** Rows in the batcher per subscription (in `filters` order), as fairness counts them. */
+  queuedBySubscription(): readonly number[];
 }
 
 /** A recently seen key set of bounded size: a ring of keys, the oldest evicted first. */
@@ -278,6 +280,8 @@ export function createIngest(
         delete m.sub; // counted out once, whatever holds on to the message afterwards
       }
     },
+
+    queuedBySubscription: () => [...fair.counts()],
   };
   return ingest;
 }
