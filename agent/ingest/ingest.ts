@@ -191,8 +191,8 @@ export function createIngest(
   }
 
   /** Into the batcher, counted for its subscription until it leaves. */
-  function accept(m: Message): boolean {
-    m.sub = fair.subscriptionOf(m.topic);
+  function accept(m: Message, sub = fair.subscriptionOf(m.topic)): boolean {
+    m.sub = sub;
     fair.queued(m.sub);
     return deps.accept(m);
   }
@@ -246,7 +246,7 @@ export function createIngest(
         inboxRows++;
         recent.add(dedupKey);
       }
-      const room = accept(toMessage(inboxId, dedupKey, topic, payload, receivedAt));
+      const room = accept(toMessage(inboxId, dedupKey, topic, payload, receivedAt), sub);
       if (!room) void deps.drained().then(() => callback());
       else next(callback);
     },
