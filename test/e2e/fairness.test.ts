@@ -11,7 +11,7 @@ import {
   agentConfig, mqttClient, openDb, readingPayload, repoRoot, spawnAgent, spawnChild, startMosquitto, tempDir, waitFor, writeConfig,
 } from '../helpers/parts.js';
 
-const FLOOD = 100_000;
+const FLOOD = 200_000;
 const FLOOD_LIMIT_MS = 60_000;
 const B_READINGS = 50;
 const A_TOPIC = 'plant/line-a/flood';
@@ -70,7 +70,7 @@ test('a QoS 0 flood on one subscription while another keeps its readings and its
     if (last.sent !== undefined) floodSent = last.sent;
     if (last.done !== undefined) floodSent = floodDone = last.done;
   });
-  // B, a line that keeps sending, goes on through the flood from its start: a reading every 40 ms, so it
+  // B, a line that keeps sending, goes on through the flood from its start: a reading every 20 ms, so it
   // counts as active throughout (fairness can only make room for a subscription it has heard from).
   await waitFor('the flood started', () => floodSent > 0, 60_000);
 
@@ -80,7 +80,7 @@ test('a QoS 0 flood on one subscription while another keeps its readings and its
     bSentAt.push(performance.now());
     bSentWall.push(Date.now());
     await gateway.publishAsync(B_TOPIC, bPayload(seq), { qos: 1 });
-    await new Promise((r) => setTimeout(r, 40)); // pacing, not synchronisation: readings a few ms apart
+    await new Promise((r) => setTimeout(r, 20)); // pacing, not synchronisation: readings a few ms apart
   }
   // What A had sent when B's last reading was in the broker: FIFO delivery would put all of it ahead of B.
   const floodSentBeforeLastB = floodSent;
