@@ -16,6 +16,7 @@ import { parsePublicKey } from '../models/sign.js';
 import { mappingOptionsSchema, type MappingOptions } from './ingest/features.js';
 import { payloadOptionsSchema, type PayloadOptions } from './ingest/styles.js';
 import { qualityOptionsSchema, type QualityOptions } from './ingest/quality.js';
+import { sparkplugConfigProblems } from './ingest/sparkplug-client.js';
 import { inferenceOptionsSchema } from './infer/infer.js';
 import { ingestOptionsSchema, subscriptionsSchema, type Subscription } from './ingest/ingest.js';
 import { truthOptionsSchema } from './ingest/labels.js';
@@ -228,6 +229,7 @@ export function configFromObject(raw: unknown, where: string, baseDir: string): 
     }
     return path;
   });
+  missing.push(...sparkplugConfigProblems(c.models));
   if (missing.length) throw configError(where, missing);
   return deepFreeze(c);
 }

@@ -28,6 +28,7 @@ import { createQualityGate, qualityProblems, type QualityOptions } from './inges
 import { createIngest, type Ingest, type Message } from './ingest/ingest.js';
 import { createAssembler, payloadProblems } from './ingest/styles.js';
 import type { BirthRecord, Command } from './ingest/sparkplug.js';
+import { createSparkplugClient, leaveMainSession, sparkplugPlan, type StateSource } from './ingest/sparkplug-client.js';
 import { createLifecycle, type CloseReport } from './lifecycle.js';
 import { createRateLimitedLog, type Logger } from './log.js';
 import { createMqttClient } from './ingest/mqtt.js';
@@ -78,7 +79,7 @@ export interface AgentHooks {
 const EMPTY = Buffer.alloc(0);
 
 /** Parts whose overrun loses nothing: a force-close there still ends in a clean stop (exit 0). */
-const SAFE_OVERRUNS = new Set(['wait for result acknowledgements', 'disconnect from broker', 'stop upstream sync']);
+const SAFE_OVERRUNS = new Set(['wait for result acknowledgements', 'disconnect from broker', 'disconnect sparkplug host', 'stop upstream sync']);
 
 /** What keeps a model from serving with its part of the config: mapped features it lacks, a name or version no topic can hold. */
 export function fitProblems(config: FrozenConfig, spec: ModelSpec, manifest: Manifest): string[] {
@@ -181,6 +182,9 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     // Sparkplug B: the births kept (alias maps), and where its commands go once the broker client exists.
     const savedBirths = config.models.some((m) => m.payload.style === 'sparkplug') ? store.savedBirths().map((b) => b.record as BirthRecord) : [];
     const sparkplugOut = { command: (_c: Command) => undefined as void, state: (_c: Command) => undefined as void };
+    // With a Sparkplug host id: those models' messages and the host's STATE on a connection of their own (sparkplug-client.ts).
+    const spbPlan = sparkplugPlan(config.models);
+    let spbHost = null as StateSource | null;
     for (const spec of config.models) {
       const policy = installPolicy(config, spec);
       const name = await seedVersion(versions, spec, policy, recordEvent);
@@ -191,8 +195,9 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       const assembler = createAssembler(spec.payload, first.manifest, {
         maxPayloadBytes: config.ingest.maxPayloadBytes, model: first.manifest.name, savedBirths,
         command: (c) => sparkplugOut.command(c), state: (c) => sparkplugOut.state(c), windowMarks: spec.payload.style === 'window' ? store.windowMarks(first.manifest.name) : new Map(),
+        onHost: (h) => void (spec === spbPlan?.owner && (spbHost = h)),
       });
-      served.push({ name, spec, policy, slot, route: { slot, filters: spec.subscriptions.map((s) => s.topic), resultTopic: spec.resultTopic, assembler } });
+      served.push({ name, spec, policy, slot, route: { slot, filters: [...spec.subscriptions.map((s) => s.topic), ...(spec === spbPlan?.owner ? [spbPlan.stateTopic] : [])], resultTopic: spec.resultTopic, assembler } });
       const { manifest } = first;
       log.info({ model: manifest.name, version: manifest.version, dir: first.dir, golden: manifest.golden.length, subscriptions: spec.subscriptions.map((s) => s.topic) }, 'model loaded and verified');
     }
@@ -217,13 +222,20 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       throw new EdgeError('EDGE_ERR_CONFIG', `releases.agentId: the agent's id on the release topics defaults to mqtt.clientId "${agentId}", which cannot stand in a topic level: set releases.agentId (letters, digits, . _ -)`);
     }
     const releaseTopics = config.releases.enabled ? [releaseTopic(config.releases.topicPrefix, 'agents', agentId), ...config.releases.groups.map((g) => releaseTopic(config.releases.topicPrefix, 'groups', g))] : [];
-    const readings = allSubscriptions(config.models);
+    const readings = allSubscriptions(config.models.filter((m) => !spbPlan?.models.includes(m)));
     const labelTopics = config.truth.enabled ? [config.truth.topic] : [];
     const subscriptions = [...readings, ...[...releaseTopics, ...labelTopics].map((topic) => ({ topic, qos: 1 as const }))];
-    const client: MqttClient = createMqttClient(brokerUrl, mqttOptions, subscriptions, log, (refused) => {
-      if (refused.length >= readings.length) return; // nothing to serve: not ready
+    // Ready once each connection has its subscriptions (the Sparkplug host's, when there is one).
+    const parts = { main: false, spb: spbPlan === null };
+    const partReady = (part: keyof typeof parts) => {
+      parts[part] = true;
+      if (!parts.main || !parts.spb) return;
       subscribed = true;
       markReady();
+    };
+    const client: MqttClient = createMqttClient(brokerUrl, mqttOptions, subscriptions, log, (refused) => {
+      if (readings.length && refused.length >= readings.length) return; // nothing to serve: not ready
+      partReady('main');
     });
     void ready.then(() => log.info({ url: brokerUrl, models: servedNow().map((m) => `${m.name}@${m.version}`) }, 'agent ready'));
     client.on('error', (err) => log.error({ err: err.message, code: (err as { code?: unknown }).code }, 'mqtt error'));
@@ -247,6 +259,16 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       if (err) log.warn({ topic: c.topic, err: err.message }, 'sparkplug command not published');
     });
     sparkplugOut.state = (c) => void client.publish(c.topic, c.payload, { qos: 1, retain: true });
+    const spb = spbPlan && spbHost ? createSparkplugClient(brokerUrl, mqttOptions, spbPlan, {
+      host: spbHost, log, handleMessage: (packet, callback) => ingest.handleMessage(packet, callback),
+      onSubscribed: (refused) => void (refused.length < spbPlan.subscriptions.length && partReady('spb')),
+    }) : null;
+    if (spb) {
+      leaveMainSession(client, spbPlan as NonNullable<typeof spbPlan>, readings, log);
+      sparkplugOut.command = (c) => spb.command(c);
+      sparkplugOut.state = (c) => spb.state(c);
+      life.add({ name: 'disconnect sparkplug host', closeBudgetMs: 2000, onOverrun: 'the broker publishes the Will: the offline STATE', close: () => spb.close(), destroy: () => spb.destroy() });
+    }
 
     // 5. Publish: results out after commit.
     const skipLog = createRateLimitedLog(10_000);
@@ -477,6 +499,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       : ingest.handleMessage;
     stats.resetEventLoop();
     client.connect();
+    spb?.connect();
     log.info({ url: brokerUrl, subscriptions: readings }, 'agent started');
 
     let closing: Promise<CloseReport & { safe: boolean; hung: string | null }> | null = null;

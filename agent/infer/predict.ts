@@ -437,10 +437,16 @@ export function createPredictor(deps: PredictDeps) {
     if (assembling) {
       ({ ids: inboxIds, extra } = inboxBooks(batch, outcome, keep, deadParts));
     } else {
+      let undone: number[] | null = null;
       for (let i = 0; i < batch.length; i++) {
-        const id = (batch[i] as Message).inboxId;
-        if (id !== null && !keep.has(i)) inboxIds.push(id);
+        const m = batch[i] as Message;
+        const id = m.inboxId;
+        if (id === null || keep.has(i)) continue;
+        inboxIds.push(id);
+        // Replayed with consumers recorded by an earlier config's style: their done rows go too.
+        if (m.doneBy) (undone ??= []).push(id);
       }
+      if (undone) extra = { undone };
     }
     const ids = store.commitBatch(predictions, dead, inboxIds, extra);
     const now = performance.now();

@@ -108,12 +108,14 @@ export function readTlsFiles(tls: Readonly<z.infer<typeof tlsFilesSchema>> | und
 
 /** Creates the client (not yet connected: call `client.connect()` after installing handleMessage). */
 /** `onSubscribed`: the broker acknowledged the subscriptions (with `refused` topics it would not grant). */
+/** `extra`: mqtt.js options over these (the Sparkplug B host's connection: a clean session). */
 export function createMqttClient(
   url: string,
   o: Omit<MqttOptions, 'embedded'>,
   subscriptions: readonly Subscription[],
   log: Logger,
   onSubscribed: (refused: string[]) => void = () => undefined,
+  extra: Partial<IClientOptions> = {},
 ): MqttClient {
   const options: IClientOptions = {
     clientId: o.clientId,
@@ -134,7 +136,7 @@ export function createMqttClient(
     ...(o.protocolVersion === 5 ? { properties: { sessionExpiryInterval: o.sessionExpirySec, maximumPacketSize: o.maxPacketBytes } } : {}),
   };
   if (o.tls) Object.assign(options, readTlsFiles(o.tls, 'mqtt.tls'));
-  const client = mqtt.connect(url, options);
+  const client = mqtt.connect(url, { ...options, ...extra });
   let attempt = 0;
   // Runs before mqtt.js's own 'close' listener arms the reconnect timer, so the next retry waits longer.
   client.prependListener('close', () => {
@@ -155,6 +157,7 @@ export function createMqttClient(
     // made) and whenever the broker has lost the session; otherwise the session still holds them.
     if (subscribedOnce && connack.sessionPresent) return;
     subscribedOnce = true;
+    if (subscriptions.length === 0) return onSubscribed([]); // every reading comes on the Sparkplug B host's connection
     const wanted = Object.fromEntries(subscriptions.map((s) => [s.topic, { qos: s.qos }]));
     client.subscribe(wanted, (err, granted) => {
       if (err) {

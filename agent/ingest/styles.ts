@@ -12,7 +12,7 @@ import type { Assembler, AssembledRow, Taken } from './assemble.js';
 import type { Message } from './ingest.js';
 import { createJoin, joinOptionsSchema, joinProblems, type JoinedRow, type JoinOptions } from './join.js';
 import type { Sample } from './samples.js';
-import { createSparkplugHost, sparkplugOptionsSchema, type BirthRecord, type Command, type SparkplugOptions } from './sparkplug.js';
+import { createSparkplugHost, sparkplugOptionsSchema, type BirthRecord, type Command, type SparkplugHost, type SparkplugOptions } from './sparkplug.js';
 import { createTagReader, tagsOptionsSchema, type TagsOptions } from './tags.js';
 import { createWindows, windowOptionsSchema, windowProblems, windowShapeOf, type WindowOptions } from './window.js';
 import type { BirthRow, HistoricalRow } from '../store/store.js';
@@ -60,6 +60,8 @@ export interface StyleDeps {
   state(c: Command): void;
   /** Windows: per asset, the time of the newest window committed before this start (table window_marks). */
   windowMarks: ReadonlyMap<string, number>;
+  /** Given the Sparkplug B host, whose STATE the host's own connection carries (sparkplug-client.ts). */
+  onHost?(host: SparkplugHost): void;
 }
 
 /** A joined row as raw values in the captured manifest's feature order, with their ages. */
@@ -160,6 +162,7 @@ type SparkplugPayload = Extract<Payload, { style: 'sparkplug' }>;
 function createSparkplugAssembler(payload: SparkplugPayload, manifest: Manifest, deps: StyleDeps): Assembler {
   const features = manifest.features.map((f) => f.name);
   const host = createSparkplugHost(payload.sparkplug as SparkplugOptions, { saved: deps.savedBirths });
+  deps.onHost?.(host);
   const join = createJoin<Message>(payload.join as JoinOptions, features);
   const waiting = { incomplete: 0 };
   const reorderTickMs = Math.max(100, Math.min(500, Math.round(payload.sparkplug.reorderTimeoutMs / 4) || 100));

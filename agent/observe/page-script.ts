@@ -134,6 +134,41 @@ export const PAGE_SCRIPT = String.raw`
     return box;
   }
 
+  // Payload styles and the data-quality gate (/api/status ingest: one entry per model): the style's state and
+  // counts, Sparkplug B nodes, and what the gate did per feature, reason and action.
+  function ingestView(list) {
+    if (!list || !list.length) return na();
+    var box = el('div');
+    var sum = function (o) { return Object.keys(o || {}).reduce(function (a, k) { return a + (Number(o[k]) || 0); }, 0); };
+    box.append(table(['model', 'style', 'assets', 'held msgs', 'rows made', 'late / dup.', 'unused values', 'rows: passed', 'imputed', 'flagged', 'rejected'], list.map(function (m) {
+      var q = m.quality || {};
+      var rejected = sum(q.rejected);
+      return { bad: rejected > 0, cells: [m.model, m.style, num(m.assets), num(m.held), num(m.rows !== undefined ? m.rows : m.windows),
+        m.late !== undefined || m.duplicates !== undefined ? num(m.late || m.outOfOrder || 0) + ' / ' + num(m.duplicates || 0) : '–',
+        m.supersededUnused ? num(sum(m.supersededUnused)) : m.unusedSamples !== undefined ? num(m.unusedSamples) : '–',
+        num(q.passed), num(q.rowsWithImputed), num(q.rowsWithFlagged), num(rejected)] };
+    }), [false, false, true, true, true, false, true, true, true, true, true]));
+    var checks = [];
+    list.forEach(function (m) {
+      var f = (m.quality && m.quality.features) || {};
+      Object.keys(f).forEach(function (feature) {
+        Object.keys(f[feature] || {}).forEach(function (reason) {
+          var a = f[feature][reason] || {};
+          if (a.rejected || a.imputed || a.flagged) checks.push({ bad: a.rejected > 0, cells: [m.model, feature, reason, num(a.rejected || 0), num(a.imputed || 0), num(a.flagged || 0)] });
+        });
+      });
+    });
+    if (checks.length) box.append(table(['model', 'feature', 'check failed', 'rejected', 'imputed', 'flagged'], checks, [false, false, false, true, true, true]));
+    var nodes = [];
+    list.forEach(function (m) {
+      ((m.sparkplug && m.sparkplug.nodes) || []).forEach(function (n) {
+        nodes.push({ bad: !n.online || n.lost > 0, cells: [m.model, n.group + '/' + n.node, n.online ? 'online' : 'offline', scalar(n.bdSeq), num(n.lost), num(n.gaps), num(n.rebirths), (n.devices || []).filter(function (d) { return d.online; }).length + ' / ' + (n.devices || []).length] });
+      });
+    });
+    if (nodes.length) box.append(table(['model', 'Sparkplug B node', 'state', 'bdSeq', 'seq lost', 'gaps', 'rebirths asked', 'devices online'], nodes, [false, false, false, true, true, true, true, false]));
+    return box;
+  }
+
   function tile(id, value, sub, state, dataValue) {
     var t = $(id);
     t.classList.remove('bad', 'warn');
@@ -260,6 +295,7 @@ export const PAGE_SCRIPT = String.raw`
 
     put('drift', driftView(s.drift));
     put('truth', truthView(s.truth));
+    put('ingest', ingestView(s.ingest));
     put('rejects', reasons.length ? table(['reason', 'dead letters'], reasons.sort(function (x, y) { return r.rejects[y] - r.rejects[x]; }).map(function (k) { return { cells: [k, num(r.rejects[k])] }; }), [false, true]) : na('none since start'));
 
     if (!s.sync) put('sync', na('sync starts once the agent is ready'));

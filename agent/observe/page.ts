@@ -46,6 +46,7 @@ const HTML = `<!doctype html>
     <div class="panel wide"><h2>Models</h2><div id="models"></div></div>
     <div class="panel wide"><h2>Drift and data quality</h2><div id="drift"></div></div>
     <div class="panel"><h2>Ground truth</h2><div id="truth"></div></div>
+    <div class="panel wide"><h2>Payload styles and the data-quality gate</h2><div id="ingest"></div></div>
     <div class="panel"><h2>Dead letters by reason</h2><div id="rejects"></div></div>
     <div class="panel wide"><h2>Upstream sync</h2><div id="sync"></div></div>
     <div class="panel"><h2>Store</h2><div id="store"></div></div>

@@ -12,7 +12,7 @@ import { statusPageRoutes } from '../../agent/observe/page.js';
 import { statusFixture } from '../helpers/status-fixture.js';
 import { teardown, waitFor } from '../helpers/parts.js';
 
-test('the page shows drift, ground truth, models, checks and sync from the snapshot', { timeout: 90_000 }, async (t) => {
+test('the page shows drift, ground truth, payload styles and the gate, models, checks and sync from the snapshot', { timeout: 90_000 }, async (t) => {
   const log = createLogger({ level: 'silent' });
   let answering = true;
   const server = await startHttp({ enabled: true, host: '127.0.0.1', port: 0, maxSyncLagSec: 0, metrics: { enabled: false, perAsset: 0 } }, {
@@ -42,6 +42,11 @@ test('the page shows drift, ground truth, models, checks and sync from the snaps
   assert.match(await page.locator('#truth').innerText(), /bearing-health@1\.1\.0\s+250\s+accuracy 96\.4 %\s+500 labels/);
   assert.match(await page.locator('#sync tr.bad').innerText(), /plant-server\s+predictions\s+150\s+1 min\s.*connect ECONNREFUSED 10\.0\.9\.9:443/);
   assert.match(await page.locator('#rejects').innerText(), /REJECT_OUT_OF_RANGE\s+2/);
+  // Payload styles and the gate: the model's style row (10 rejected: bad), the failed checks, the Sparkplug B node offline.
+  assert.match(await page.locator('#ingest tr.bad').first().innerText(), /^bearing-health\s+sparkplug\s+4\s+0\s+900\s+2 \/ 1\s+5\s+880\s+12\s+8\s+10$/);
+  assert.match(await page.locator('#ingest').innerText(), /temperature_c\s+stale\s+10\s+0\s+0/);
+  assert.match(await page.locator('#ingest').innerText(), /speed_rpm\s+missing\s+0\s+12\s+0/);
+  assert.match(await page.locator('#ingest').innerText(), /Plant1\/press-gw\s+offline\s+3\s+4\s+2\s+1\s+0 \/ 1/);
   assert.match(await page.locator('#t-store .s').innerText(), /of 2\.0 GiB budget \(4\.9 %\)/);
 
   assert.deepEqual(errors, []);

@@ -6,7 +6,8 @@
 //  4. the agent's main-thread event-loop delay while serving (inference runs in a worker thread).
 //  5. the drift monitor's cost per prediction row (drift.ts); BENCH_DRIFT=off runs the agents above with
 //     drift.enabled: false, to compare end to end.
-// Then, by BENCH_SECTIONS: the model lifecycle (lifecycle.ts), upstream sync (sync.ts), what /metrics costs (metrics.ts),
+// Then, by BENCH_SECTIONS: Sparkplug B's backlog and latency (sparkplug.ts), the model lifecycle (lifecycle.ts),
+// upstream sync (sync.ts), what /metrics costs (metrics.ts), the windowed and tags payload styles (styles.ts),
 // fairness between subscriptions under a flood (fairness.ts).
 
 import { join } from 'node:path';
@@ -15,7 +16,9 @@ import { lifecycleBench } from './lifecycle.js';
 import { driftBench } from './drift.js';
 import { fairnessBench } from './fairness.js';
 import { metricsBench } from './metrics.js';
+import { sparkplugBench } from './sparkplug.js';
 import { syncBench } from './sync.js';
+import { stylesBench } from './styles.js';
 import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 50000);
@@ -141,12 +144,15 @@ async function main(): Promise<void> {
   const ms = (n: number) => n.toFixed(1);
   console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, drift ${DRIFT.enabled ? 'on' : 'off'}, ${new Date().toISOString()}`);
   // BENCH_SECTIONS=lifecycle,sync runs only those figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
-  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,lifecycle,sync,drift,metrics,fairness').split(',');
+  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,sparkplug,lifecycle,sync,drift,metrics,styles,fairness').split(',');
+  const spb = () => sparkplugBench(t, broker.url, { n: N, rates: LIVE_RATES, sec: LIVE_SEC, drift: DRIFT });
   if (!sections.includes('throughput')) {
+    if (sections.includes('sparkplug')) await spb();
     if (sections.includes('drift')) driftBench();
     if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
     if (sections.includes('sync')) await syncBench(t, broker.url);
     if (sections.includes('metrics')) await metricsBench(t, broker.url);
+    if (sections.includes('styles')) await stylesBench(t, broker.url);
     if (sections.includes('fairness')) await fairnessBench(t, broker.url);
     return;
   }
@@ -172,10 +178,12 @@ async function main(): Promise<void> {
       console.log(`| ${qos} | ${f(rate)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.max)} | ${ms(l.agentP50)} / ${ms(l.agentP99)} | ${ms(l.loopP99)} / ${ms(l.loopMax)} |`);
     }
   }
+  if (sections.includes('sparkplug')) await spb();
   if (sections.includes('drift')) driftBench();
   if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
   if (sections.includes('sync')) await syncBench(t, broker.url);
   if (sections.includes('metrics')) await metricsBench(t, broker.url);
+  if (sections.includes('styles')) await stylesBench(t, broker.url);
   if (sections.includes('fairness')) await fairnessBench(t, broker.url);
 }
 

@@ -155,3 +155,30 @@ test('rows on a period: one row per asset with new values; after kill -9 the hel
   assert.deepEqual(JSON.parse(last?.features ?? '[]'), FEATURES.map((f) => ({ ...base, temperature_c: 88 })[f]));
   assert.equal(await stopChild(second), 0);
 });
+
+test('a gateway inventing assets: beyond join.maxAssets each new asset is a counted, logged REJECT_LIMIT dead letter; known assets go on', { timeout: 120_000 }, async (t) => {
+  const broker = await startMosquitto(t);
+  const dir = tempDir(t);
+  const dbPath = join(dir, 'agent.db');
+  const path = writeConfig(dir, agentConfig({
+    url: broker.url, dbPath,
+    ingest: { subscriptions: [{ topic: 'plant/line3/+/+', qos: 1 }] },
+    payload: { style: 'tags', tags: { assetLevel: 2 }, join: { trigger: 'cycle_end', maxAssets: 2 } },
+  }));
+  const agent = spawnAgent(t, path);
+  await agent.waitForLog('agent ready');
+  for (const a of ['press-1', 'press-2']) await publishTags(broker.port, a, base, Date.now());
+  for (let i = 3; i <= 5; i++) await pub(broker.port, `plant/line3/press-${i}/temperature_c`, '45');
+  await pub(broker.port, 'plant/line3/press-1/cycle_end', '1');
+  await waitFor('a row for press-1 and three refusals', () =>
+    query<{ n: number }>(dbPath, 'SELECT (SELECT count(*) FROM predictions) + (SELECT count(*) FROM dead_letters) AS n')[0]?.n === 4, 30_000);
+  assert.deepEqual(query(dbPath, 'SELECT asset FROM predictions'), [{ asset: 'press-1' }]);
+  const dead = query<{ reason_code: string; topic: string }>(dbPath, 'SELECT reason_code, topic FROM dead_letters ORDER BY id');
+  assert.deepEqual(dead, [3, 4, 5].map((i) => ({ reason_code: 'REJECT_LIMIT', topic: `plant/line3/press-${i}/temperature_c` })));
+  const logged = agent.logs.find((l) => l.msg === 'message rejected' && l.reason === 'REJECT_LIMIT');
+  assert.match(String(logged?.detail), /maxAssets/);
+  const status = (await callControl(controlSocketPath(dbPath), 'status', {}, 10_000))?.result as StatusSnapshot;
+  assert.equal((status.ingest[0] as unknown as { refusedAssets: number; assets: number }).refusedAssets, 3);
+  assert.equal((status.ingest[0] as unknown as { assets: number }).assets, 2);
+  assert.equal(await stopChild(agent), 0);
+});

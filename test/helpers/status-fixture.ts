@@ -40,6 +40,13 @@ export function statusFixture(now = Date.now()): StatusSnapshot {
       counters: { received: 260, joined: 250, unmatched: 6, bad: 4, duplicates: 0, pending: 0 },
       models: [{ model: 'bearing-health', version: '1.1.0', kind: 'classification', joined: 250, accuracy: 0.964, window: 500 }],
     },
-    ingest: [{ model: 'bearing-health', style: 'json' }],
+    ingest: [{
+      model: 'bearing-health', style: 'sparkplug', assets: 4, held: 0, rows: 900, late: 2, duplicates: 1, supersededUnused: { temperature_c: 5, speed_rpm: 0 },
+      quality: {
+        rows: 910, passed: 880, rowsWithImputed: 12, rowsWithFlagged: 8, rejected: { REJECT_STALE: 10 },
+        features: { temperature_c: { stale: { rejected: 10, imputed: 0, flagged: 0 } }, speed_rpm: { missing: { rejected: 0, imputed: 12, flagged: 0 } } },
+      },
+      sparkplug: { nodes: [{ group: 'Plant1', node: 'press-gw', online: false, bdSeq: 3, lastSeq: 17, lost: 4, gaps: 2, rebirths: 1, devices: [{ device: 'press7', online: false }] }] },
+    }],
   };
 }
