@@ -303,11 +303,13 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     });
     const batcher = createBatcher(config.inference, predictor.run, predictor.commit, (err) => {
       hooks.onFatal(err instanceof EdgeError ? err : new EdgeError('EDGE_ERR_STORE', `cannot commit a batch: ${(err as Error).message}`, { cause: err }));
-    });
+    }, (batch) => ingest.left(batch));
 
     // 7. Ingest: inbox, dedup, into the batcher. Replay what a crash left, then connect.
     const duplicateLog = createRateLimitedLog(10_000);
-    const ingest: Ingest = createIngest({ ...config.ingest, rowsPerMessage: served.length }, {
+    const shedLog = createRateLimitedLog(10_000);
+    const { fairness } = config.ingest;
+    const ingest: Ingest = createIngest({ ...config.ingest, rowsPerMessage: served.length, filters: allSubscriptions(config.models).map((s) => s.topic) }, {
       store,
       // Backpressure on the model only: holding the callback stops mqtt.js reading every packet,
       // including the PUBACKs of our own results, so waiting on the publisher here would deadlock.
@@ -328,6 +330,11 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       },
       afterCommit: killHook(process.env.EDGE_AGENT_TEST_KILL_AFTER_INBOX),
       room: () => retention.room(),
+      queuedRows: () => batcher.queued,
+      onShed: (subscription, topic) => {
+        stats.shed(subscription);
+        shedLog('shed', (suppressed) => log.warn({ subscription, topic, shedSinceLast: suppressed, shed: stats.counters.shed, queuedRows: batcher.queued, queueRows: fairness.queueRows, maxShare: fairness.maxShare }, 'QoS 0 messages shed: one subscription holds most of the queue while others are active'));
+      },
     });
 
     // 7b. Ground truth (optional): labels stored before their PUBACK, joined to predictions off the per-message path.

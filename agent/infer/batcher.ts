@@ -2,7 +2,7 @@
 // maxWaitMs 0: a batch leaves at the end of the event-loop turn, or as soon as a slot frees up, so
 // batches grow by themselves under load. maxWaitMs > 0: a partial batch waits up to that long to fill.
 // Up to two batches are in the model at once (one computing while the next fills); `commit` sees the
-// batches strictly in arrival order.
+// batches strictly in arrival order. `left` sees every batch once it no longer counts in `queued`.
 
 export interface BatcherOptions { maxBatchRows: number; maxWaitMs: number; maxQueuedRows: number }
 
@@ -23,6 +23,7 @@ export function createBatcher<T, R>(
   run: (batch: T[]) => Promise<R>,
   commit: (batch: T[], result: R) => void,
   onError: (err: unknown) => void,
+  left?: (batch: T[]) => void,
 ): Batcher<T> {
   let queue: T[] = [];
   let inFlight = 0;
@@ -64,6 +65,7 @@ export function createBatcher<T, R>(
         } finally {
           inFlight--;
           inFlightRows -= batch.length;
+          left?.(batch);
           // With maxWaitMs 0 a freed slot takes what queued meanwhile: batches grow by themselves under load.
           dispatch(overdue || options.maxWaitMs === 0);
           if (queue.length === 0) overdue = false;

@@ -11,11 +11,15 @@
 // mqtt.js reads the next packet only after the hook calls back: holding the callback while the
 // batcher is full is the backpressure valve. A redelivered message (DUP flag) whose key we already
 // hold is acknowledged again and not processed twice.
+//
+// Fairness (fairness.ts): with the batcher holding many rows, a QoS 0 message whose subscription holds most
+// of them while another subscription is active is shed (counted, never queued), so the socket keeps being read.
 
 import { createHash } from 'node:crypto';
 import type { IPublishPacket } from 'mqtt';
 import { z } from 'zod';
 import type { Store } from '../store/store.js';
+import { createFairness, fairnessOptionsSchema } from './fairness.js';
 
 /**
  * Topic filters to subscribe to (+ and # wildcards) with their QoS. QoS 2 is not offered: mqtt.js keeps
@@ -43,6 +47,8 @@ export const ingestOptionsSchema = z.strictObject({
   maxPayloadBytes: z.number().int().min(16).max(256 * 1024 * 1024).default(64 * 1024),
   /** How many recent QoS 1/2 message keys are kept to recognise a redelivery after a crash or reconnect. */
   dedupWindow: z.number().int().min(0).default(20000),
+  /** Fair shedding of QoS 0 floods between subscriptions (see fairness.ts and the README's "Fairness"). */
+  fairness: fairnessOptionsSchema.prefault({}),
 });
 
 export type IngestOptions = z.infer<typeof ingestOptionsSchema>;
@@ -68,6 +74,8 @@ export interface Message {
   doneBy?: readonly string[] | null;
   /** Not a message: a period tick for the assembler of the route with this index (see assemble.ts). */
   tick?: number;
+  /** The subscription (index) this message counts for in the fairness books while queued; cleared when it leaves. */
+  sub?: number;
 }
 
 export interface IngestDeps {
@@ -87,6 +95,10 @@ export interface IngestDeps {
   room?: () => Promise<void> | null;
   /** Called after each group commit, before the PUBACKs leave (the crash test uses it to die then). */
   afterCommit?: (inboxRows: number) => void;
+  /** Rows in the batcher (queued and in the model): fairness sheds only above ingest.fairness.queueRows. */
+  queuedRows?: () => number;
+  /** A QoS 0 message was shed (see fairness.ts): `subscription` is the filter it matched. */
+  onShed?: (subscription: string, topic: string) => void;
 }
 
 export interface Ingest {
@@ -97,6 +109,10 @@ export interface Ingest {
   pause(): void;
   /** Commits the open group of inbox rows and lets its PUBACKs go. */
   commitGroup(): void;
+  /** Messages left the batcher (their batch committed or failed): the fairness books count them out. */
+  left(batch: readonly Message[]): void;
+  /** Rows in the batcher per subscription (in `filters` order), as fairness counts them. */
+  queuedBySubscription(): readonly number[];
 }
 
 /** A recently seen key set of bounded size: a ring of keys, the oldest evicted first. */
@@ -117,8 +133,14 @@ function createRecentKeys(capacity: number, seed: readonly string[]) {
 }
 
 /** `rowsPerMessage`: the most rows one message can make in the store (one per model taking its topic). */
-export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBytes' | 'dedupWindow'>> & { rowsPerMessage?: number }, deps: IngestDeps): Ingest {
+/** `filters`: every subscription's topic filter (all models'), the units fairness shares the queue between. */
+export function createIngest(
+  options: Readonly<Pick<IngestOptions, 'maxPayloadBytes' | 'dedupWindow'> & Partial<Pick<IngestOptions, 'fairness'>>> & { rowsPerMessage?: number; filters?: readonly string[] },
+  deps: IngestDeps,
+): Ingest {
   const recent = createRecentKeys(options.dedupWindow, deps.store.recentDedupKeys(options.dedupWindow, options.rowsPerMessage));
+  const filters = options.filters ?? [];
+  const fair = createFairness(options.fairness ?? fairnessOptionsSchema.parse({ enabled: false }), filters, deps.queuedRows ?? (() => 0));
   let paused = false;
   let inboxRows = 0;
   let sinceYield = 0;
@@ -159,6 +181,22 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
     return { inboxId, dedupKey, topic, payload: cut, bytes: payload.length, receivedAt, t0: performance.now() };
   }
 
+  /** Lets mqtt.js read the next packet, giving the event loop a turn every YIELD_EVERY messages. */
+  function next(callback: () => void) {
+    if (++sinceYield < YIELD_EVERY) return callback();
+    // mqtt.js handles a socket's buffered packets in one chain of nextTicks, never giving the event
+    // loop a turn: without this, model results and timers wait behind thousands of messages (shed ones too).
+    sinceYield = 0;
+    setImmediate(callback);
+  }
+
+  /** Into the batcher, counted for its subscription until it leaves. */
+  function accept(m: Message, sub = fair.subscriptionOf(m.topic)): boolean {
+    m.sub = sub;
+    fair.queued(m.sub);
+    return deps.accept(m);
+  }
+
   const ingest: Ingest = {
     handleMessage(packet, callback) {
       // The store at its disk budget with intake on hold: the reading is taken once there is room again.
@@ -178,6 +216,12 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
         if (packet.qos > 0) callback(refusal);
         else callback();
         return;
+      }
+      // Before any inbox row: only QoS 0 is ever shed, and it has none.
+      const sub = fair.subscriptionOf(topic);
+      if (fair.shed(sub, packet.qos, receivedAt)) {
+        deps.onShed?.(filters[sub] as string, topic);
+        return next(callback);
       }
       if (packet.qos > 0) {
         // QoS 1 (QoS 2 is not subscribed to; a broker granting it anyway gets the same treatment).
@@ -202,15 +246,9 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
         inboxRows++;
         recent.add(dedupKey);
       }
-      const room = deps.accept(toMessage(inboxId, dedupKey, topic, payload, receivedAt));
+      const room = accept(toMessage(inboxId, dedupKey, topic, payload, receivedAt), sub);
       if (!room) void deps.drained().then(() => callback());
-      else if (++sinceYield < YIELD_EVERY) callback();
-      else {
-        // mqtt.js handles a socket's buffered packets in one chain of nextTicks, never giving the event
-        // loop a turn: without this, model results and timers wait behind thousands of messages.
-        sinceYield = 0;
-        setImmediate(callback);
-      }
+      else next(callback);
     },
 
     async replay() {
@@ -220,7 +258,7 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
         for (const r of page) {
           const m = toMessage(r.id, r.dedupKey, r.topic, r.payload, r.receivedAt);
           if (r.doneBy) m.doneBy = r.doneBy;
-          if (!deps.accept(m)) await deps.drained();
+          if (!accept(m)) await deps.drained();
         }
         after = (page[page.length - 1] as { id: number }).id;
         count += page.length;
@@ -234,6 +272,16 @@ export function createIngest(options: Readonly<Pick<IngestOptions, 'maxPayloadBy
     },
 
     commitGroup,
+
+    left(batch) {
+      for (const m of batch) {
+        if (m.sub === undefined) continue; // a tick, or a message not taken through ingest
+        fair.left(m.sub);
+        delete m.sub; // counted out once, whatever holds on to the message afterwards
+      }
+    },
+
+    queuedBySubscription: () => [...fair.counts()],
   };
   return ingest;
 }

@@ -103,6 +103,7 @@ export function createMetrics(o: Readonly<MetricsOptions>, deps: { stats: Stats;
     Object.entries(stats.labels).flatMap(([model, byLabel]) => Object.entries(byLabel).map(([label, value]) => ({ labels: { model, label }, value }))));
   family('edge_agent_dead_letters_total', 'Messages stored as dead letters, by reason code (see the README\'s reject reasons)', 'counter', () => entries(stats.rejects as Record<string, number>, 'reason'));
   family('edge_agent_duplicates_total', 'Redelivered QoS 1 messages already stored: acknowledged again, not processed twice', 'counter', () => one(c.duplicates));
+  family('edge_agent_messages_shed_total', 'QoS 0 messages shed because their subscription held most of a long queue while others were active (ingest.fairness), by subscription', 'counter', () => entries(stats.shedBySubscription, 'subscription'));
   family('edge_agent_messages_refused_total', 'Messages not taken while the agent was stopping (QoS 1 ones are redelivered at the next start)', 'counter', () => one(c.refusedWhileStopping));
   family('edge_agent_messages_replayed_total', 'Inbox rows an unclean stop left, replayed at this start', 'counter', () => one(c.replayed));
   family('edge_agent_results_published_total', 'Results published on the result topic and acknowledged by the broker', 'counter', () => one(stats.gauges.resultsSent()));

@@ -37,11 +37,15 @@ export function createStats() {
     deadLetters: 0,
     duplicates: 0,
     refusedWhileStopping: 0,
+    /** QoS 0 messages shed by fairness (ingest/fairness.ts), all subscriptions. */
+    shed: 0,
     replayed: 0,
     batches: 0,
     modelMs: 0,
   };
   const rejects: Partial<Record<RejectReason, number>> = {};
+  /** QoS 0 messages shed by fairness, per subscription (its topic filter). */
+  const shedBySubscription: Record<string, number> = {};
   /** Predictions per model and label, counted on committed batches. */
   const labels: Record<string, Record<string, number>> = {};
   /** Values other stages own, read at snapshot time (set by the pipeline). */
@@ -89,6 +93,11 @@ export function createStats() {
     gauges,
     /** Starts the event-loop delay figures afresh (the agent calls it once startup is done). */
     resetEventLoop: () => loop.reset(),
+    shedBySubscription,
+    shed(subscription: string) {
+      counters.shed++;
+      shedBySubscription[subscription] = (shedBySubscription[subscription] ?? 0) + 1;
+    },
     reject(code: RejectReason) {
       counters.deadLetters++;
       rejects[code] = (rejects[code] ?? 0) + 1;
@@ -130,6 +139,7 @@ export function createStats() {
         resultsSkipped: gauges.resultsSkipped(),
         resultsInvalid: gauges.resultsInvalid(),
         rejects: { ...rejects },
+        shedBySubscription: { ...shedBySubscription },
         receivedPerSec: rate('received'),
         predictionsPerSec: rate('predictions'),
         latencyP50Ms: now.p50,

@@ -7,12 +7,14 @@
 //  5. the drift monitor's cost per prediction row (drift.ts); BENCH_DRIFT=off runs the agents above with
 //     drift.enabled: false, to compare end to end.
 // Then, by BENCH_SECTIONS: Sparkplug B's backlog and latency (sparkplug.ts), the model lifecycle (lifecycle.ts),
-// upstream sync (sync.ts), what /metrics costs (metrics.ts), the windowed and tags payload styles (styles.ts).
+// upstream sync (sync.ts), what /metrics costs (metrics.ts), the windowed and tags payload styles (styles.ts),
+// fairness between subscriptions under a flood (fairness.ts).
 
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { lifecycleBench } from './lifecycle.js';
 import { driftBench } from './drift.js';
+import { fairnessBench } from './fairness.js';
 import { metricsBench } from './metrics.js';
 import { sparkplugBench } from './sparkplug.js';
 import { syncBench } from './sync.js';
@@ -142,7 +144,7 @@ async function main(): Promise<void> {
   const ms = (n: number) => n.toFixed(1);
   console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, drift ${DRIFT.enabled ? 'on' : 'off'}, ${new Date().toISOString()}`);
   // BENCH_SECTIONS=lifecycle,sync runs only those figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
-  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,sparkplug,lifecycle,sync,drift,metrics,styles').split(',');
+  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,sparkplug,lifecycle,sync,drift,metrics,styles,fairness').split(',');
   const spb = () => sparkplugBench(t, broker.url, { n: N, rates: LIVE_RATES, sec: LIVE_SEC, drift: DRIFT });
   if (!sections.includes('throughput')) {
     if (sections.includes('sparkplug')) await spb();
@@ -151,6 +153,7 @@ async function main(): Promise<void> {
     if (sections.includes('sync')) await syncBench(t, broker.url);
     if (sections.includes('metrics')) await metricsBench(t, broker.url);
     if (sections.includes('styles')) await stylesBench(t, broker.url);
+    if (sections.includes('fairness')) await fairnessBench(t, broker.url);
     return;
   }
   const rows: string[] = [];
@@ -181,6 +184,7 @@ async function main(): Promise<void> {
   if (sections.includes('sync')) await syncBench(t, broker.url);
   if (sections.includes('metrics')) await metricsBench(t, broker.url);
   if (sections.includes('styles')) await stylesBench(t, broker.url);
+  if (sections.includes('fairness')) await fairnessBench(t, broker.url);
 }
 
 main()

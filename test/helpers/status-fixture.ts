@@ -13,7 +13,7 @@ export function statusFixture(now = Date.now()): StatusSnapshot {
   return {
     agent: { id: 'line3-pc', version: '0.1.0', startedAt: new Date(now - 7_500_000).toISOString(), uptimeSec: 7500, ready: false,
       checks: [{ name: 'broker', ok: false, problem: 'not connected to mqtt://10.0.3.5:1883' }, { name: 'subscriptions', ok: true }, { name: 'model bearing-health', ok: true }, { name: 'store', ok: true }] },
-    rates: { received: 1202, predictions: 1200, deadLetters: 2, duplicates: 0, refusedWhileStopping: 0, replayed: 0, batches: 40, modelMs: 30, resultsSent: 1200, resultsPending: 0, resultsSkipped: 0, resultsInvalid: 0,
+    rates: { received: 1202, predictions: 1200, deadLetters: 2, duplicates: 0, refusedWhileStopping: 0, shed: 0, shedBySubscription: {}, replayed: 0, batches: 40, modelMs: 30, resultsSent: 1200, resultsPending: 0, resultsSkipped: 0, resultsInvalid: 0,
       rejects: { REJECT_OUT_OF_RANGE: 2 }, receivedPerSec: 20, predictionsPerSec: 20, latencyP50Ms: 4.2, latencyP99Ms: 12.5, eventLoopDelayP99Ms: 1.1, eventLoopDelayMaxMs: 9 },
     history: [point(now - 2000, 1160), point(now - 1000, 1180), point(now, 1200)],
     models: [{ name: 'bearing-health', serving: '1.1.0', state: { active: '1.1.0', previous: '1.0.0' }, versions: ['1.0.0', '1.1.0', '1.2.0'], shadow: { version: '1.2.0', compared: 400, agreed: 396, dropped: 0 }, workerAlive: true }],
