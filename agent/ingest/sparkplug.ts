@@ -12,6 +12,8 @@
 // - Values are used in arrival order, whatever their seq: the join orders them by timestamp. A seq gap
 //   starts the reorder timeout for the skipped numbers; those still missing at its end are counted lost and a
 //   rebirth is asked. A duplicate seq, or one older than the window, is dropped (`ignored`).
+// - A birth or DATA that cannot be decoded (or a seq outside 0-255) is rejected (REJECT_SPARKPLUG_PAYLOAD) and a
+//   rebirth is asked too: what the node holds now is unknown.
 // - Rebirths (NCMD 'Node Control/Rebirth') go out at most once per rebirthMinIntervalMs per node; a request
 //   inside the interval is remembered and sent by tick() when the interval is over, unless a birth came first.
 // - Births persist (BirthRecord, JSON); at start `saved` gives back the alias maps. A node known only from
@@ -158,9 +160,16 @@ export function createSparkplugHost(input: SparkplugOptions, deps: { saved: read
     if (typeof t === 'string') return reject(out, 'REJECT_SPARKPLUG_PAYLOAD', t, restore);
     if (t.kind === 'state') return takeState(t.hostId, payload, out, restore);
     if (t.type === 'NCMD' || t.type === 'DCMD') return ignore(out, `${t.type} is a command to the edge node`, restore);
-    const p = decodePayload(payload);
-    if (typeof p === 'string') return reject(out, 'REJECT_SPARKPLUG_PAYLOAD', `${t.type} from ${t.group}/${t.node}: ${p}`, restore);
-    if (p.seq === -1) return reject(out, 'REJECT_SPARKPLUG_PAYLOAD', `${t.type} from ${t.group}/${t.node}: seq is not 0-255`, restore);
+    const decoded = decodePayload(payload);
+    const problem = typeof decoded === 'string' ? decoded : decoded.seq === -1 ? 'seq is not 0-255' : null;
+    if (problem !== null || typeof decoded === 'string') {
+      // A malformed birth or DATA: what the node holds now is unknown, so its state is asked again (rate-limited
+      // per node like every rebirth). A malformed death asks nothing: the node is going away.
+      const n = t.type === 'NDEATH' || t.type === 'DDEATH' ? null : nodeFor(t.group, t.node, true);
+      if (n) out.rebirth = askRebirth(n, now, restore);
+      return reject(out, 'REJECT_SPARKPLUG_PAYLOAD', `${t.type} from ${t.group}/${t.node}: ${problem ?? 'cannot be decoded'}`, restore);
+    }
+    const p = decoded;
     const who = t.device ? `${t.group}/${t.node}/${t.device}` : `${t.group}/${t.node}`;
 
     if (t.type === 'NDEATH' || t.type === 'DDEATH') {

@@ -192,6 +192,21 @@ test('saved births give the alias maps back after a restart; the first DATA asks
   assert.equal(host.take('spBv1.0/plant/NDEATH/gw1', ndeath(1), T + 400).offline?.length, 2, 'bdSeq kept across the restart');
 });
 
+test('a malformed DATA (not protobuf, or a seq beyond 255) is rejected and asks one rebirth, rate-limited like the others', { timeout: 10000 }, () => {
+  const { host } = born({ rebirthMinIntervalMs: 30000 });
+  const bad = host.take('spBv1.0/plant/NDATA/gw1', Buffer.from('not protobuf at all'), T + 10);
+  assert.equal(bad.reject?.code, 'REJECT_SPARKPLUG_PAYLOAD');
+  assert.equal(rebirthOf(bad.rebirth), 'spBv1.0/plant/NCMD/gw1');
+  const seq = host.take('spBv1.0/plant/DDATA/gw1/press1', enc({ timestamp: T, seq: 300, metrics: [] }), T + 20);
+  assert.equal(seq.reject?.code, 'REJECT_SPARKPLUG_PAYLOAD');
+  assert.equal(seq.rebirth, undefined, 'inside the interval: remembered, not sent');
+  assert.equal(host.tick(T + 30_020).rebirths.length, 1);
+  // A malformed death asks nothing; neither does a replay.
+  assert.equal(host.take('spBv1.0/plant/NDEATH/gw1', Buffer.from('junk'), T + 90_000).rebirth, undefined);
+  assert.equal(host.take('spBv1.0/plant/NDATA/gw1', Buffer.from('junk'), T + 90_000, true).rebirth, undefined);
+  assert.equal(host.status().nodes[0]?.rebirths, 2);
+});
+
 test('limits, bad topics, bad payloads and bad assets are rejected with a reason, never thrown', { timeout: 10000 }, () => {
   const host = createSparkplugHost({ ...opts, maxNodes: 1, maxMetricsPerNode: 4 }, { saved: [] });
   assert.equal(host.take('spBv1.0/plant/NBIRTH/gw1', nbirth(), T).reject, undefined);
