@@ -6,7 +6,8 @@
 //  4. the agent's main-thread event-loop delay while serving (inference runs in a worker thread).
 //  5. the drift monitor's cost per prediction row (drift.ts); BENCH_DRIFT=off runs the agents above with
 //     drift.enabled: false, to compare end to end.
-// Then, by BENCH_SECTIONS: Sparkplug B's backlog and latency (sparkplug.ts), the model lifecycle (lifecycle.ts),
+// With the throughput section (BENCH_SECTIONS baselines, in the default set): the no-op relay ceiling and the
+// afternoon baseline (baselines.ts). Then, by BENCH_SECTIONS: Sparkplug B's backlog and latency (sparkplug.ts), the model lifecycle (lifecycle.ts),
 // upstream sync (sync.ts), what /metrics costs (metrics.ts), the windowed and tags payload styles (styles.ts),
 // fairness between subscriptions under a flood (fairness.ts).
 
@@ -19,6 +20,7 @@ import { metricsBench } from './metrics.js';
 import { sparkplugBench } from './sparkplug.js';
 import { syncBench } from './sync.js';
 import { stylesBench } from './styles.js';
+import { naiveBaseline, relayCeiling } from './baselines.js';
 import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 50000);
@@ -144,7 +146,7 @@ async function main(): Promise<void> {
   const ms = (n: number) => n.toFixed(1);
   console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, drift ${DRIFT.enabled ? 'on' : 'off'}, ${new Date().toISOString()}`);
   // BENCH_SECTIONS=lifecycle,sync runs only those figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
-  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,sparkplug,lifecycle,sync,drift,metrics,styles,fairness').split(',');
+  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,baselines,sparkplug,lifecycle,sync,drift,metrics,styles,fairness').split(',');
   const spb = () => sparkplugBench(t, broker.url, { n: N, rates: LIVE_RATES, sec: LIVE_SEC, drift: DRIFT });
   if (!sections.includes('throughput')) {
     if (sections.includes('sparkplug')) await spb();
@@ -166,6 +168,14 @@ async function main(): Promise<void> {
     rows.push(`| QoS ${qos} | no-op mqtt.js subscriber (ceiling) | | ${f(c)} | | |`);
     rows.push(row('agent, synchronous=NORMAL', a));
     if (qos === 1) rows.push(row('agent, synchronous=FULL', await agentBacklog(broker.url, 1, 'FULL')));
+    // Issue 10's baselines (baselines.ts): the no-op relay (what end to end can reach) and the afternoon version.
+    if (qos === 1 && sections.includes('baselines')) {
+      const relay = await relayCeiling(broker.url, N);
+      const naive = await naiveBaseline(t, broker.url, N);
+      rows.push(`| QoS 1 | no-op relay, republishes each at QoS 1 (end-to-end ceiling) | | ${f(relay)} | ${Math.round((100 * relay) / c)} % | |`);
+      rows.push(`| QoS 1 | afternoon baseline: on('message'), session.run and one insert per message, acked before stored | ${f(naive.committedPerSec)} | ${f(naive.perSec)} | ${Math.round((100 * naive.perSec) / c)} % | |`);
+      rows.push(`| QoS 1 | agent end to end, of the relay ceiling | | | ${Math.round((100 * a.perSec) / relay)} % | |`);
+    }
   }
   console.log('\nBacklog drain, messages/s from the CONNACK: until all rows are committed, and until a subscriber has every result\n');
   console.log('| QoS | subscriber | committed msg/s | end to end msg/s | of ceiling | agent event-loop delay p99 / max (ms) |\n|---|---|---|---|---|---|');
