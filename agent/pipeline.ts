@@ -23,8 +23,8 @@ import { controlSocketPath, startControl } from './control.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './ingest/broker.js';
 import { allSubscriptions, type FrozenConfig, type ModelSpec } from './config.js';
 import { EdgeError } from './errors.js';
-import { createDecoder, featureSources, mappingProblems, type RowJudge } from './ingest/features.js';
-import { createQualityGate, qualityProblems, type QualityOptions } from './ingest/quality.js';
+import { createDecoder, createRowJudge, featureSources, mappingProblems } from './ingest/features.js';
+import { qualityProblems, type QualityOptions } from './ingest/quality.js';
 import { createIngest, type Ingest, type Message } from './ingest/ingest.js';
 import { createAssembler, payloadProblems } from './ingest/styles.js';
 import type { BirthRecord, Command } from './ingest/sparkplug.js';
@@ -115,12 +115,8 @@ async function serve(config: FrozenConfig, spec: ModelSpec, dir: string): Promis
   }
   // The data-quality gate of this version: a joined style's max ages (join.maxAgeMs, maxAgeMsByFeature) are the
   // gate's stale rule unless the quality options give their own.
-  const gate = createQualityGate(qualityWithAges(spec), manifest, spec.payload.style === 'json' ? featureSources(spec.mapping, manifest) : undefined);
-  const judge: RowJudge = (asset, raw, ages) => {
-    const j = gate.judge(asset, raw, ages);
-    return j.ok ? { ok: true, asset, values: j.values, quality: j.flags.length ? JSON.stringify(j.flags) : null } : j;
-  };
-  return { ...model, decode: createDecoder(spec.mapping, manifest, config.ingest.maxPayloadBytes, judge), judge, quality: () => gate.counters };
+  const { judge, counters } = createRowJudge(qualityWithAges(spec), manifest, spec.payload.style === 'json' ? featureSources(spec.mapping, manifest) : undefined);
+  return { ...model, decode: createDecoder(spec.mapping, manifest, config.ingest.maxPayloadBytes, judge), judge, quality: counters };
 }
 
 /** A model's quality options with its joined style's max ages as the stale rule where the options give none. */
@@ -151,8 +147,10 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
   const life = createLifecycle(log);
   life.add({ name: 'stop stats sampler', close: () => stats.close() });
   // Prometheus metrics: counted from here on (lifecycle events, received messages, committed batches), read at scrape.
+  // Every model's subscriptions, in one order: ingest names a message's subscription by its index here (fairness, /metrics).
+  const subscriptionList = allSubscriptions(config.models);
   const metrics = config.http.enabled && config.http.metrics.enabled
-    ? createMetrics(config.http.metrics, { stats, subscriptions: allSubscriptions(config.models), maxBatchRows: config.inference.maxBatchRows })
+    ? createMetrics(config.http.metrics, { stats, subscriptions: subscriptionList, maxBatchRows: config.inference.maxBatchRows })
     : null;
   if (metrics) life.add({ name: 'stop metrics sampler', close: () => metrics.close() });
   try {
@@ -309,7 +307,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     const duplicateLog = createRateLimitedLog(10_000);
     const shedLog = createRateLimitedLog(10_000);
     const { fairness } = config.ingest;
-    const ingest: Ingest = createIngest({ ...config.ingest, rowsPerMessage: served.length, filters: allSubscriptions(config.models).map((s) => s.topic) }, {
+    const ingest: Ingest = createIngest({ ...config.ingest, rowsPerMessage: served.length, filters: subscriptionList.map((s) => s.topic) }, {
       store,
       // Backpressure on the model only: holding the callback stops mqtt.js reading every packet,
       // including the PUBACKs of our own results, so waiting on the publisher here would deadlock.

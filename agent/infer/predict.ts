@@ -328,7 +328,7 @@ export function createPredictor(deps: PredictDeps) {
       for (const i of part.rows) {
         const m = batch[i] as Message;
         if (m.inboxId === null) continue;
-        if (m.doneBy && m.doneBy.length && taken[i] === 0) holds.recorded(m.inboxId);
+        if (m.doneBy && m.doneBy.length && taken[i] === 0) holds.markDone(m.inboxId);
         taken[i] = 1;
         holds.hold(m.inboxId, 1);
       }

@@ -58,10 +58,6 @@ export function createHolds() {
   const count = new Map<number, number>();
   const hadDone = new Set<number>();
   return {
-    /** A replayed row with consumers recorded: its done rows go with it. */
-    recorded(id: number): void {
-      hadDone.add(id);
-    },
     hold(id: number, n: number): void {
       count.set(id, (count.get(id) ?? 0) + n);
     },
@@ -80,6 +76,7 @@ export function createHolds() {
     forget(id: number): boolean {
       return hadDone.delete(id);
     },
+    /** The row has done rows (written by this batch, or found by the replay): they go with it. */
     markDone(id: number): void {
       hadDone.add(id);
     },

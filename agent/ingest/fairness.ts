@@ -9,7 +9,6 @@
 // QoS 1 is never shed: a QoS 1 message the broker gave us is stored before its PUBACK, whatever the load.
 
 import { z } from 'zod';
-import { deliveredFilter, topicMatches } from './topic.js';
 
 export const fairnessOptionsSchema = z.strictObject({
   /** Off: every message is queued in arrival order (the broker may then drop QoS 0 messages unseen). */
@@ -29,28 +28,22 @@ export type FairnessOptions = z.infer<typeof fairnessOptionsSchema>;
 
 /** A subscription counts as active for this long after its last message, even with nothing queued. */
 const ACTIVE_MS = 1000;
-/** Topics remembered with their subscription; past this the cache starts afresh (topics repeat per asset and signal). */
-const TOPIC_CACHE = 10_000;
 
 export interface Fairness {
-  /** The index of the subscription (in `filters`) a topic matched, or -1 for none. Cached per topic. */
-  subscriptionOf(topic: string): number;
   /** Whether a message of subscription `sub` and `qos`, arrived at `now` (ms), is to be shed. Notes it as activity. */
   shed(sub: number, qos: number, now: number): boolean;
   /** A message of `sub` was queued. */
   queued(sub: number): void;
   /** A message of `sub` left the batcher (its batch committed, or failed). */
   left(sub: number): void;
-  /** Rows queued per subscription (same order as `filters`). */
+  /** Rows queued per subscription (by subscription index). */
   counts(): readonly number[];
 }
 
-/** `filters`: every subscription's topic filter; `queuedRows`: the batcher's rows (queued and in the model). */
-export function createFairness(options: Readonly<FairnessOptions>, filters: readonly string[], queuedRows: () => number): Fairness {
-  const delivered = filters.map(deliveredFilter);
-  const cache = new Map<string, number>();
-  const counts = new Array<number>(filters.length).fill(0);
-  const lastSeen = new Array<number>(filters.length).fill(-Infinity);
+/** `subscriptions`: how many there are (a message names its own by index, topic.ts createSubscriptionIndex); `queuedRows`: the batcher's rows (queued and in the model). */
+export function createFairness(options: Readonly<FairnessOptions>, subscriptions: number, queuedRows: () => number): Fairness {
+  const counts = new Array<number>(subscriptions).fill(0);
+  const lastSeen = new Array<number>(subscriptions).fill(-Infinity);
 
   /** Another subscription than `sub` has rows queued or sent a message within ACTIVE_MS. */
   function othersActive(sub: number, now: number): boolean {
@@ -61,15 +54,6 @@ export function createFairness(options: Readonly<FairnessOptions>, filters: read
   }
 
   return {
-    subscriptionOf(topic) {
-      let i = cache.get(topic);
-      if (i === undefined) {
-        i = delivered.findIndex((f) => topicMatches(f, topic));
-        if (cache.size >= TOPIC_CACHE) cache.clear();
-        cache.set(topic, i);
-      }
-      return i;
-    },
     shed(sub, qos, now) {
       if (sub < 0) return false;
       lastSeen[sub] = now;

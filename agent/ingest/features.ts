@@ -5,6 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import type { RejectReason } from '../errors.js';
+import { createQualityGate, qualityOptionsSchema, type QualityOptions } from './quality.js';
 import { topicLevelProblem } from './topic.js';
 import type { Manifest } from '../../models/manifest.js';
 
@@ -76,21 +77,23 @@ export function mappingProblems(mapping: MappingOptions, manifest: Manifest, at 
 /** Judges a row of raw values in the manifest's feature order (the data-quality gate, quality.ts). */
 export type RowJudge = (asset: string, raw: readonly unknown[], ages: readonly (number | undefined)[] | null) => Decoded;
 
-/** Where each feature is read from in a JSON payload, as the gate names it in a dead letter's reason. */
-export function featureSources(mapping: MappingOptions, manifest: Manifest): string[] {
-  return manifest.features.map((f) => `field "${Object.hasOwn(mapping.features, f.name) ? (mapping.features[f.name] as string) : f.name}"`);
+/** The payload path a feature is read from: its mapping, else the top-level field of its own name. */
+function featurePath(mapping: MappingOptions, name: string): string {
+  return Object.hasOwn(mapping.features, name) ? (mapping.features[name] as string) : name;
 }
 
-/** `judge`: the model's data-quality gate; default: the contract alone (type, finite, range). */
-export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPayloadBytes: number, judge?: RowJudge) {
-  const pathFor = (name: string) => (Object.hasOwn(mapping.features, name) ? (mapping.features[name] as string) : name);
-  const columns = manifest.features.map((f) => ({
-    name: f.name,
-    min: f.min,
-    max: f.max,
-    path: compilePath(pathFor(f.name)),
-    pathText: pathFor(f.name),
-  }));
+/** Where each feature is read from in a JSON payload, as the gate names it in a dead letter's reason. */
+export function featureSources(mapping: MappingOptions, manifest: Manifest): string[] {
+  return manifest.features.map((f) => `field "${featurePath(mapping, f.name)}"`);
+}
+
+/** `judge`: the model's data-quality gate; default: the gate's default options (the contract alone: type, finite, range). */
+export function createDecoder(
+  mapping: MappingOptions, manifest: Manifest, maxPayloadBytes: number,
+  judge: RowJudge = createRowJudge(qualityOptionsSchema.parse({}), manifest, featureSources(mapping, manifest)).judge,
+) {
+  // Where each feature is read from; the gate judges what is there (its reasons name the field: featureSources).
+  const paths = manifest.features.map((f) => compilePath(featurePath(mapping, f.name)));
   const assetPath = 'field' in mapping.asset ? compilePath(mapping.asset.field) : null;
   const assetLevel = 'topicLevel' in mapping.asset ? mapping.asset.topicLevel : -1;
 
@@ -126,53 +129,25 @@ export function createDecoder(mapping: MappingOptions, manifest: Manifest, maxPa
     }
     const asset = assetOf(topic, json);
     if (typeof asset !== 'string') return asset;
-    if (judge) {
-      const raw = new Array<unknown>(columns.length);
-      for (let i = 0; i < columns.length; i++) raw[i] = readPath(json, columns[i]!.path);
-      return judge(asset, raw, null);
-    }
-    const values = new Array<number>(columns.length);
-    for (let i = 0; i < columns.length; i++) {
-      const c = columns[i]!;
-      const v = readPath(json, c.path);
-      const problem = valueProblem(c, v, `field "${c.pathText}"`);
-      if (problem) return problem;
-      values[i] = v as number;
-    }
-    return { ok: true, asset, values };
+    const raw = new Array<unknown>(paths.length);
+    for (let i = 0; i < paths.length; i++) raw[i] = readPath(json, paths[i]!);
+    return judge(asset, raw, null);
   };
 }
 
-/** Why `v` cannot be feature `c`'s value (`where` names where it came from), or null. A plain function: it runs per value. */
-function valueProblem(c: { name: string; min: number; max: number }, v: unknown, where: string): Extract<Decoded, { ok: false }> | null {
-  if (v === undefined) return { ok: false, code: 'REJECT_MISSING_FIELD', detail: `feature ${c.name}: ${where} is absent` };
-  if (typeof v !== 'number') {
-    return { ok: false, code: 'REJECT_WRONG_TYPE', detail: `feature ${c.name}: ${where} is ${v === null ? 'null' : typeof v}, expected a number` };
-  }
-  // JSON.parse cannot give NaN or Infinity, but 1e999 parses to Infinity.
-  if (!Number.isFinite(v)) return { ok: false, code: 'REJECT_NOT_FINITE', detail: `feature ${c.name}: ${where} is ${v}` };
-  // The model takes float32: a double beyond ±3.4028234663852886e38 would reach it as ±Infinity.
-  if (!Number.isFinite(Math.fround(v))) {
-    return { ok: false, code: 'REJECT_NOT_FINITE', detail: `feature ${c.name}: ${where} is ${v}, beyond float32 (±3.4028234663852886e38)` };
-  }
-  if (v < c.min || v > c.max) {
-    return { ok: false, code: 'REJECT_OUT_OF_RANGE', detail: `feature ${c.name}: ${v} is outside the valid range [${c.min}, ${c.max}]` };
-  }
-  return null;
-}
-
-/** Judges a row of raw values in the manifest's feature order against the contract (type, finite, range). */
-export function createContractJudge(manifest: Manifest) {
-  const columns = manifest.features;
-  return function judge(asset: string, raw: readonly unknown[]): Decoded {
-    const values = new Array<number>(columns.length);
-    for (let i = 0; i < columns.length; i++) {
-      const c = columns[i]!;
-      const problem = valueProblem(c, raw[i], 'the value');
-      if (problem) return problem;
-      values[i] = raw[i] as number;
-    }
-    return { ok: true, asset, values };
+/**
+ * A model version's data-quality gate (quality.ts) as the judge of its rows: the values to run with the gate's
+ * flags as JSON, or the reason the row is a dead letter. `sources` names where each feature came from in reasons.
+ */
+export function createRowJudge(options: QualityOptions, manifest: Manifest, sources?: readonly string[]): { judge: RowJudge; counters: () => unknown } {
+  const gate = createQualityGate(options, manifest, sources);
+  return {
+    judge: (asset, raw, ages) => {
+      const j = gate.judge(asset, raw, ages);
+      if (!j.ok) return j;
+      return j.flags.length ? { ok: true, asset, values: j.values, quality: JSON.stringify(j.flags) } : { ok: true, asset, values: j.values };
+    },
+    counters: () => gate.counters,
   };
 }
 

@@ -20,6 +20,7 @@ import type { IPublishPacket } from 'mqtt';
 import { z } from 'zod';
 import type { Store } from '../store/store.js';
 import { createFairness, fairnessOptionsSchema } from './fairness.js';
+import { createSubscriptionIndex } from './topic.js';
 
 /**
  * Topic filters to subscribe to (+ and # wildcards) with their QoS. QoS 2 is not offered: mqtt.js keeps
@@ -85,8 +86,8 @@ export interface IngestDeps {
   drained: () => Promise<void>;
   onDuplicate: (topic: string) => void;
   onRefused: (topic: string, qos: number) => void;
-  /** Every PUBLISH taken (before dedup), for /metrics: must stay O(1). */
-  onReceived?: (topic: string, qos: number) => void;
+  /** Every PUBLISH taken (before dedup), by the index of its subscription in `filters` (-1: none), for /metrics: must stay O(1). */
+  onReceived?: (subscription: number, qos: number) => void;
   /** Holds the broker socket's writes until the returned release is called. */
   cork: () => () => void;
   /** The group's COMMIT failed: its PUBACKs must never be sent. */
@@ -140,7 +141,8 @@ export function createIngest(
 ): Ingest {
   const recent = createRecentKeys(options.dedupWindow, deps.store.recentDedupKeys(options.dedupWindow, options.rowsPerMessage));
   const filters = options.filters ?? [];
-  const fair = createFairness(options.fairness ?? fairnessOptionsSchema.parse({ enabled: false }), filters, deps.queuedRows ?? (() => 0));
+  const subscriptionOf = createSubscriptionIndex(filters);
+  const fair = createFairness(options.fairness ?? fairnessOptionsSchema.parse({ enabled: false }), filters.length, deps.queuedRows ?? (() => 0));
   let paused = false;
   let inboxRows = 0;
   let sinceYield = 0;
@@ -178,7 +180,7 @@ export function createIngest(
   function toMessage(inboxId: number | null, dedupKey: string | null, topic: string, payload: Buffer, receivedAt: number): Message {
     // A copy, not a view: a view would keep the whole oversize packet in memory until its dead letter is stored.
     const cut = payload.length > options.maxPayloadBytes ? Buffer.from(payload.subarray(0, options.maxPayloadBytes)) : payload;
-    return { inboxId, dedupKey, topic, payload: cut, bytes: payload.length, receivedAt, t0: performance.now() };
+    return { inboxId, dedupKey, topic, payload: cut, bytes: payload.length, receivedAt, t0: performance.now(), sub: undefined };
   }
 
   /** Lets mqtt.js read the next packet, giving the event loop a turn every YIELD_EVERY messages. */
@@ -191,7 +193,7 @@ export function createIngest(
   }
 
   /** Into the batcher, counted for its subscription until it leaves. */
-  function accept(m: Message, sub = fair.subscriptionOf(m.topic)): boolean {
+  function accept(m: Message, sub = subscriptionOf(m.topic)): boolean {
     m.sub = sub;
     fair.queued(m.sub);
     return deps.accept(m);
@@ -204,7 +206,9 @@ export function createIngest(
       const held = !paused && packet.qos > 0 ? deps.room?.() : null;
       if (held) return void held.then(() => ingest.handleMessage(packet, callback));
       const topic = packet.topic;
-      deps.onReceived?.(topic, packet.qos);
+      // The subscription it came by, looked up once: for /metrics' counts and for fairness.
+      const sub = subscriptionOf(topic);
+      deps.onReceived?.(sub, packet.qos);
       const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
       const receivedAt = Date.now();
       let inboxId: number | null = null;
@@ -218,7 +222,6 @@ export function createIngest(
         return;
       }
       // Before any inbox row: only QoS 0 is ever shed, and it has none.
-      const sub = fair.subscriptionOf(topic);
       if (fair.shed(sub, packet.qos, receivedAt)) {
         deps.onShed?.(filters[sub] as string, topic);
         return next(callback);
@@ -277,7 +280,9 @@ export function createIngest(
       for (const m of batch) {
         if (m.sub === undefined) continue; // a tick, or a message not taken through ingest
         fair.left(m.sub);
-        delete m.sub; // counted out once, whatever holds on to the message afterwards
+        // Counted out once, whatever holds on to the message afterwards (assigned, not deleted: a delete would
+        // turn every message object into a slow dictionary for the code that reads it later).
+        m.sub = undefined;
       }
     },
 

@@ -83,3 +83,24 @@ export function deliveredFilter(subscription: string): string {
   const shared = /^\$share\/[^/]+\/(.+)$/.exec(subscription) ?? /^\$queue\/(.+)$/.exec(subscription);
   return shared ? (shared[1] as string) : subscription;
 }
+
+/** Topics remembered with their subscription; past this the cache starts afresh (topics repeat per asset and signal). */
+const SUBSCRIPTION_CACHE = 10_000;
+
+/**
+ * The index of the subscription (in `filters`, as written in the config) a topic arrives by, or -1 for none;
+ * cached per topic. Ingest looks it up once per message, for fairness and for /metrics' counts.
+ */
+export function createSubscriptionIndex(filters: readonly string[]): (topic: string) => number {
+  const delivered = filters.map(deliveredFilter);
+  const cache = new Map<string, number>();
+  return (topic) => {
+    let i = cache.get(topic);
+    if (i === undefined) {
+      i = delivered.findIndex((f) => topicMatches(f, topic));
+      if (cache.size >= SUBSCRIPTION_CACHE) cache.clear();
+      cache.set(topic, i);
+    }
+    return i;
+  };
+}

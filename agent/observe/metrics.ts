@@ -12,7 +12,6 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { collectDefaultMetrics, exponentialBuckets, Histogram, Registry, type Metric } from 'prom-client';
 import { z } from 'zod';
 import type { Subscription } from '../ingest/ingest.js';
-import { deliveredFilter, topicMatches } from '../ingest/topic.js';
 import type { CommittedBatch } from '../infer/predict.js';
 import { qualitySamples, type QualityFamily, type Sample } from './metrics-quality.js';
 import type { Stats } from './stats.js';
@@ -40,15 +39,14 @@ const DROPPED_DEFAULTS = [
 ];
 /** The sampling interval of the event-loop monitor: its figures include it, the delay is what lies beyond. */
 const LOOP_RESOLUTION_MS = 10;
-/** Topics remembered with their subscription; past this the cache starts afresh (topics repeat per asset and signal). */
-const TOPIC_CACHE = 10_000;
 
 /** Sync's status() as the pipeline hands it over (ObserveSources names only what readiness needs). */
 type SyncKindStatus = { kind: string; backlog: number; oldestUnsyncedSec: number | null; rowsSent?: number; bytesSent?: number; lastSuccess?: string | null; lastErrorAt?: string | null };
 
 export interface Metrics {
   /** Ingest: one PUBLISH taken from the broker (before dedup), by its topic's subscription and its QoS. */
-  received(topic: string, qos: number): void;
+  /** A message taken from the broker, by the index of its subscription in `subscriptions` (-1: none). */
+  received(subscription: number, qos: number): void;
   /** A batch committed for one model. */
   committed(batch: CommittedBatch): void;
   /** A model lifecycle event was recorded. */
@@ -72,19 +70,8 @@ export function createMetrics(o: Readonly<MetricsOptions>, deps: { stats: Stats;
   const one = (value: number, labels?: Labels): Sample[] => [{ value, labels }];
   const entries = (o: Record<string, number>, key: string): Sample[] => Object.entries(o).map(([k, value]) => ({ labels: { [key]: k }, value }));
 
-  // Messages by subscription and QoS: a cached topic -> subscription index, counts in a flat array.
-  const filters = deps.subscriptions.map((s) => deliveredFilter(s.topic));
-  const subIndex = new Map<string, number>();
-  const received = new Float64Array((filters.length + 1) * 3);
-  const subscriptionOf = (topic: string): number => {
-    let i = subIndex.get(topic);
-    if (i === undefined) {
-      i = filters.findIndex((f) => topicMatches(f, topic));
-      if (subIndex.size >= TOPIC_CACHE) subIndex.clear();
-      subIndex.set(topic, i);
-    }
-    return i;
-  };
+  // Messages by subscription and QoS (ingest names the subscription by its index in deps.subscriptions), counts in a flat array.
+  const received = new Float64Array((deps.subscriptions.length + 1) * 3);
   family('edge_agent_messages_received_total', 'MQTT messages taken from the broker, by subscription (the topic filter in the config; "none": a topic no subscription of this config covers) and QoS, counted before dedup', 'counter', () => {
     const out: Sample[] = [];
     for (let i = 0; i < received.length; i++) {
@@ -202,8 +189,8 @@ export function createMetrics(o: Readonly<MetricsOptions>, deps: { stats: Stats;
   const registered = new Set<string>();
 
   return {
-    received(topic, qos) {
-      const k = (subscriptionOf(topic) + 1) * 3 + (qos > 2 ? 2 : qos);
+    received(subscription, qos) {
+      const k = (subscription + 1) * 3 + (qos > 2 ? 2 : qos);
       received[k] = (received[k] as number) + 1;
     },
     committed(b) {

@@ -11,7 +11,8 @@ import { configFromObject } from '../../agent/config.js';
 import { EdgeError } from '../../agent/errors.js';
 import { inferenceOptionsSchema } from '../../agent/infer/infer.js';
 import { createModelSlot, createPredictor, type CommittedBatch, type ServingModel } from '../../agent/infer/predict.js';
-import { createContractJudge, createDecoder, mappingOptionsSchema } from '../../agent/ingest/features.js';
+import { createDecoder, createRowJudge, mappingOptionsSchema } from '../../agent/ingest/features.js';
+import { qualityOptionsSchema } from '../../agent/ingest/quality.js';
 import type { Message } from '../../agent/ingest/ingest.js';
 import { createLogger } from '../../agent/log.js';
 import { binOf, createDriftMonitor, driftOptionsSchema, psi } from '../../agent/observe/drift.js';
@@ -209,7 +210,7 @@ test('on the real predictor: readings like the training data raise nothing; temp
   const real = await loadModel(demoModelDir, inferenceOptionsSchema.parse({}));
   teardown(t, () => real.inference.close());
   const mapping = mappingOptionsSchema.parse({ features: { rms_g: 'vibration.rms_g', peak_g: 'vibration.peak_g', kurtosis: 'vibration.kurtosis', crest_factor: 'vibration.crest_factor' } });
-  const model: ServingModel = { ...real, decode: createDecoder(mapping, real.manifest, 65536), judge: createContractJudge(real.manifest) };
+  const model: ServingModel = { ...real, decode: createDecoder(mapping, real.manifest, 65536), judge: createRowJudge(qualityOptionsSchema.parse({}), real.manifest).judge };
   const { log, msgs } = captureLog();
   const drift = createDriftMonitor(driftOptionsSchema.parse({}), { log });
   const predictor = createPredictor({

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createContractJudge, createDecoder, mappingOptionsSchema } from '../../agent/ingest/features.js';
+import { createDecoder, createRowJudge, mappingOptionsSchema } from '../../agent/ingest/features.js';
+import { qualityOptionsSchema } from '../../agent/ingest/quality.js';
 import { inferenceOptionsSchema, type Inference } from '../../agent/infer/infer.js';
 import type { Message } from '../../agent/ingest/ingest.js';
 import { createLogger } from '../../agent/log.js';
@@ -24,11 +25,11 @@ async function setup(t: Parameters<typeof teardown>[0], other: { alive: boolean 
   teardown(t, () => store.close());
   const real = await loadModel(demoModelDir, inferenceOptionsSchema.parse({}));
   teardown(t, () => real.inference.close());
-  const a: ServingModel = { ...real, decode: createDecoder(mapping, real.manifest, 65536), judge: createContractJudge(real.manifest) };
+  const a: ServingModel = { ...real, decode: createDecoder(mapping, real.manifest, 65536), judge: createRowJudge(qualityOptionsSchema.parse({}), real.manifest).judge };
   // The second model's worker: the one part that is not real, a worker that is gone (or fails) on cue.
   const gone: Inference = { inputs: [], outputs: [], alive: other.alive, run: () => Promise.reject(new Error('inference worker exited')), ping: async () => other.alive, close: async () => undefined };
   const manifest = { ...real.manifest, name: 'other-model' };
-  const b: ServingModel = { manifest, inference: gone, decode: createDecoder(mapping, manifest, 65536), judge: createContractJudge(manifest) };
+  const b: ServingModel = { manifest, inference: gone, decode: createDecoder(mapping, manifest, 65536), judge: createRowJudge(qualityOptionsSchema.parse({}), manifest).judge };
   const published: Result[] = [];
   const publisher = { publish: (r: Result) => void published.push(r) } as unknown as Publisher;
   const fatal: Error[] = [];
