@@ -33,7 +33,8 @@ import { createLifecycle, type CloseReport } from './lifecycle.js';
 import { createRateLimitedLog, type Logger } from './log.js';
 import { createMqttClient } from './ingest/mqtt.js';
 import { createModelSlot, createPredictor, type ModelSlot, type Route, type ServingModel } from './infer/predict.js';
-import { createPublisher, modelTopicProblem, type Publisher } from './publish.js';
+import { modelTopicProblem, type Publisher } from './publish.js';
+import { startResults } from './results.js';
 import { createStats, type Stats } from './observe/stats.js';
 import { createMetrics } from './observe/metrics.js';
 import { startHttp, json, type HttpServer, type Route as HttpRoute } from './observe/http.js';
@@ -204,7 +205,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     // 3. Broker: the plant's, or the embedded one on loopback.
     let broker: EmbeddedBroker | undefined;
     if (!config.mqtt.url) {
-      broker = await startEmbeddedBroker(config.mqtt.embedded, { agentClientId: config.mqtt.clientId, resultTopicTemplates: [...new Set(served.map((s) => s.spec.resultTopic))] }, log);
+      broker = await startEmbeddedBroker(config.mqtt.embedded, { agentClientIds: [config.mqtt.clientId, config.publish.clientId ?? `${config.mqtt.clientId}-results`], resultTopicTemplates: [...new Set(served.map((s) => s.spec.resultTopic))] }, log);
       const b = broker;
       life.add({ name: 'close embedded broker', close: () => b.close() });
     }
@@ -268,16 +269,9 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       life.add({ name: 'disconnect sparkplug host', closeBudgetMs: 2000, onOverrun: 'the broker publishes the Will: the offline STATE', close: () => spb.close(), destroy: () => spb.destroy() });
     }
 
-    // 5. Publish: results out after commit.
-    const skipLog = createRateLimitedLog(10_000);
-    const publisher: Publisher = createPublisher(
-      config.publish,
-      client,
-      () => corkBroker(),
-      (err) => log.warn({ err: err.message }, 'result publish failed'),
-      (r) => skipLog('skip', (suppressed) => log.warn({ id: r.id, asset: r.asset, skippedSinceLast: suppressed, maxPendingResults: config.publish.maxPendingResults }, 'result not published: too many pending (the prediction is stored)')),
-      (r, topic, problem) => skipLog('invalid', (suppressed) => log.error({ id: r.id, topic, problem, skippedSinceLast: suppressed }, 'result not published: a broker would reject its topic (the prediction is stored)')),
-    );
+    // 5. Publish: results out after commit, on their own connection (results.ts).
+    const results = config.publish.enabled ? startResults(brokerUrl, mqttOptions, config.publish, log) : null;
+    const publisher: Publisher = results ?? { publish: () => undefined, settled: () => Promise.resolve(), pending: 0, sent: 0, skipped: 0, invalid: 0 };
     stats.gauges.resultsPending = () => publisher.pending;
     stats.gauges.resultsSent = () => publisher.sent;
     stats.gauges.resultsSkipped = () => publisher.skipped;
@@ -459,6 +453,10 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       close: () => new Promise<void>((resolve) => client.end(false, {}, () => resolve())),
       destroy: () => void (client.stream ? client.end(true) : undefined),
     });
+    if (results) {
+      const r = results;
+      life.add({ name: 'disconnect results connection', closeBudgetMs: 1000, onOverrun: 'the broker did not answer', close: () => r.close(), destroy: () => r.destroy() });
+    }
     life.add({
       name: 'wait for result acknowledgements',
       closeBudgetMs: Math.min(5000, Math.round(config.shutdown.deadlineMs / 3)),

@@ -1,6 +1,7 @@
-// Publish: takes a committed prediction; gives the line its result as JSON on a topic made from the
-// configured template, e.g. plant/{asset}/predictions/{model}. Results go out only after the commit,
-// so every result a PLC or HMI sees is also in the store.
+// Publish: takes a committed batch's results; gives the line each result as JSON on a topic made from the
+// configured template, e.g. plant/{asset}/predictions/{model} (or, with publish.batch, one JSON array per topic
+// and batch). Results go out only after the commit, so every result a PLC or HMI sees is also in the store.
+// They leave on a connection of their own (results.ts).
 
 import type { MqttClient } from 'mqtt';
 import { z } from 'zod';
@@ -33,6 +34,13 @@ export const publishOptionsSchema = z
      * store; each one skipped is counted and logged). Bounds memory when the broker is slower than the model.
      */
     maxPendingResults: z.number().int().min(1).default(100000),
+    /**
+     * true: one message per batch and result topic, a JSON array of the results (for consumers that take them:
+     * far fewer messages for the broker); false: one message per reading.
+     */
+    batch: z.boolean().default(false),
+    /** The results connection's client id; default mqtt.clientId with "-results" appended. */
+    clientId: z.string().min(1).max(128).optional(),
   })
   .prefault({});
 
@@ -69,7 +77,11 @@ export function modelTopicProblem(template: string, model: string, version: stri
 }
 
 export function resultPayload(r: Result): string {
-  return JSON.stringify({
+  return JSON.stringify(resultJson(r));
+}
+
+function resultJson(r: Result): Record<string, unknown> {
+  return {
     id: r.id,
     asset: r.asset,
     model: r.model,
@@ -78,12 +90,66 @@ export function resultPayload(r: Result): string {
     sourceTopic: r.sourceTopic,
     ...r.verdict,
     latencyMs: Math.round(r.latencyMs * 1000) / 1000,
-  });
+  };
 }
 
+/** A message for the broker: its topic, its payload, and the results it carries (one, or a batch's for this topic). */
+export interface Outgoing {
+  topic: string;
+  payload: string;
+  /** The first result's id and asset (for the log line when it is skipped or refused). */
+  id: number;
+  asset: string;
+  results: number;
+}
+
+/**
+ * Results as messages: one per result, or (batch) one per topic holding a JSON array of that topic's results.
+ * A result whose topic a broker would reject is not made a message: `onInvalid` hears of it. Topics are filled in
+ * and checked once per asset.
+ */
+export function createOutgoing(batch: boolean, onInvalid: (r: Result, topic: string, problem: string) => void) {
+  const topics = new Map<string, { topic: string; problem: string | null }>();
+  const topicOf = (r: Result) => {
+    const key = `${r.topicTemplate}\0${r.asset}\0${r.model}\0${r.version}`;
+    let t = topics.get(key);
+    if (!t) {
+      const topic = resultTopic(r.topicTemplate, r);
+      // Last line of defence: the asset and the model were checked on the way in, but a topic the
+      // broker rejects would drop the connection and be resent on every reconnect.
+      t = { topic, problem: publishTopicProblem(topic) };
+      if (topics.size >= 10_000) topics.clear();
+      topics.set(key, t);
+    }
+    return t;
+  };
+  return (results: readonly Result[]): Outgoing[] => {
+    const out: Outgoing[] = [];
+    const byTopic = batch ? new Map<string, { first: Result; items: Record<string, unknown>[] }>() : null;
+    for (const r of results) {
+      const t = topicOf(r);
+      if (t.problem) {
+        onInvalid(r, t.topic, t.problem);
+        continue;
+      }
+      if (!byTopic) {
+        out.push({ topic: t.topic, payload: resultPayload(r), id: r.id, asset: r.asset, results: 1 });
+        continue;
+      }
+      const g = byTopic.get(t.topic);
+      if (g) g.items.push(resultJson(r));
+      else byTopic.set(t.topic, { first: r, items: [resultJson(r)] });
+    }
+    if (byTopic) for (const [topic, g] of byTopic) out.push({ topic, payload: JSON.stringify(g.items), id: g.first.id, asset: g.first.asset, results: g.items.length });
+    return out;
+  };
+}
+
+/** What the predictor hands results to (results.ts: the results connection). */
 export interface Publisher {
-  publish(r: Result): void;
-  /** Resolves when every result handed over so far is sent (QoS 0) or acknowledged (QoS 1/2). */
+  /** A committed batch's results, in order. */
+  publish(results: readonly Result[]): void;
+  /** Resolves when every result handed over so far is sent (QoS 0) or acknowledged (QoS 1/2), or given up. */
   settled(): Promise<void>;
   /** Results handed over and not yet sent or acknowledged. */
   readonly pending: number;
@@ -95,41 +161,50 @@ export interface Publisher {
   readonly invalid: number;
 }
 
+/** The counts of a sender: every result handed over ends in exactly one of them (or is still pending). */
+export interface SenderCounts { sent: number; skipped: number; invalid: number; failed: number }
+
 /**
- * Results handed to mqtt.js in one event-loop turn. mqtt.js adds one 'drain' listener per publish
+ * Messages handed to mqtt.js in one event-loop turn. mqtt.js adds one 'drain' listener per publish
  * while the socket is full, and thousands of them make every write quadratic (measured: 40 % of the
  * agent's CPU in removeListener during a backlog drain); after the turn the socket is flushed.
  */
 const PER_TURN = 256;
 /**
- * Results awaiting the broker's PUBACK at once. Large, because during a backlog drain those PUBACKs
- * queue behind thousands of incoming readings on the same socket: a small window starves the results
- * (measured: 256 in flight let results trail the committed rows by ~20k).
+ * Messages awaiting the broker's PUBACK at once. Large, so that a slow broker round trip does not cap the
+ * rate (measured when results shared the readings' socket: 256 in flight let results trail the committed
+ * rows by ~20k).
  */
 const IN_FLIGHT = 8192;
 
-export function createPublisher(
-  options: PublishOptions,
+/**
+ * The sending end, on the results connection: a queue of messages, at most PER_TURN handed to mqtt.js per turn
+ * (one corked write), at most IN_FLIGHT awaiting acknowledgement; past maxPendingResults results the oldest
+ * queued messages are skipped (counted, `onSkip`; their predictions are in the store).
+ */
+export function createSender(
+  options: Pick<PublishOptions, 'qos' | 'retain' | 'maxPendingResults'>,
   client: MqttClient,
   cork: () => () => void,
   onError: (err: Error) => void,
-  onSkip: (r: Result) => void = () => undefined,
-  onInvalid: (r: Result, topic: string, problem: string) => void = () => undefined,
-): Publisher {
-  const queue: Result[] = [];
+  onSkip: (m: Outgoing) => void = () => undefined,
+  /** A message was acknowledged, failed or skipped (the counts moved). */
+  onProgress: () => void = () => undefined,
+) {
+  const queue: Outgoing[] = [];
   let corked = false;
   let head = 0;
   let inFlight = 0;
+  let inFlightResults = 0;
+  let queuedResults = 0;
   let waiters: (() => void)[] = [];
-  let sent = 0;
-  let skipped = 0;
-  let invalid = 0;
-  const pending = () => inFlight + queue.length - head;
+  const counts: SenderCounts = { sent: 0, skipped: 0, invalid: 0, failed: 0 };
+  const pending = () => inFlightResults + queuedResults;
 
   let budget = PER_TURN;
   const pump = () => {
     if (!corked && head < queue.length && inFlight < IN_FLIGHT) {
-      // Results sent in one turn leave in one write instead of one syscall each.
+      // Messages sent in one turn leave in one write instead of one syscall each.
       corked = true;
       const release = cork();
       setImmediate(() => {
@@ -141,59 +216,63 @@ export function createPublisher(
     }
     while (budget > 0 && inFlight < IN_FLIGHT && head < queue.length) {
       budget--;
-      const r = queue[head++] as Result;
-      const topic = resultTopic(r.topicTemplate, r);
-      // Last line of defence: the asset and the model were checked on the way in, but a topic the
-      // broker rejects would drop the connection and be resent on every reconnect.
-      const problem = publishTopicProblem(topic);
-      if (problem) {
-        invalid++;
-        onInvalid(r, topic, problem);
-        continue;
-      }
+      const m = queue[head++] as Outgoing;
+      queuedResults -= m.results;
       inFlight++;
-      client.publish(topic, resultPayload(r), { qos: options.qos, retain: options.retain }, done);
+      inFlightResults += m.results;
+      client.publish(m.topic, m.payload, { qos: options.qos, retain: options.retain }, (err) => {
+        inFlight--;
+        inFlightResults -= m.results;
+        if (err) {
+          counts.failed += m.results;
+          onError(err);
+        } else counts.sent += m.results;
+        onProgress();
+        pump();
+      });
     }
     if (head === queue.length) {
       queue.length = 0;
       head = 0;
     }
-    if (inFlight === 0 && queue.length === 0 && waiters.length) {
+    if (pending() === 0 && waiters.length) {
       const w = waiters;
       waiters = [];
       for (const f of w) f();
     }
   };
-  function done(err?: Error) {
-    inFlight--;
-    if (err) onError(err);
-    else sent++;
-    pump();
-  }
   return {
-    publish(r) {
-      if (!options.enabled) return;
-      queue.push(r);
+    send(messages: readonly Outgoing[]): void {
+      for (const m of messages) {
+        queue.push(m);
+        queuedResults += m.results;
+      }
       pump();
-      if (pending() > options.maxPendingResults && head < queue.length) {
-        skipped++;
-        onSkip(queue[head++] as Result);
+      while (pending() > options.maxPendingResults && head < queue.length) {
+        const m = queue[head++] as Outgoing;
+        queuedResults -= m.results;
+        counts.skipped += m.results;
+        onSkip(m);
+        onProgress();
+      }
+      if (head === queue.length) {
+        queue.length = 0;
+        head = 0;
       }
     },
-    settled() {
-      return inFlight === 0 && queue.length === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve));
+    /** A result that never became a message (its topic is invalid): counted here so every result ends somewhere. */
+    refused(n: number): void {
+      counts.invalid += n;
+      onProgress();
+    },
+    settled(): Promise<void> {
+      return pending() === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve));
     },
     get pending() {
       return pending();
     },
-    get sent() {
-      return sent;
-    },
-    get skipped() {
-      return skipped;
-    },
-    get invalid() {
-      return invalid;
-    },
+    counts,
   };
 }
+
+export type Sender = ReturnType<typeof createSender>;

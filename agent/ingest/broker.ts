@@ -22,8 +22,8 @@ export interface EmbeddedBroker {
 
 /** What a client must present; the agent's own client is one of them. */
 export interface BrokerAccess {
-  /** The agent's client id: no other client may take it over (that would disconnect the agent). */
-  agentClientId: string;
+  /** The agent's client ids (its readings and its results connections): no other client may take one over (that would disconnect the agent). */
+  agentClientIds: readonly string[];
   /** Every model's result topic: {asset}, {model} and {version} match anything. */
   resultTopicTemplates: readonly string[];
 }
@@ -123,7 +123,7 @@ function authHooks(options: EmbeddedBrokerOptions, access: BrokerAccess, agent: 
     let isUser = false;
     for (const u of users) isUser = matches(u) || isUser;
     const anonymousAllowed = users.length === 0;
-    const claimsAgent = name === agent.username || client.id === access.agentClientId;
+    const claimsAgent = name === agent.username || access.agentClientIds.includes(client.id);
     if (isAgent || (!claimsAgent && (isUser || anonymousAllowed))) {
       if (isAgent) agentClients.add(client);
       return done(null, true);

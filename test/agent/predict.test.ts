@@ -31,7 +31,7 @@ async function setup(t: Parameters<typeof teardown>[0], other: { alive: boolean 
   const manifest = { ...real.manifest, name: 'other-model' };
   const b: ServingModel = { manifest, inference: gone, decode: createDecoder(mapping, manifest, 65536), judge: createRowJudge(qualityOptionsSchema.parse({}), manifest).judge };
   const published: Result[] = [];
-  const publisher = { publish: (r: Result) => void published.push(r) } as unknown as Publisher;
+  const publisher = { publish: (rs: readonly Result[]) => void published.push(...rs) } as unknown as Publisher;
   const fatal: Error[] = [];
   const predictor = createPredictor({
     routes: [a, b].map((m) => ({ slot: createModelSlot(m), filters: ['plant/+/bearing'], resultTopic: 'r/{asset}' })),

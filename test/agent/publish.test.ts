@@ -1,9 +1,11 @@
 // Result publishing against a real mosquitto: topics from each result's model's template, every result sent once,
-// and when more results wait than publish.maxPendingResults the oldest are skipped, counted, never lost silently.
+// when more results wait than publish.maxPendingResults the oldest are skipped, counted, never lost silently;
+// publish.batch gives one message per topic holding that topic's results as an array; a result whose topic a
+// broker would reject is counted as invalid, never sent.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createPublisher, publishOptionsSchema, resultTopic, type Result } from '../../agent/publish.js';
+import { createOutgoing, createSender, publishOptionsSchema, resultTopic, type Outgoing, type Result } from '../../agent/publish.js';
 import { mqttClient, startMosquitto, waitFor } from '../helpers/parts.js';
 
 const result = (id: number): Result => ({
@@ -16,11 +18,16 @@ test('the topic template fills {asset}, {model} and {version}', { timeout: 30000
   assert.equal(publishOptionsSchema.safeParse({ topic: 'a/{machine}' }).success, false);
 });
 
-test('every result is delivered once; past maxPendingResults the oldest are skipped and counted', { timeout: 30000 }, async (t) => {
+test('every result is delivered once; past maxPendingResults the oldest are skipped and counted; batch mode sends arrays per topic', { timeout: 30000 }, async (t) => {
   const broker = await startMosquitto(t);
   const got: number[] = [];
+  const messages: string[] = [];
   const watcher = await mqttClient(t, broker.url);
-  watcher.on('message', (_topic, payload) => got.push((JSON.parse(payload.toString()) as { id: number }).id));
+  watcher.on('message', (topic, payload) => {
+    messages.push(topic);
+    const body = JSON.parse(payload.toString()) as { id: number } | { id: number }[];
+    for (const r of Array.isArray(body) ? body : [body]) got.push(r.id);
+  });
   await watcher.subscribeAsync('plant/+/predictions/#', { qos: 1 });
   const client = await mqttClient(t, broker.url);
   const cork = () => {
@@ -28,22 +35,39 @@ test('every result is delivered once; past maxPendingResults the oldest are skip
     s.cork();
     return () => s.uncork();
   };
+  const invalid: string[] = [];
+  const one = createOutgoing(false, (_r, topic) => void invalid.push(topic));
 
-  const all = createPublisher(publishOptionsSchema.parse({ topic: 'plant/{asset}/predictions/{model}' }), client, cork, (err) => assert.fail(err));
-  for (let i = 0; i < 3000; i++) all.publish(result(i));
+  const all = createSender(publishOptionsSchema.parse({}), client, cork, (err) => assert.fail(err));
+  all.send(one(Array.from({ length: 3000 }, (_, i) => result(i))));
   await all.settled();
-  assert.equal(all.sent, 3000);
+  assert.equal(all.counts.sent, 3000);
   await waitFor('3000 results', () => got.length === 3000);
   assert.equal(new Set(got).size, 3000);
 
   got.length = 0;
-  const skippedIds: number[] = [];
-  const small = createPublisher(publishOptionsSchema.parse({ topic: 'plant/{asset}/predictions/{model}', maxPendingResults: 100 }), client, cork, (err) => assert.fail(err), (r) => skippedIds.push(r.id));
-  for (let i = 0; i < 1000; i++) small.publish(result(10000 + i));
+  const skipped: Outgoing[] = [];
+  const small = createSender(publishOptionsSchema.parse({ maxPendingResults: 100 }), client, cork, (err) => assert.fail(err), (m) => void skipped.push(m));
+  for (let i = 0; i < 1000; i++) small.send(one([result(10000 + i)]));
   await small.settled();
-  assert.ok(small.skipped > 0, 'some results were skipped');
-  assert.equal(small.sent + small.skipped, 1000);
-  assert.equal(skippedIds.length, small.skipped);
-  await waitFor('the sent results', () => got.length === small.sent);
-  assert.deepEqual([...got, ...skippedIds].sort((a, b) => a - b), Array.from({ length: 1000 }, (_, i) => 10000 + i));
+  assert.ok(small.counts.skipped > 0, 'some results were skipped');
+  assert.equal(small.counts.sent + small.counts.skipped, 1000);
+  assert.equal(skipped.length, small.counts.skipped);
+  await waitFor('the sent results', () => got.length === small.counts.sent);
+  assert.deepEqual([...got, ...skipped.map((m) => m.id)].sort((a, b) => a - b), Array.from({ length: 1000 }, (_, i) => 10000 + i));
+
+  // Batch mode: 300 results over three assets are three messages, one per topic, 100 results each.
+  got.length = 0;
+  messages.length = 0;
+  const batched = createSender(publishOptionsSchema.parse({}), client, cork, (err) => assert.fail(err));
+  batched.send(createOutgoing(true, (_r, topic) => void invalid.push(topic))(Array.from({ length: 300 }, (_, i) => result(20000 + i))));
+  await batched.settled();
+  assert.equal(batched.counts.sent, 300);
+  await waitFor('300 batched results', () => got.length === 300);
+  assert.deepEqual(messages.sort(), ['plant/m0/predictions/bearing-health', 'plant/m1/predictions/bearing-health', 'plant/m2/predictions/bearing-health']);
+  assert.deepEqual([...got].sort((a, b) => a - b), Array.from({ length: 300 }, (_, i) => 20000 + i));
+
+  // A topic a broker would reject is never sent: counted by whoever hands it over (the results thread).
+  assert.equal(one([{ ...result(1), asset: 'bad\u0000asset' }]).length, 0);
+  assert.equal(invalid.length, 1);
 });

@@ -1,15 +1,16 @@
-// Benchmark (`npm run bench`): prints figures, asserts nothing. On a real mosquitto:
-//  1. ceiling: a no-op mqtt.js subscriber draining a backlog of N readings (QoS 0 and QoS 1);
-//  2. the agent (a child process) draining the same backlog end to end: decode, inbox, model,
-//     SQLite, result published; for QoS 1 at synchronous=NORMAL and FULL;
-//  3. publish-to-result latency p50/p99 at a paced live rate;
-//  4. the agent's main-thread event-loop delay while serving (inference runs in a worker thread).
-//  5. the drift monitor's cost per prediction row (drift.ts); BENCH_DRIFT=off runs the agents above with
-//     drift.enabled: false, to compare end to end.
-// With the throughput section (BENCH_SECTIONS baselines, in the default set): the no-op relay ceiling and the
-// afternoon baseline (baselines.ts). Then, by BENCH_SECTIONS: Sparkplug B's backlog and latency (sparkplug.ts), the model lifecycle (lifecycle.ts),
-// upstream sync (sync.ts), what /metrics costs (metrics.ts), the windowed and tags payload styles (styles.ts),
-// fairness between subscriptions under a flood (fairness.ts).
+// Benchmark (`npm run bench`; `npm run bench -- --quick` for the goals only, in under two minutes): prints figures,
+// asserts nothing. On a real mosquitto, by BENCH_SECTIONS (all by default):
+//  throughput: the no-op mqtt.js subscriber draining a backlog of N readings (QoS 0 and QoS 1, the ceilings), then the
+//    agent (a child process) draining the same backlog end to end: decode, inbox, model, SQLite, result published;
+//    for QoS 1 at synchronous=NORMAL and FULL; with its main thread's event-loop delay;
+//  baselines: the no-op relay ceiling and the afternoon baseline (baselines.ts);
+//  live: publish-to-result latency p50/p99 at paced rates;
+//  profile: where a QoS 1 message's time goes on the agent's main thread, by stage, from a CPU profile (profile.ts);
+//  soak: the agent's RSS at a paced rate with /metrics scraped, drift on and sync running (soak.ts);
+//  then Sparkplug B's backlog and latency (sparkplug.ts), the model lifecycle (lifecycle.ts), upstream sync (sync.ts),
+//  the drift monitor's cost per row (drift.ts; BENCH_DRIFT=off runs the agents above without it), what /metrics
+//  costs (metrics.ts), the windowed and tags payload styles (styles.ts), fairness under a flood (fairness.ts).
+// Last, issue 10's goals as measured in this run.
 
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -21,11 +22,19 @@ import { sparkplugBench } from './sparkplug.js';
 import { syncBench } from './sync.js';
 import { stylesBench } from './styles.js';
 import { naiveBaseline, relayCeiling } from './baselines.js';
+import { printStages, profileBench } from './profile.js';
+import { soakBench, type SoakFigures } from './soak.js';
 import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
-const N = Number(process.env.BENCH_MESSAGES ?? 50000);
-const LIVE_RATES = (process.env.BENCH_LIVE_RATES ?? '500,5000').split(',').map(Number);
-const LIVE_SEC = Number(process.env.BENCH_LIVE_SEC ?? 4);
+/** `npm run bench -- --quick` (or BENCH_QUICK=1): the goals' figures only, on smaller loads, in under two minutes. */
+const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
+const N = Number(process.env.BENCH_MESSAGES ?? (QUICK ? 10000 : 50000));
+const LIVE_RATES = (process.env.BENCH_LIVE_RATES ?? (QUICK ? '5000' : '500,5000')).split(',').map(Number);
+const LIVE_QOS = (process.env.BENCH_LIVE_QOS ?? (QUICK ? '0' : '0,1')).split(',').map(Number) as (0 | 1)[];
+const LIVE_SEC = Number(process.env.BENCH_LIVE_SEC ?? (QUICK ? 2 : 4));
+/** The RSS figure: a paced QoS 1 load with metrics scraped, drift on and sync running (soak.ts). */
+const SOAK_RATE = Number(process.env.BENCH_SOAK_RATE ?? 10000);
+const SOAK_SEC = Number(process.env.BENCH_SOAK_SEC ?? (QUICK ? 15 : 60));
 /** BENCH_DRIFT=off runs the agents with drift.enabled: false, to measure what the drift monitor costs. */
 const DRIFT = { enabled: process.env.BENCH_DRIFT !== 'off' };
 const TOPIC = 'plant/press-1/bearing';
@@ -138,63 +147,88 @@ async function live(url: string, qos: 0 | 1, rate: number): Promise<{ p50: numbe
   return { p50: q(0.5), p99: q(0.99), max: latencies[latencies.length - 1] ?? NaN, sent: total, loopP99: Number(stopped.eventLoopDelayP99Ms), loopMax: Number(stopped.eventLoopDelayMaxMs), agentP50: Number(stopped.latencyP50Ms), agentP99: Number(stopped.latencyP99Ms) };
 }
 
+/** The issue's goals (issue 10), each a ratio or figure from this run. */
+interface Goals { c0?: number; c1?: number; a0?: AgentRun; a1?: AgentRun; relay?: number; p99at5k?: number; soak?: SoakFigures }
+
 async function main(): Promise<void> {
   // BENCH_MOSQUITTO='max_inflight_messages 100;...' adds lines to the test broker's config.
   const extra = (process.env.BENCH_MOSQUITTO ?? '').split(';').map((l) => l.trim()).filter(Boolean);
   const broker = await startMosquitto(t, extra);
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   const ms = (n: number) => n.toFixed(1);
-  console.log(`edge-agent bench — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, drift ${DRIFT.enabled ? 'on' : 'off'}, ${new Date().toISOString()}`);
+  const started = performance.now();
+  console.log(`edge-agent bench${QUICK ? ' --quick' : ''} — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, drift ${DRIFT.enabled ? 'on' : 'off'}, node ${process.version}, ${new Date().toISOString()}`);
   // BENCH_SECTIONS=lifecycle,sync runs only those figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
-  const sections = (process.env.BENCH_SECTIONS ?? 'throughput,baselines,sparkplug,lifecycle,sync,drift,metrics,styles,fairness').split(',');
-  const spb = () => sparkplugBench(t, broker.url, { n: N, rates: LIVE_RATES, sec: LIVE_SEC, drift: DRIFT });
-  if (!sections.includes('throughput')) {
-    if (sections.includes('sparkplug')) await spb();
-    if (sections.includes('drift')) driftBench();
-    if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
-    if (sections.includes('sync')) await syncBench(t, broker.url);
-    if (sections.includes('metrics')) await metricsBench(t, broker.url);
-    if (sections.includes('styles')) await stylesBench(t, broker.url);
-    if (sections.includes('fairness')) await fairnessBench(t, broker.url);
-    return;
+  const sections = (process.env.BENCH_SECTIONS ?? (QUICK ? 'throughput,baselines,live,profile,soak' : 'throughput,baselines,live,profile,soak,sparkplug,lifecycle,sync,drift,metrics,styles,fairness')).split(',');
+  const goals: Goals = {};
+  if (sections.includes('throughput')) {
+    const rows: string[] = [];
+    const only = process.env.BENCH_QOS ? [Number(process.env.BENCH_QOS) as 0 | 1] : ([0, 1] as const);
+    for (const qos of only) {
+      const c = await ceiling(broker.url, qos);
+      const a = await agentBacklog(broker.url, qos, 'NORMAL');
+      if (qos === 0) Object.assign(goals, { c0: c, a0: a });
+      else Object.assign(goals, { c1: c, a1: a });
+      const row = (name: string, r: AgentRun) =>
+        `| QoS ${qos} | ${name} | ${f(r.committedPerSec)} (${Math.round((100 * r.committedPerSec) / c)} %) | ${f(r.perSec)} (${Math.round((100 * r.perSec) / c)} %) | ${ms(r.eventLoopP99Ms)} / ${ms(r.eventLoopMaxMs)} |`;
+      rows.push(`| QoS ${qos} | no-op mqtt.js subscriber (ceiling) | | ${f(c)} | |`);
+      rows.push(row('agent, synchronous=NORMAL', a));
+      if (qos === 1 && !QUICK) rows.push(row('agent, synchronous=FULL', await agentBacklog(broker.url, 1, 'FULL')));
+      // Issue 10's baselines (baselines.ts): the no-op relay (what end to end can reach) and the afternoon version.
+      if (qos === 1 && sections.includes('baselines')) {
+        const relay = (goals.relay = await relayCeiling(broker.url, N));
+        const naive = await naiveBaseline(t, broker.url, N);
+        rows.push(`| QoS 1 | no-op relay, republishes each at QoS 1 (end-to-end ceiling) | | ${f(relay)} (${Math.round((100 * relay) / c)} %) | |`);
+        rows.push(`| QoS 1 | afternoon baseline: on('message'), session.run and one insert per message, acked before stored | ${f(naive.committedPerSec)} (${Math.round((100 * naive.committedPerSec) / c)} %) | ${f(naive.perSec)} (${Math.round((100 * naive.perSec) / c)} %) | |`);
+      }
+    }
+    console.log('\nBacklog drain, messages/s from the CONNACK (and of the no-op ceiling of the same QoS): until all rows are committed, and until a subscriber has every result\n');
+    console.log('| QoS | subscriber | committed msg/s | end to end msg/s | agent event-loop delay p99 / max (ms) |\n|---|---|---|---|---|');
+    for (const r of rows) console.log(r);
   }
-  const rows: string[] = [];
-  const only = process.env.BENCH_QOS ? [Number(process.env.BENCH_QOS) as 0 | 1] : ([0, 1] as const);
-  for (const qos of only) {
-    const c = await ceiling(broker.url, qos);
-    const a = await agentBacklog(broker.url, qos, 'NORMAL');
-    const row = (name: string, r: AgentRun) =>
-      `| QoS ${qos} | ${name} | ${f(r.committedPerSec)} | ${f(r.perSec)} | ${Math.round((100 * r.perSec) / c)} % | ${ms(r.eventLoopP99Ms)} / ${ms(r.eventLoopMaxMs)} |`;
-    rows.push(`| QoS ${qos} | no-op mqtt.js subscriber (ceiling) | | ${f(c)} | | |`);
-    rows.push(row('agent, synchronous=NORMAL', a));
-    if (qos === 1) rows.push(row('agent, synchronous=FULL', await agentBacklog(broker.url, 1, 'FULL')));
-    // Issue 10's baselines (baselines.ts): the no-op relay (what end to end can reach) and the afternoon version.
-    if (qos === 1 && sections.includes('baselines')) {
-      const relay = await relayCeiling(broker.url, N);
-      const naive = await naiveBaseline(t, broker.url, N);
-      rows.push(`| QoS 1 | no-op relay, republishes each at QoS 1 (end-to-end ceiling) | | ${f(relay)} | ${Math.round((100 * relay) / c)} % | |`);
-      rows.push(`| QoS 1 | afternoon baseline: on('message'), session.run and one insert per message, acked before stored | ${f(naive.committedPerSec)} | ${f(naive.perSec)} | ${Math.round((100 * naive.perSec) / c)} % | |`);
-      rows.push(`| QoS 1 | agent end to end, of the relay ceiling | | | ${Math.round((100 * a.perSec) / relay)} % | |`);
+  if (sections.includes('live')) {
+    console.log(`\nPublish-to-result latency, paced for ${LIVE_SEC} s (publisher, broker, agent, result subscriber on this machine)\n`);
+    console.log('| QoS | msg/s | p50 (ms) | p99 (ms) | max (ms) | in the agent p50 / p99 (ms) | agent event-loop delay p99 / max (ms) |\n|---|---|---|---|---|---|---|');
+    for (const rate of LIVE_RATES) {
+      for (const qos of LIVE_QOS) {
+        const l = await live(broker.url, qos, rate);
+        if (qos === 0 && rate === 5000) goals.p99at5k = l.p99;
+        console.log(`| ${qos} | ${f(rate)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.max)} | ${ms(l.agentP50)} / ${ms(l.agentP99)} | ${ms(l.loopP99)} / ${ms(l.loopMax)} |`);
+      }
     }
   }
-  console.log('\nBacklog drain, messages/s from the CONNACK: until all rows are committed, and until a subscriber has every result\n');
-  console.log('| QoS | subscriber | committed msg/s | end to end msg/s | of ceiling | agent event-loop delay p99 / max (ms) |\n|---|---|---|---|---|---|');
-  for (const r of rows) console.log(r);
-  console.log(`\nPublish-to-result latency, paced for ${LIVE_SEC} s (publisher, broker, agent, result subscriber on this machine)\n`);
-  console.log('| QoS | msg/s | p50 (ms) | p99 (ms) | max (ms) | in the agent p50 / p99 (ms) | agent event-loop delay p99 / max (ms) |\n|---|---|---|---|---|---|---|');
-  for (const rate of LIVE_RATES) {
-    for (const qos of [0, 1] as const) {
-      const l = await live(broker.url, qos, rate);
-      console.log(`| ${qos} | ${f(rate)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.max)} | ${ms(l.agentP50)} / ${ms(l.agentP99)} | ${ms(l.loopP99)} / ${ms(l.loopMax)} |`);
-    }
+  if (sections.includes('profile')) printStages(await profileBench(t, broker.url, N));
+  if (sections.includes('soak')) {
+    const k = (goals.soak = await soakBench(t, broker.url, { rate: SOAK_RATE, sec: SOAK_SEC }));
+    console.log(`\nSteady load: ${f(k.rate)} QoS 1 readings/s for ${k.sec} s (/metrics scraped every 5 s, drift on, sync to a local HTTP receiver)\n`);
+    console.log('| readings sent | results received | rows synced | agent RSS after the first tenth / at the end / max (MB) | RSS slope over the second half |\n|---|---|---|---|---|');
+    console.log(`| ${f(k.sent)} | ${f(k.results)}${k.behind ? ' (fell behind)' : ''} | ${f(k.synced)} | ${k.firstMb.toFixed(0)} / ${k.lastMb.toFixed(0)} / ${k.maxMb.toFixed(0)} | ${k.slopeMbPerMin.toFixed(2)} MB/min |`);
+    console.log(`\nAt the last scrape (MB): ${Object.entries(k.heap).map(([name, mb]) => `${name} ${mb.toFixed(0)}`).join(', ')}`);
   }
-  if (sections.includes('sparkplug')) await spb();
+  if (sections.includes('sparkplug')) await sparkplugBench(t, broker.url, { n: N, rates: LIVE_RATES, sec: LIVE_SEC, drift: DRIFT });
   if (sections.includes('drift')) driftBench();
   if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
   if (sections.includes('sync')) await syncBench(t, broker.url);
   if (sections.includes('metrics')) await metricsBench(t, broker.url);
   if (sections.includes('styles')) await stylesBench(t, broker.url);
   if (sections.includes('fairness')) await fairnessBench(t, broker.url);
+  printGoals(goals);
+  console.log(`\nbench took ${Math.round((performance.now() - started) / 1000)} s`);
+}
+
+/** Issue 10's table, from this run: a dash where the section that measures it did not run. */
+function printGoals(g: Goals): void {
+  const pct = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? `${Math.round((100 * a) / b)} %` : '—');
+  const loop = [g.a0?.eventLoopP99Ms, g.a1?.eventLoopP99Ms].filter((x): x is number => x !== undefined && Number.isFinite(x));
+  const s = g.soak;
+  console.log('\nGoals (issue 10), from this run\n');
+  console.log('| figure | this run | goal |\n|---|---|---|');
+  console.log(`| QoS 1 backlog, committed (synchronous=NORMAL), of the no-op QoS 1 ceiling | ${pct(g.a1?.committedPerSec, g.c1)} | ≥ 50 % |`);
+  console.log(`| QoS 1 backlog, end to end, of the no-op relay ceiling | ${pct(g.a1?.perSec, g.relay)} | ≥ 60 % |`);
+  console.log(`| QoS 0 backlog, committed, of the no-op QoS 0 ceiling | ${pct(g.a0?.committedPerSec, g.c0)} | ≥ 70 % |`);
+  console.log(`| publish → result p99 at 5,000 msg/s, QoS 0 | ${g.p99at5k === undefined ? '—' : `${g.p99at5k.toFixed(1)} ms`} | ≤ 10 ms |`);
+  console.log(`| RSS, steady, at ${s ? `${s.rate.toLocaleString('en-US')} msg/s for ${s.sec} s` : 'a paced rate'} (metrics, drift and sync running) | ${s ? `${s.firstMb.toFixed(0)} → ${s.lastMb.toFixed(0)} MB (max ${s.maxMb.toFixed(0)}, ${s.slopeMbPerMin >= 0 ? '+' : ''}${s.slopeMbPerMin.toFixed(2)} MB/min over the second half; ${s.behind ? 'fell behind' : 'kept up'})` : '—'} | ≤ 150 MB, no growth |`);
+  console.log(`| event-loop delay p99 during a flat-out drain | ${loop.length ? `${Math.max(...loop).toFixed(1)} ms` : '—'} | ≤ 10 ms |`);
 }
 
 main()

@@ -86,6 +86,11 @@ test('users configured: anonymous and wrong passwords are refused; a good user p
   assert.ok(agentClientId);
   assert.equal(await connackCode(url, { ...GATEWAY, clientId: agentClientId }), 4);
   assert.equal(agent.logs.filter((l) => l.msg === 'connected to broker').length, 1, 'the agent was never disconnected');
+  // Nor its results connection's.
+  const resultsClientId = (agent.logs.find((l) => l.msg === 'results connection: connected to broker')?.clientId as string) ?? '';
+  assert.equal(resultsClientId, `${agentClientId}-results`);
+  assert.equal(await connackCode(url, { ...GATEWAY, clientId: resultsClientId }), 4);
+  assert.equal(agent.logs.filter((l) => l.msg === 'results connection: connected to broker').length, 1, 'the results connection was never dropped');
 
   agent.proc.kill('SIGTERM');
   assert.equal((await agent.exited).code, 0);

@@ -40,7 +40,7 @@ test('SIGTERM with the broker frozen: results stay in the store, the stop ends w
   agent.proc.kill('SIGTERM');
   const exit = await agent.exited;
   const ms = Date.now() - t0;
-  assert.deepEqual(exit, { code: 0, signal: null }, agent.stderr());
+  assert.deepEqual(exit, { code: 0, signal: null }, `${agent.stderr()}\n${agent.logs.slice(-12).map((l) => JSON.stringify(l)).join('\n')}`);
   assert.ok(ms < deadlineMs + 1000, `within the deadline (${ms} ms)`);
   // Rows committed after the freeze: their results went to a broker that could not acknowledge them.
   const stored = countRows(dbPath);

@@ -202,8 +202,9 @@ export interface AgentProcess {
 }
 
 /** The agent as a real child process (`edge-agent run --config FILE`). */
-export function spawnAgent(t: Teardown, configPath: string, env: NodeJS.ProcessEnv = {}): AgentProcess {
-  const child = spawnChild(t, process.execPath, [cliPath, 'run', '--config', configPath], { env: { ...process.env, ...env } });
+/** `nodeArgs`: flags for node itself (e.g. --cpu-prof, which NODE_OPTIONS does not take). */
+export function spawnAgent(t: Teardown, configPath: string, env: NodeJS.ProcessEnv = {}, nodeArgs: readonly string[] = []): AgentProcess {
+  const child = spawnChild(t, process.execPath, [...nodeArgs, cliPath, 'run', '--config', configPath], { env: { ...process.env, ...env } });
   const { proc } = child;
   const logs: Record<string, unknown>[] = [];
   let buf = '';

@@ -1,0 +1,88 @@
+// Results connection: takes the broker options and publish options; gives the Publisher the predictor hands each
+// committed batch's results to, on an MQTT connection of its own (client id `<mqtt.clientId>-results` unless
+// publish.clientId names it), and the steps of a stop.
+//
+// Why a connection of its own: on the readings' connection, during a backlog drain the results and the broker's
+// acknowledgements of them queued behind thousands of incoming readings (one socket, read in order), and every
+// result write waited for the readings' group commit to uncork the socket. Measured (npm run bench, QoS 1
+// backlog): results end to end went from 48-58 % to 69 % of the no-op relay ceiling. A results *thread* was
+// measured too and was worse on a 2-core line PC (48 %, and 14,000 results behind at 10,000 msg/s): the
+// thread competes with the broker and the main thread for the two cores, and the hand-over costs more than the
+// publish it moves.
+
+import type { Logger } from './log.js';
+import { createMqttClient, type MqttOptions } from './ingest/mqtt.js';
+import { createOutgoing, createSender, type Publisher, type PublishOptions } from './publish.js';
+import { createRateLimitedLog } from './log.js';
+
+export interface Results extends Publisher {
+  /** Ends the results connection (after `settled`, at a stop). */
+  close(): Promise<void>;
+  /** Drops the connection at once. */
+  destroy(): void;
+  /** Whether the results connection is up. */
+  readonly connected: boolean;
+}
+
+export function startResults(url: string, mqtt: Omit<MqttOptions, 'embedded'>, options: PublishOptions, log: Logger): Results {
+  const clientId = options.clientId ?? `${mqtt.clientId}-results`;
+  const rlog = log.child({ connection: 'results' });
+  // Its own log lines say which connection they are about ("connected to broker" is the readings connection's).
+  const said = (msg: string) => (msg === 'connected to broker' ? 'results connection: connected to broker' : msg);
+  const connLog = { info: (o: object, m: string) => rlog.info(o, said(m)), warn: (o: object, m: string) => rlog.warn(o, said(m)), error: (o: object, m: string) => rlog.error(o, said(m)), debug: (o: object, m: string) => rlog.debug(o, said(m)) } as unknown as Logger;
+  const client = createMqttClient(url, { ...mqtt, clientId }, [], connLog);
+  client.on('error', (err) => rlog.error({ err: err.message, code: (err as { code?: unknown }).code }, 'results connection: mqtt error'));
+  client.on('offline', () => rlog.warn({ url, clientId }, 'results connection lost; reconnecting'));
+  const cork = () => {
+    const stream = client.stream as (NodeJS.ReadWriteStream & { cork?: () => void; uncork?: () => void }) | undefined;
+    if (!stream?.cork || !stream.uncork) return () => undefined;
+    stream.cork();
+    return () => stream.uncork?.();
+  };
+  const limited = createRateLimitedLog(10_000);
+  const sender = createSender(options, client, cork, (err) => limited('error', (suppressed) => log.warn({ err: err.message, failedSinceLast: suppressed }, 'result publish failed')), (m) =>
+    limited('skip', (suppressed) => log.warn({ id: m.id, asset: m.asset, skippedSinceLast: suppressed, maxPendingResults: options.maxPendingResults }, 'result not published: too many pending (the prediction is stored)')),
+  );
+  const outgoing = createOutgoing(options.batch, (r, topic, problem) => {
+    sender.refused(1);
+    limited('invalid', (suppressed) => log.error({ id: r.id, topic, problem, skippedSinceLast: suppressed }, 'result not published: a broker would reject its topic (the prediction is stored)'));
+  });
+  const c = sender.counts;
+  let handed = 0;
+  let closed = false;
+  client.connect();
+  return {
+    publish(results) {
+      if (closed) return;
+      handed += results.length;
+      sender.send(outgoing(results));
+    },
+    settled: () => sender.settled(),
+    get pending() {
+      return handed - c.sent - c.skipped - c.invalid - c.failed;
+    },
+    get sent() {
+      return c.sent;
+    },
+    get skipped() {
+      return c.skipped;
+    },
+    get invalid() {
+      return c.invalid;
+    },
+    get connected() {
+      return client.connected;
+    },
+    close() {
+      closed = true;
+      // Results still unacknowledged here outlived the wait for them (the broker is gone or frozen): waiting again
+      // for them would only spend the stop's deadline. They are in the store; the connection goes at once.
+      const force = handed - c.sent - c.skipped - c.invalid - c.failed > 0;
+      return new Promise<void>((resolve) => client.end(force, {}, () => resolve()));
+    },
+    destroy() {
+      closed = true;
+      client.end(true);
+    },
+  };
+}
