@@ -416,7 +416,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       events: (limit) => store.modelEvents(limit),
       sync: () => (sync ? sync.status() : null),
       store: () => retention.status(),
-      broker: () => ({ connected: client.connected, subscribed, url: redactUrl(brokerUrl) }),
+      broker: () => ({ connected: client.connected, subscribed, url: redactUrl(brokerUrl), ...(results ? { results: { connected: results.connected, clientId: results.clientId } } : {}) }),
       pingWorkers: (timeoutMs) => Promise.all(served.map(async (s) => ({ model: s.name, alive: await s.slot.current.inference.ping(timeoutMs) }))),
       drift: () => drift.status(),
       truth: () => (truth ?? truthOff).status(),

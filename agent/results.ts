@@ -20,8 +20,9 @@ export interface Results extends Publisher {
   close(): Promise<void>;
   /** Drops the connection at once. */
   destroy(): void;
-  /** Whether the results connection is up. */
+  /** Whether the results connection is up, and its client id. */
   readonly connected: boolean;
+  readonly clientId: string;
 }
 
 export function startResults(url: string, mqtt: Omit<MqttOptions, 'embedded'>, options: PublishOptions, log: Logger): Results {
@@ -73,6 +74,7 @@ export function startResults(url: string, mqtt: Omit<MqttOptions, 'embedded'>, o
     get connected() {
       return client.connected;
     },
+    clientId,
     close() {
       closed = true;
       // Results still unacknowledged here outlived the wait for them (the broker is gone or frozen): waiting again

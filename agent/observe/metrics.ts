@@ -149,6 +149,10 @@ export function createMetrics(o: Readonly<MetricsOptions>, deps: { stats: Stats;
   const seconds = (iso: string | null | undefined) => (iso ? Date.parse(iso) / 1000 : null);
   family('edge_agent_info', 'The agent: its id and version', 'gauge', () => (view ? one(1, { agent: view.sources.agentId, version: view.sources.version }) : []));
   family('edge_agent_broker_connected', '1 while connected to the broker', 'gauge', () => (view ? one(view.sources.broker().connected ? 1 : 0) : []));
+  family('edge_agent_results_connected', '1 while the results connection is up (absent when results are not published)', 'gauge', () => {
+    const r = view?.sources.broker().results;
+    return r ? one(r.connected ? 1 : 0) : [];
+  });
   family('edge_agent_broker_subscribed', '1 once the broker acknowledged the subscriptions', 'gauge', () => (view ? one(view.sources.broker().subscribed ? 1 : 0) : []));
   family('edge_agent_model_info', 'Model versions on this agent: role "active" (serving), "previous" (the rollback target), "shadow"', 'gauge', () =>
     (view?.models ?? []).flatMap((m) => {

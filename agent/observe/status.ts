@@ -24,7 +24,8 @@ export interface ObserveSources {
   /** The store's size, budget and what retention dropped. */
   store(): { usedBytes: number; maxBytes: number; full: boolean; onFull: string; freeDiskBytes: number | null } & Record<string, unknown>;
   /** The broker connection: connected now, and the subscriptions acknowledged. */
-  broker(): { connected: boolean; subscribed: boolean; url: string };
+  /** `results`: the results connection's state and client id (absent: results are not published). */
+  broker(): { connected: boolean; subscribed: boolean; url: string; results?: { connected: boolean; clientId: string } };
   /** Each serving model's worker answers a probe within `timeoutMs`. */
   pingWorkers(timeoutMs: number): Promise<{ model: string; alive: boolean }[]>;
   /** Drift and ground truth (issue 8's observers), when present. */
@@ -49,6 +50,8 @@ export function readiness(s: ObserveSources, maxSyncLagSec: number, sync = s.syn
     b.connected ? { name: 'broker', ok: true } : { name: 'broker', ok: false, problem: `not connected to ${b.url}` },
     b.subscribed ? { name: 'subscriptions', ok: true } : { name: 'subscriptions', ok: false, problem: 'not acknowledged by the broker yet' },
   ];
+  // Readings stored but no verdict reaching the line (e.g. a broker ACL that refuses the results client id) is not serving.
+  if (b.results) checks.push(b.results.connected ? { name: 'results connection', ok: true } : { name: 'results connection', ok: false, problem: `client id ${b.results.clientId} not connected to ${b.url}` });
   for (const m of s.models()) checks.push(m.workerAlive ? { name: `model ${m.name}`, ok: true } : { name: `model ${m.name}`, ok: false, problem: `worker of ${m.name}@${m.serving} is gone` });
   const st = s.store();
   checks.push(st.full && st.onFull === 'hold-intake' ? { name: 'store', ok: false, problem: `at its byte budget (${st.usedBytes} of ${st.maxBytes} bytes): intake held` } : { name: 'store', ok: true });

@@ -3,7 +3,7 @@
 // the socket); gives microseconds per message by stage. The profile is a sampling one (about 1 ms between samples in
 // this build of node, set finer below), so figures under ~0.5 µs are noise; profiling slows the agent a little.
 
-import { readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
@@ -27,7 +27,7 @@ const STAGES: [string, (url: string, fn: string) => boolean][] = [
   ['idle (waiting for the socket or the model)', (_u, f) => f === '(idle)'],
 ];
 
-export interface StageFigures { messages: number; totalMs: number; stages: { stage: string; usPerMessage: number; share: number }[] }
+export interface StageFigures { messages: number; totalMs: number; stages: { stage: string; usPerMessage: number; share: number }[]; batches?: number }
 
 /** Attributes a main-thread CPU profile to stages; `messages`: how many the run took. */
 export function stagesOf(profile: Profile, messages: number): StageFigures {
@@ -89,11 +89,14 @@ export async function profileBench(t: Teardown, url: string, n: number): Promise
   // The main thread's profile (thread id 0 in the file name); worker threads write their own.
   const file = readdirSync(profDir).find((f) => /\.0\.\d+\.cpuprofile$/.test(f));
   if (!file) throw new Error(`no main-thread profile in ${profDir}: ${readdirSync(profDir).join(', ')}`);
-  return stagesOf(JSON.parse(readFileSync(join(profDir, file), 'utf8')) as Profile, n);
+  const batches = Number(agent.logs.find((l) => l.msg === 'agent stopped')?.batches);
+  // BENCH_PROFILE_OUT=path keeps the profile (it opens in Chrome DevTools' Performance panel).
+  if (process.env.BENCH_PROFILE_OUT) copyFileSync(join(profDir, file), process.env.BENCH_PROFILE_OUT);
+  return { ...stagesOf(JSON.parse(readFileSync(join(profDir, file), 'utf8')) as Profile, n), batches };
 }
 
 export function printStages(s: StageFigures): void {
-  console.log(`\nWhere a QoS 1 message's time goes on the agent's main thread (CPU profile of a drain of ${s.messages.toLocaleString('en-US')} readings, µs per message)\n`);
+  console.log(`\nWhere a QoS 1 message's time goes on the agent's main thread (CPU profile of a drain of ${s.messages.toLocaleString('en-US')} readings in ${s.batches ?? '?'} batches, µs per message)\n`);
   console.log('| stage | µs per message | share of the main thread |\n|---|---|---|');
   for (const x of s.stages) console.log(`| ${x.stage} | ${x.usPerMessage.toFixed(1)} | ${Math.round(100 * x.share)} % |`);
 }

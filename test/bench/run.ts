@@ -12,6 +12,7 @@
 //  costs (metrics.ts), the windowed and tags payload styles (styles.ts), fairness under a flood (fairness.ts).
 // Last, issue 10's goals as measured in this run.
 
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { lifecycleBench } from './lifecycle.js';
@@ -51,7 +52,7 @@ async function publishBacklog(url: string, qos: 0 | 1, n: number): Promise<void>
 }
 
 /** A no-op subscriber with a persistent session: subscribe, go away, let the backlog build, come back and drain it. */
-async function ceiling(url: string, qos: 0 | 1): Promise<number> {
+async function ceiling(url: string, brokerPid: number, qos: 0 | 1): Promise<{ rate: number; cpu: CpuPerMessage }> {
   const clientId = `bench-noop-${qos}-${Date.now()}`;
   const first = await mqtt.connectAsync(url, { clientId, clean: false });
   await first.subscribeAsync(TOPIC, { qos });
@@ -62,24 +63,49 @@ async function ceiling(url: string, qos: 0 | 1): Promise<number> {
   const finished = new Promise<void>((r) => (done = r));
   const sub = mqtt.connect(url, { clientId, clean: false, manualConnect: true });
   sub.on('message', () => void (++got === N && done()));
+  const [broker0, self0] = [cpuTicks(brokerPid), process.cpuUsage()];
   const t0 = performance.now();
   sub.connect();
   await finished;
   const sec = (performance.now() - t0) / 1000;
+  const [broker1, self1] = [cpuTicks(brokerPid), process.cpuUsage(self0)];
   await sub.endAsync();
-  return N / sec;
+  return { rate: N / sec, cpu: { agentMain: 0, agentOther: 0, broker: ((broker1.all - broker0.all) * 10_000) / N, subscriber: (self1.user + self1.system) / N } };
 }
 
-interface AgentRun { perSec: number; committedPerSec: number; eventLoopP99Ms: number; eventLoopMaxMs: number }
+interface AgentRun { perSec: number; committedPerSec: number; eventLoopP99Ms: number; eventLoopMaxMs: number; cpu: CpuPerMessage }
+
+/** CPU time (µs) per reading during a drain, by who spent it: what the two cores went to. */
+interface CpuPerMessage { agentMain: number; agentOther: number; broker: number; subscriber: number }
+
+/** A process's CPU time in clock ticks (1/100 s on Linux), its main thread (the one whose id is the pid) apart. */
+function cpuTicks(pid: number): { main: number; all: number } {
+  let main = 0;
+  let all = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // a thread that ended meanwhile
+    }
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(f[11]) + Number(f[12]);
+    all += ticks;
+    if (tid === String(pid)) main = ticks;
+  }
+  return { main, all };
+}
 
 /** The agent drains the same backlog: from its CONNACK to the last result seen on the result topic. */
-async function agentBacklog(url: string, qos: 0 | 1, synchronous: 'NORMAL' | 'FULL'): Promise<AgentRun> {
+/** `brokerPid`: the broker's process, for the CPU figures; `batch`: publish.batch (one result message per topic and batch). */
+async function agentBacklog(url: string, brokerPid: number, qos: 0 | 1, synchronous: 'NORMAL' | 'FULL', batch = false): Promise<AgentRun> {
   const dir = tempDir(t, 'edge-agent-bench-');
   const dbPath = join(dir, 'bench.db');
-  const clientId = `bench-agent-${qos}-${synchronous}-${Date.now()}`;
+  const clientId = `bench-agent-${qos}-${synchronous}-${batch}-${Date.now()}`;
   const config = writeConfig(dir, agentConfig({
     url, dbPath, mqtt: { url, clientId }, ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos }] }, store: { path: dbPath, synchronous },
-    publish: { topic: 'plant/{asset}/predictions/{model}', qos }, log: { level: 'info' }, drift: DRIFT,
+    publish: { topic: 'plant/{asset}/predictions/{model}', qos, batch }, log: { level: 'info' }, drift: DRIFT,
   }));
   const warm = spawnAgent(t, config);
   await warm.waitForLog('subscribed');
@@ -90,24 +116,29 @@ async function agentBacklog(url: string, qos: 0 | 1, synchronous: 'NORMAL' | 'FU
   const watcher = await mqttClient(t, url, { clientId: `bench-watch-${Date.now()}` });
   let results = 0;
   let last = 0;
-  watcher.on('message', () => {
-    results++;
+  watcher.on('message', (_topic, payload) => {
+    results += batch ? (JSON.parse(payload.toString()) as unknown[]).length : 1;
     last = Date.now();
   });
   await watcher.subscribeAsync('plant/+/predictions/#', { qos });
   const agent = spawnAgent(t, config);
   const connected = await agent.waitForLog('connected to broker');
+  const pid = agent.proc.pid as number;
+  const [agent0, broker0, self0] = [cpuTicks(pid), cpuTicks(brokerPid), process.cpuUsage()];
   let committedAt = 0;
   await waitFor(`${N} rows`, () => countRows(dbPath).predictions >= N, 300000, 20);
   committedAt = Date.now();
   await waitFor(`${N} results`, () => results >= N, 300000, 20);
+  const [agent1, broker1, self1] = [cpuTicks(pid), cpuTicks(brokerPid), process.cpuUsage(self0)];
+  const perMsg = (ticks: number) => (ticks * 10_000) / N; // a tick is 10 ms
+  const cpu = { agentMain: perMsg(agent1.main - agent0.main), agentOther: perMsg(agent1.all - agent1.main - (agent0.all - agent0.main)), broker: perMsg(broker1.all - broker0.all), subscriber: (self1.user + self1.system) / N };
   const start = Date.parse(connected.time as string);
   agent.proc.kill('SIGTERM');
   await agent.exited;
   const stopped = agent.logs.find((l) => l.msg === 'agent stopped') ?? {};
   const rows = countRows(dbPath);
   if (rows.predictions !== N) throw new Error(`expected ${N} prediction rows, found ${rows.predictions}`);
-  return { perSec: N / ((last - start) / 1000), committedPerSec: N / ((committedAt - start) / 1000), eventLoopP99Ms: Number(stopped.eventLoopDelayP99Ms), eventLoopMaxMs: Number(stopped.eventLoopDelayMaxMs) };
+  return { perSec: N / ((last - start) / 1000), committedPerSec: N / ((committedAt - start) / 1000), eventLoopP99Ms: Number(stopped.eventLoopDelayP99Ms), eventLoopMaxMs: Number(stopped.eventLoopDelayMaxMs), cpu };
 }
 
 /** Paced live load: publish-to-result latency, matched by order (one publisher, one asset, in-order delivery). */
@@ -163,17 +194,27 @@ async function main(): Promise<void> {
   const goals: Goals = {};
   if (sections.includes('throughput')) {
     const rows: string[] = [];
+    const cpuRows: string[] = [];
+    const cpuRow = (name: string, c: CpuPerMessage) =>
+      `| ${name} | ${c.agentMain.toFixed(0)} | ${c.agentOther.toFixed(0)} | ${c.broker.toFixed(0)} | ${c.subscriber.toFixed(0)} | ${(c.agentMain + c.agentOther + c.broker + c.subscriber).toFixed(0)} |`;
     const only = process.env.BENCH_QOS ? [Number(process.env.BENCH_QOS) as 0 | 1] : ([0, 1] as const);
     for (const qos of only) {
-      const c = await ceiling(broker.url, qos);
-      const a = await agentBacklog(broker.url, qos, 'NORMAL');
+      const { rate: c, cpu: noop } = await ceiling(broker.url, broker.proc.pid as number, qos);
+      cpuRows.push(cpuRow(`no-op subscriber, QoS ${qos} (the subscriber's column is the no-op subscriber)`, noop));
+      const a = await agentBacklog(broker.url, broker.proc.pid as number, qos, 'NORMAL');
       if (qos === 0) Object.assign(goals, { c0: c, a0: a });
       else Object.assign(goals, { c1: c, a1: a });
       const row = (name: string, r: AgentRun) =>
         `| QoS ${qos} | ${name} | ${f(r.committedPerSec)} (${Math.round((100 * r.committedPerSec) / c)} %) | ${f(r.perSec)} (${Math.round((100 * r.perSec) / c)} %) | ${ms(r.eventLoopP99Ms)} / ${ms(r.eventLoopMaxMs)} |`;
       rows.push(`| QoS ${qos} | no-op mqtt.js subscriber (ceiling) | | ${f(c)} | |`);
       rows.push(row('agent, synchronous=NORMAL', a));
-      if (qos === 1 && !QUICK) rows.push(row('agent, synchronous=FULL', await agentBacklog(broker.url, 1, 'FULL')));
+      if (qos === 1 && !QUICK) rows.push(row('agent, synchronous=FULL', await agentBacklog(broker.url, broker.proc.pid as number, 1, 'FULL')));
+      if (qos === 1) {
+        const b = await agentBacklog(broker.url, broker.proc.pid as number, 1, 'NORMAL', true);
+        rows.push(row('agent, publish.batch (one result message per batch)', b));
+        cpuRows.push(cpuRow('agent, publish.batch', b.cpu));
+      }
+      cpuRows.push(cpuRow(`agent, QoS ${qos}`, a.cpu));
       // Issue 10's baselines (baselines.ts): the no-op relay (what end to end can reach) and the afternoon version.
       if (qos === 1 && sections.includes('baselines')) {
         const relay = (goals.relay = await relayCeiling(broker.url, N));
@@ -185,6 +226,9 @@ async function main(): Promise<void> {
     console.log('\nBacklog drain, messages/s from the CONNACK (and of the no-op ceiling of the same QoS): until all rows are committed, and until a subscriber has every result\n');
     console.log('| QoS | subscriber | committed msg/s | end to end msg/s | agent event-loop delay p99 / max (ms) |\n|---|---|---|---|---|');
     for (const r of rows) console.log(r);
+    console.log('\nCPU per reading during those drains (µs; from /proc, a tick is 10 ms): the two cores are shared by all of these\n');
+    console.log('| drain | agent main thread | agent, other threads (model worker, GC helpers) | mosquitto | result subscriber (this bench process) | total |\n|---|---|---|---|---|---|');
+    for (const r of cpuRows) console.log(r);
   }
   if (sections.includes('live')) {
     console.log(`\nPublish-to-result latency, paced for ${LIVE_SEC} s (publisher, broker, agent, result subscriber on this machine)\n`);

@@ -81,3 +81,38 @@ test('publish.batch: one JSON array per topic and batch, every row in it once (r
   assert.equal(rowIds.length, N);
   assert.deepEqual(got.map((r) => r.id).sort((a, b) => a - b), rowIds, 'every stored row once, in some array');
 });
+
+test('a results client id the broker refuses: /readyz names it, readings are still stored, nothing is published', { timeout: 120000 }, async (t) => {
+  // mosquitto lets in only client ids with this prefix: the readings connection's has it, the results connection's not.
+  const broker = await startMosquitto(t, ['clientid_prefixes line3-']);
+  const dir = tempDir(t);
+  const dbPath = join(dir, 'agent.db');
+  const agent = spawnAgent(t, writeConfig(dir, agentConfig({
+    url: broker.url, dbPath, mqtt: { url: broker.url, clientId: `line3-agent-${process.pid}`, reconnectMinMs: 200, reconnectMaxMs: 400 },
+    publish: { topic: 'plant/{asset}/predictions/{model}', qos: 1, clientId: 'results-of-line3' },
+  })));
+  const listening = await agent.waitForLog('http listening');
+  await agent.waitForLog('subscribed');
+  const base = String(listening.url).replace(/\/$/, '');
+  let seen = 0;
+  const watcher = await mqttClient(t, broker.url, { clientId: `line3-watch-${process.pid}` });
+  watcher.on('message', () => void seen++);
+  await watcher.subscribeAsync('plant/+/predictions/#', { qos: 1 });
+  const gateway = await mqttClient(t, broker.url, { clientId: `line3-gw-${process.pid}` });
+  for (let i = 0; i < 20; i++) await gateway.publishAsync('plant/press-1/bearing', readingPayload(i), { qos: 1 });
+  await waitFor('20 rows', () => query<{ n: number }>(dbPath, 'SELECT count(*) AS n FROM predictions')[0]?.n === 20, 30000);
+
+  const res = await fetch(`${base}/readyz`);
+  const body = (await res.json()) as { ok: boolean; checks: { name: string; ok: boolean; problem?: string }[] };
+  assert.equal(res.status, 503);
+  const check = body.checks.find((c) => c.name === 'results connection');
+  assert.equal(check?.ok, false);
+  assert.match(check?.problem ?? '', /client id results-of-line3 not connected/);
+  assert.ok(body.checks.find((c) => c.name === 'broker')?.ok, 'the readings connection is up');
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  assert.match(metrics, /^edge_agent_results_connected 0$/m);
+  assert.ok(agent.logs.some((l) => l.connection === 'results' && /mqtt error/.test(String(l.msg))), 'the refusal is logged as the results connection\'s');
+  assert.equal(seen, 0, 'no result was published');
+  agent.proc.kill('SIGTERM');
+  await agent.exited;
+});
