@@ -48,8 +48,9 @@ test('/healthz and /readyz: a broker outage makes the agent unready, never unhea
   assert.ok((status.history as unknown[]).length >= 2, 'the history of the last seconds');
 
   await stopChild(broker);
-  await waitFor('/readyz to fail on the broker', async () => (await get(`${url}/readyz`)).status === 503);
-  assert.deepEqual(failing((await get(`${url}/readyz`)).body), ['broker']);
+  // Both of the agent's connections go with the broker: the readings' and the results'.
+  await waitFor('/readyz to fail on the broker', async () => (await get(`${url}/readyz`)).status === 503 && failing((await get(`${url}/readyz`)).body).length === 2);
+  assert.deepEqual(failing((await get(`${url}/readyz`)).body), ['broker', 'results connection']);
   const health = await get(`${url}/healthz`);
   assert.equal(health.status, 200, 'a network outage must not make the agent unhealthy');
 });
