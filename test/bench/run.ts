@@ -25,7 +25,7 @@ import { stylesBench } from './styles.js';
 import { naiveBaseline, relayCeiling } from './baselines.js';
 import { printStages, profileBench } from './profile.js';
 import { soakBench, type SoakFigures } from './soak.js';
-import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMosquitto, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
+import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
 /** `npm run bench -- --quick` (or BENCH_QUICK=1): the goals' figures only, on smaller loads, in under two minutes. */
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -36,6 +36,7 @@ const LIVE_SEC = Number(process.env.BENCH_LIVE_SEC ?? (QUICK ? 2 : 4));
 /** The RSS figure: a paced QoS 1 load with metrics scraped, drift on and sync running (soak.ts). */
 const SOAK_RATE = Number(process.env.BENCH_SOAK_RATE ?? 10000);
 const SOAK_SEC = Number(process.env.BENCH_SOAK_SEC ?? (QUICK ? 15 : 60));
+const SOAK_QOS = Number(process.env.BENCH_SOAK_QOS ?? 1) as 0 | 1;
 /** BENCH_DRIFT=off runs the agents with drift.enabled: false, to measure what the drift monitor costs. */
 const DRIFT = { enabled: process.env.BENCH_DRIFT !== 'off' };
 const TOPIC = 'plant/press-1/bearing';
@@ -184,7 +185,14 @@ interface Goals { c0?: number; c1?: number; a0?: AgentRun; a1?: AgentRun; relay?
 async function main(): Promise<void> {
   // BENCH_MOSQUITTO='max_inflight_messages 100;...' adds lines to the test broker's config.
   const extra = (process.env.BENCH_MOSQUITTO ?? '').split(';').map((l) => l.trim()).filter(Boolean);
-  const broker = await startMosquitto(t, extra);
+  // A fresh broker for each section: the persistent sessions an earlier section leaves behind (its subscribers
+  // gone, their subscriptions kept) would have the broker queue every later reading for each of them.
+  let broker = await startMosquitto(t, extra);
+  const fresh = async () => {
+    await stopChild(broker);
+    broker = await startMosquitto(t, extra);
+    return broker.url;
+  };
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   const ms = (n: number) => n.toFixed(1);
   const started = performance.now();
@@ -199,6 +207,7 @@ async function main(): Promise<void> {
       `| ${name} | ${c.agentMain.toFixed(0)} | ${c.agentOther.toFixed(0)} | ${c.broker.toFixed(0)} | ${c.subscriber.toFixed(0)} | ${(c.agentMain + c.agentOther + c.broker + c.subscriber).toFixed(0)} |`;
     const only = process.env.BENCH_QOS ? [Number(process.env.BENCH_QOS) as 0 | 1] : ([0, 1] as const);
     for (const qos of only) {
+      if (qos === 1) await fresh();
       const { rate: c, cpu: noop } = await ceiling(broker.url, broker.proc.pid as number, qos);
       cpuRows.push(cpuRow(`no-op subscriber, QoS ${qos} (the subscriber's column is the no-op subscriber)`, noop));
       const a = await agentBacklog(broker.url, broker.proc.pid as number, qos, 'NORMAL');
@@ -235,27 +244,27 @@ async function main(): Promise<void> {
     console.log('| QoS | msg/s | p50 (ms) | p99 (ms) | max (ms) | in the agent p50 / p99 (ms) | agent event-loop delay p99 / max (ms) |\n|---|---|---|---|---|---|---|');
     for (const rate of LIVE_RATES) {
       for (const qos of LIVE_QOS) {
-        const l = await live(broker.url, qos, rate);
+        const l = await live(await fresh(), qos, rate);
         if (qos === 0 && rate === 5000) goals.p99at5k = l.p99;
         console.log(`| ${qos} | ${f(rate)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.max)} | ${ms(l.agentP50)} / ${ms(l.agentP99)} | ${ms(l.loopP99)} / ${ms(l.loopMax)} |`);
       }
     }
   }
-  if (sections.includes('profile')) printStages(await profileBench(t, broker.url, N));
+  if (sections.includes('profile')) printStages(await profileBench(t, await fresh(), N));
   if (sections.includes('soak')) {
-    const k = (goals.soak = await soakBench(t, broker.url, { rate: SOAK_RATE, sec: SOAK_SEC }));
-    console.log(`\nSteady load: ${f(k.rate)} QoS 1 readings/s for ${k.sec} s (/metrics scraped every 5 s, drift on, sync to a local HTTP receiver)\n`);
+    const k = (goals.soak = await soakBench(t, await fresh(), { rate: SOAK_RATE, sec: SOAK_SEC, qos: SOAK_QOS }));
+    console.log(`\nSteady load: ${f(k.rate)} QoS ${k.qos} readings/s for ${k.sec} s (/metrics scraped every 5 s, drift on, sync to a local HTTP receiver)\n`);
     console.log('| readings sent | results received | rows synced | agent RSS after the first tenth / at the end / max (MB) | RSS slope over the second half |\n|---|---|---|---|---|');
     console.log(`| ${f(k.sent)} | ${f(k.results)}${k.behind ? ' (fell behind)' : ''} | ${f(k.synced)} | ${k.firstMb.toFixed(0)} / ${k.lastMb.toFixed(0)} / ${k.maxMb.toFixed(0)} | ${k.slopeMbPerMin.toFixed(2)} MB/min |`);
     console.log(`\nAt the last scrape (MB): ${Object.entries(k.heap).map(([name, mb]) => `${name} ${mb.toFixed(0)}`).join(', ')}`);
   }
-  if (sections.includes('sparkplug')) await sparkplugBench(t, broker.url, { n: N, rates: LIVE_RATES, sec: LIVE_SEC, drift: DRIFT });
+  if (sections.includes('sparkplug')) await sparkplugBench(t, await fresh(), { n: N, rates: LIVE_RATES, sec: LIVE_SEC, drift: DRIFT });
   if (sections.includes('drift')) driftBench();
-  if (sections.includes('lifecycle')) await lifecycleBench(t, broker.url, Number(process.env.BENCH_SWAPS ?? 200));
-  if (sections.includes('sync')) await syncBench(t, broker.url);
-  if (sections.includes('metrics')) await metricsBench(t, broker.url);
-  if (sections.includes('styles')) await stylesBench(t, broker.url);
-  if (sections.includes('fairness')) await fairnessBench(t, broker.url);
+  if (sections.includes('lifecycle')) await lifecycleBench(t, await fresh(), Number(process.env.BENCH_SWAPS ?? 200));
+  if (sections.includes('sync')) await syncBench(t, await fresh());
+  if (sections.includes('metrics')) await metricsBench(t, await fresh());
+  if (sections.includes('styles')) await stylesBench(t, await fresh());
+  if (sections.includes('fairness')) await fairnessBench(t, await fresh());
   printGoals(goals);
   console.log(`\nbench took ${Math.round((performance.now() - started) / 1000)} s`);
 }
@@ -271,7 +280,7 @@ function printGoals(g: Goals): void {
   console.log(`| QoS 1 backlog, end to end, of the no-op relay ceiling | ${pct(g.a1?.perSec, g.relay)} | ≥ 60 % |`);
   console.log(`| QoS 0 backlog, committed, of the no-op QoS 0 ceiling | ${pct(g.a0?.committedPerSec, g.c0)} | ≥ 70 % |`);
   console.log(`| publish → result p99 at 5,000 msg/s, QoS 0 | ${g.p99at5k === undefined ? '—' : `${g.p99at5k.toFixed(1)} ms`} | ≤ 10 ms |`);
-  console.log(`| RSS, steady, at ${s ? `${s.rate.toLocaleString('en-US')} msg/s for ${s.sec} s` : 'a paced rate'} (metrics, drift and sync running) | ${s ? `${s.firstMb.toFixed(0)} → ${s.lastMb.toFixed(0)} MB (max ${s.maxMb.toFixed(0)}, ${s.slopeMbPerMin >= 0 ? '+' : ''}${s.slopeMbPerMin.toFixed(2)} MB/min over the second half; ${s.behind ? 'fell behind' : 'kept up'})` : '—'} | ≤ 150 MB, no growth |`);
+  console.log(`| RSS, steady, at ${s ? `${s.rate.toLocaleString("en-US")} msg/s QoS ${s.qos} for ${s.sec} s` : "a paced rate"} (metrics, drift and sync running) | ${s ? `${s.firstMb.toFixed(0)} → ${s.lastMb.toFixed(0)} MB (max ${s.maxMb.toFixed(0)}, ${s.slopeMbPerMin >= 0 ? '+' : ''}${s.slopeMbPerMin.toFixed(2)} MB/min over the second half; ${s.behind ? 'fell behind' : 'kept up'})` : '—'} | ≤ 150 MB, no growth |`);
   console.log(`| event-loop delay p99 during a flat-out drain | ${loop.length ? `${Math.max(...loop).toFixed(1)} ms` : '—'} | ≤ 10 ms |`);
 }
 

@@ -1,4 +1,4 @@
-// Bench, the agent's memory under a steady load (issue 10's RSS figure): a paced QoS 1 load at `rate` readings/s for
+// Bench, the agent's memory under a steady load (issue 10's RSS figure): a paced load (QoS 1 by default) at `rate` readings/s for
 // `sec` seconds over 12 assets, results at QoS 1 counted by a subscriber, /metrics scraped every 5 s, drift on and
 // upstream sync running (an early run every 20,000 rows to a local HTTP receiver). The agent's RSS is read from
 // /proc every second. Gives the RSS after the first tenth of the run, at the end, its maximum and its slope over the
@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { agentConfig, mqttClient, readingPayload, spawnAgent, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
-export interface SoakFigures { rate: number; sec: number; firstMb: number; lastMb: number; maxMb: number; slopeMbPerMin: number; behind: boolean; sent: number; results: number; synced: number; heap: Record<string, number> }
+export interface SoakFigures { rate: number; sec: number; qos: 0 | 1; firstMb: number; lastMb: number; maxMb: number; slopeMbPerMin: number; behind: boolean; sent: number; results: number; synced: number; heap: Record<string, number> }
 
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -34,7 +34,7 @@ function slope(points: readonly [number, number][]): number {
   return den ? num / den : 0;
 }
 
-export async function soakBench(t: Teardown, url: string, o: { rate: number; sec: number }): Promise<SoakFigures> {
+export async function soakBench(t: Teardown, url: string, o: { rate: number; sec: number; qos: 0 | 1 }): Promise<SoakFigures> {
   const dir = tempDir(t, 'edge-agent-bench-soak-');
   const dbPath = join(dir, 'soak.db');
   let synced = 0;
@@ -52,8 +52,8 @@ export async function soakBench(t: Teardown, url: string, o: { rate: number; sec
   }));
   const sink = `http://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`;
   const config = writeConfig(dir, agentConfig({
-    url, dbPath, mqtt: { url, clientId: `bench-soak-${Date.now()}` }, ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos: 1 }] },
-    publish: { topic: 'plant/{asset}/predictions/{model}', qos: 1 }, http: { port: 0 }, drift: { enabled: true },
+    url, dbPath, mqtt: { url, clientId: `bench-soak-${Date.now()}` }, ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos: o.qos }] },
+    publish: { topic: 'plant/{asset}/predictions/{model}', qos: o.qos }, http: { port: 0 }, drift: { enabled: true },
     sync: { schedule: '*/5 * * * *', earlyAtRows: 20_000, targets: process.env.BENCH_SOAK_SYNC === 'off' ? [] : [{ type: 'http', name: 'soak', url: sink }] },
   }));
   const agent = spawnAgent(t, config, {}, (process.env.BENCH_SOAK_NODE_ARGS ?? '').split(' ').filter(Boolean));
@@ -63,7 +63,7 @@ export async function soakBench(t: Teardown, url: string, o: { rate: number; sec
   let results = 0;
   const watcher = await mqttClient(t, url, { clientId: `bench-soak-watch-${Date.now()}` });
   watcher.on('message', () => void results++);
-  await watcher.subscribeAsync('plant/+/predictions/#', { qos: 1 });
+  await watcher.subscribeAsync('plant/+/predictions/#', { qos: o.qos });
   const pub = await mqttClient(t, url, { clientId: `bench-soak-pub-${Date.now()}` });
   const payloads = Array.from({ length: 12 }, (_, i) => readingPayload(i));
   const samples: [number, number][] = [];
@@ -82,7 +82,7 @@ export async function soakBench(t: Teardown, url: string, o: { rate: number; sec
     const due = Math.min(total, Math.floor((elapsed / 1000) * o.rate) + perTick);
     while (sent < due) {
       const asset = sent % 12;
-      pub.publish(`plant/press-${asset}/bearing`, payloads[asset] as string, { qos: 1 });
+      pub.publish(`plant/press-${asset}/bearing`, payloads[asset] as string, { qos: o.qos });
       sent++;
     }
     if (elapsed >= nextSample) {
@@ -101,7 +101,7 @@ export async function soakBench(t: Teardown, url: string, o: { rate: number; sec
   const warm = samples.filter(([x]) => x >= o.sec / 10);
   const second = samples.filter(([x]) => x >= o.sec / 2);
   return {
-    rate: o.rate, sec: o.sec, firstMb: (warm[0] ?? samples[0] ?? [0, NaN])[1], lastMb: (samples[samples.length - 1] as [number, number])[1],
+    rate: o.rate, sec: o.sec, qos: o.qos, firstMb: (warm[0] ?? samples[0] ?? [0, NaN])[1], lastMb: (samples[samples.length - 1] as [number, number])[1],
     maxMb: Math.max(...samples.map(([, y]) => y)), slopeMbPerMin: slope(second) * 60, behind, sent, results, synced, heap,
   };
 }
