@@ -5,10 +5,10 @@
 // Why a connection of its own: on the readings' connection, during a backlog drain the results and the broker's
 // acknowledgements of them queued behind thousands of incoming readings (one socket, read in order), and every
 // result write waited for the readings' group commit to uncork the socket. Measured (npm run bench, QoS 1
-// backlog): results end to end went from 48-58 % to 69 % of the no-op relay ceiling. A results *thread* was
-// measured too and was worse on a 2-core line PC (48 %, and 14,000 results behind at 10,000 msg/s): the
-// thread competes with the broker and the main thread for the two cores, and the hand-over costs more than the
-// publish it moves.
+// backlog): the last result came 1.5 times as late as the last commit; on its own connection 1.0-1.2 times.
+// A results *thread* was measured too and was worse on a 2-core line PC (48 % of the relay ceiling against
+// 69 %, and 14,000 results behind at 10,000 msg/s): the thread competes with the broker and the main thread for
+// the two cores, and the hand-over costs more than the publish it moves.
 
 import type { Logger } from './log.js';
 import { createMqttClient, type MqttOptions } from './ingest/mqtt.js';
