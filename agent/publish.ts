@@ -176,6 +176,8 @@ const PER_TURN = 256;
  * rows by ~20k).
  */
 const IN_FLIGHT = 8192;
+/** Messages taken from the front of the queue after which the queue lets go of them (see compact). */
+const COMPACT_AT = 1024;
 
 /**
  * The sending end, on the results connection: a queue of messages, at most PER_TURN handed to mqtt.js per turn
@@ -200,6 +202,21 @@ export function createSender(
   let waiters: (() => void)[] = [];
   const counts: SenderCounts = { sent: 0, skipped: 0, invalid: 0, failed: 0 };
   const pending = () => inFlightResults + queuedResults;
+
+  /**
+   * Lets go of the messages already taken from the queue. Under a steady load the queue may never empty
+   * completely, so waiting for it to empty would keep every message ever sent (measured: the agent's heap
+   * at 1.1 GB after ten minutes at 10,000 results/s).
+   */
+  const compact = () => {
+    if (head === queue.length) {
+      queue.length = 0;
+      head = 0;
+    } else if (head >= COMPACT_AT && head * 2 >= queue.length) {
+      queue.splice(0, head);
+      head = 0;
+    }
+  };
 
   let budget = PER_TURN;
   const pump = () => {
@@ -231,10 +248,7 @@ export function createSender(
         pump();
       });
     }
-    if (head === queue.length) {
-      queue.length = 0;
-      head = 0;
-    }
+    compact();
     if (pending() === 0 && waiters.length) {
       const w = waiters;
       waiters = [];
@@ -255,10 +269,7 @@ export function createSender(
         onSkip(m);
         onProgress();
       }
-      if (head === queue.length) {
-        queue.length = 0;
-        head = 0;
-      }
+      compact();
     },
     /** A result that never became a message (its topic is invalid): counted here so every result ends somewhere. */
     refused(n: number): void {
@@ -270,6 +281,10 @@ export function createSender(
     },
     get pending() {
       return pending();
+    },
+    /** Messages the queue still references (taken ones included until it is compacted): for the tests. */
+    get held() {
+      return queue.length;
     },
     counts,
   };

@@ -71,3 +71,29 @@ test('every result is delivered once; past maxPendingResults the oldest are skip
   assert.equal(one([{ ...result(1), asset: 'bad\u0000asset' }]).length, 0);
   assert.equal(invalid.length, 1);
 });
+
+test('under a steady load whose queue never empties, the sender lets go of the messages it has sent', { timeout: 60000 }, async (t) => {
+  const broker = await startMosquitto(t);
+  const client = await mqttClient(t, broker.url);
+  const cork = () => {
+    const s = client.stream as unknown as { cork(): void; uncork(): void };
+    s.cork();
+    return () => s.uncork();
+  };
+  const sender = createSender(publishOptionsSchema.parse({ qos: 0 }), client, cork, (err) => assert.fail(err));
+  const one = createOutgoing(false, () => assert.fail('no invalid topic here'));
+  // 300 a turn in, at most 256 a turn out: the queue grows and never empties while this runs.
+  const TURNS = 200;
+  let most = 0;
+  for (let turn = 0; turn < TURNS; turn++) {
+    sender.send(one(Array.from({ length: 300 }, (_, i) => result(turn * 300 + i))));
+    most = Math.max(most, sender.held - 2 * sender.pending);
+    await new Promise((r) => setImmediate(r));
+  }
+  // Without letting go, the queue would hold all 60,000 messages sent so far; compacted, about what is pending.
+  assert.ok(sender.held <= 2 * sender.pending + 1024, `held ${sender.held} with ${sender.pending} pending`);
+  assert.ok(most <= 1024, `at worst ${most} messages held beyond twice the pending`);
+  await sender.settled();
+  assert.equal(sender.counts.sent, TURNS * 300);
+  assert.equal(sender.held, 0);
+});
