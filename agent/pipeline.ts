@@ -31,10 +31,10 @@ import type { BirthRecord, Command } from './ingest/sparkplug.js';
 import { createSparkplugClient, leaveMainSession, sparkplugPlan, type StateSource } from './ingest/sparkplug-client.js';
 import { createLifecycle, type CloseReport } from './lifecycle.js';
 import { createRateLimitedLog, type Logger } from './log.js';
-import { createMqttClient } from './ingest/mqtt.js';
+import { corkClient, createMqttClient } from './ingest/mqtt.js';
 import { createModelSlot, createPredictor, type ModelSlot, type Route, type ServingModel } from './infer/predict.js';
 import { modelTopicProblem, type Publisher } from './publish.js';
-import { startResults } from './results.js';
+import { resultsClientId, startResults } from './results.js';
 import { createStats, type Stats } from './observe/stats.js';
 import { createMetrics } from './observe/metrics.js';
 import { startHttp, json, type HttpServer, type Route as HttpRoute } from './observe/http.js';
@@ -205,7 +205,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     // 3. Broker: the plant's, or the embedded one on loopback.
     let broker: EmbeddedBroker | undefined;
     if (!config.mqtt.url) {
-      broker = await startEmbeddedBroker(config.mqtt.embedded, { agentClientIds: [config.mqtt.clientId, config.publish.clientId ?? `${config.mqtt.clientId}-results`], resultTopicTemplates: [...new Set(served.map((s) => s.spec.resultTopic))] }, log);
+      broker = await startEmbeddedBroker(config.mqtt.embedded, { agentClientIds: [config.mqtt.clientId, resultsClientId(config.publish, config.mqtt.clientId)], resultTopicTemplates: [...new Set(served.map((s) => s.spec.resultTopic))] }, log);
       const b = broker;
       life.add({ name: 'close embedded broker', close: () => b.close() });
     }
@@ -240,18 +240,8 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     client.on('error', (err) => log.error({ err: err.message, code: (err as { code?: unknown }).code }, 'mqtt error'));
     client.on('offline', () => log.warn({ url: brokerUrl }, 'broker connection lost; reconnecting'));
     // Holds writes to the broker socket (PUBACKs, results) until released: see ingest.ts, group commit.
-    const guarded = new WeakSet<object>();
-    function corkBroker(): () => void {
-      const stream = client.stream as (NodeJS.ReadWriteStream & { cork?: () => void; uncork?: () => void }) | undefined;
-      if (!stream?.cork || !stream.uncork) return () => undefined;
-      if (!guarded.has(stream)) {
-        // When the broker closes its side, Node ends ours too, and end() flushes corked writes: commit first.
-        guarded.add(stream);
-        stream.prependListener('end', () => ingest.commitGroup());
-      }
-      stream.cork();
-      return () => stream.uncork?.();
-    }
+    // When the broker closes its side, Node ends ours too, and end() flushes corked writes: commit first.
+    const corkBroker = corkClient(client, (stream) => void stream.prependListener('end', () => ingest.commitGroup()));
 
     // Sparkplug B commands (rebirth requests): QoS 0, not retained, as the specification asks.
     sparkplugOut.command = (c) => void client.publish(c.topic, c.payload, { qos: 0, retain: false }, (err) => {

@@ -289,5 +289,3 @@ export function createSender(
     counts,
   };
 }
-
-export type Sender = ReturnType<typeof createSender>;

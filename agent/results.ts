@@ -11,7 +11,7 @@
 // the two cores, and the hand-over costs more than the publish it moves.
 
 import type { Logger } from './log.js';
-import { createMqttClient, type MqttOptions } from './ingest/mqtt.js';
+import { corkClient, createMqttClient, type MqttOptions } from './ingest/mqtt.js';
 import { createOutgoing, createSender, type Publisher, type PublishOptions } from './publish.js';
 import { createRateLimitedLog } from './log.js';
 
@@ -25,23 +25,19 @@ export interface Results extends Publisher {
   readonly clientId: string;
 }
 
+/** The results connection's client id: publish.clientId, or the readings connection's with "-results". */
+export function resultsClientId(options: Pick<PublishOptions, 'clientId'>, mqttClientId: string): string {
+  return options.clientId ?? `${mqttClientId}-results`;
+}
+
 export function startResults(url: string, mqtt: Omit<MqttOptions, 'embedded'>, options: PublishOptions, log: Logger): Results {
-  const clientId = options.clientId ?? `${mqtt.clientId}-results`;
+  const clientId = resultsClientId(options, mqtt.clientId);
   const rlog = log.child({ connection: 'results' });
-  // Its own log lines say which connection they are about ("connected to broker" is the readings connection's).
-  const said = (msg: string) => (msg === 'connected to broker' ? 'results connection: connected to broker' : msg);
-  const connLog = { info: (o: object, m: string) => rlog.info(o, said(m)), warn: (o: object, m: string) => rlog.warn(o, said(m)), error: (o: object, m: string) => rlog.error(o, said(m)), debug: (o: object, m: string) => rlog.debug(o, said(m)) } as unknown as Logger;
-  const client = createMqttClient(url, { ...mqtt, clientId }, [], connLog);
+  const client = createMqttClient(url, { ...mqtt, clientId }, [], rlog, undefined, {}, 'results connection');
   client.on('error', (err) => rlog.error({ err: err.message, code: (err as { code?: unknown }).code }, 'results connection: mqtt error'));
   client.on('offline', () => rlog.warn({ url, clientId }, 'results connection lost; reconnecting'));
-  const cork = () => {
-    const stream = client.stream as (NodeJS.ReadWriteStream & { cork?: () => void; uncork?: () => void }) | undefined;
-    if (!stream?.cork || !stream.uncork) return () => undefined;
-    stream.cork();
-    return () => stream.uncork?.();
-  };
   const limited = createRateLimitedLog(10_000);
-  const sender = createSender(options, client, cork, (err) => limited('error', (suppressed) => log.warn({ err: err.message, failedSinceLast: suppressed }, 'result publish failed')), (m) =>
+  const sender = createSender(options, client, corkClient(client), (err) => limited('error', (suppressed) => log.warn({ err: err.message, failedSinceLast: suppressed }, 'result publish failed')), (m) =>
     limited('skip', (suppressed) => log.warn({ id: m.id, asset: m.asset, skippedSinceLast: suppressed, maxPendingResults: options.maxPendingResults }, 'result not published: too many pending (the prediction is stored)')),
   );
   const outgoing = createOutgoing(options.batch, (r, topic, problem) => {
@@ -49,18 +45,16 @@ export function startResults(url: string, mqtt: Omit<MqttOptions, 'embedded'>, o
     limited('invalid', (suppressed) => log.error({ id: r.id, topic, problem, skippedSinceLast: suppressed }, 'result not published: a broker would reject its topic (the prediction is stored)'));
   });
   const c = sender.counts;
-  let handed = 0;
   let closed = false;
   client.connect();
   return {
     publish(results) {
-      if (closed) return;
-      handed += results.length;
-      sender.send(outgoing(results));
+      if (!closed) sender.send(outgoing(results));
     },
     settled: () => sender.settled(),
+    // Every result handed over is either refused at once (counted invalid) or queued: the sender's pending is all of it.
     get pending() {
-      return handed - c.sent - c.skipped - c.invalid - c.failed;
+      return sender.pending;
     },
     get sent() {
       return c.sent;
@@ -79,8 +73,7 @@ export function startResults(url: string, mqtt: Omit<MqttOptions, 'embedded'>, o
       closed = true;
       // Results still unacknowledged here outlived the wait for them (the broker is gone or frozen): waiting again
       // for them would only spend the stop's deadline. They are in the store; the connection goes at once.
-      const force = handed - c.sent - c.skipped - c.invalid - c.failed > 0;
-      return new Promise<void>((resolve) => client.end(force, {}, () => resolve()));
+      return new Promise<void>((resolve) => client.end(sender.pending > 0, {}, () => resolve()));
     },
     destroy() {
       closed = true;

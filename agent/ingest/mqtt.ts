@@ -109,6 +109,7 @@ export function readTlsFiles(tls: Readonly<z.infer<typeof tlsFilesSchema>> | und
 /** Creates the client (not yet connected: call `client.connect()` after installing handleMessage). */
 /** `onSubscribed`: the broker acknowledged the subscriptions (with `refused` topics it would not grant). */
 /** `extra`: mqtt.js options over these (the Sparkplug B host's connection: a clean session). */
+/** `name`: which connection its connect line is about, when the agent has several ("results connection"). */
 export function createMqttClient(
   url: string,
   o: Omit<MqttOptions, 'embedded'>,
@@ -116,6 +117,7 @@ export function createMqttClient(
   log: Logger,
   onSubscribed: (refused: string[]) => void = () => undefined,
   extra: Partial<IClientOptions> = {},
+  name?: string,
 ): MqttClient {
   const options: IClientOptions = {
     clientId: o.clientId,
@@ -152,7 +154,7 @@ export function createMqttClient(
     (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
     attempt = 0;
     client.options.reconnectPeriod = o.reconnectMinMs;
-    log.info({ url, clientId: o.clientId, sessionPresent: connack.sessionPresent }, 'connected to broker');
+    log.info({ url, clientId: o.clientId, sessionPresent: connack.sessionPresent }, name ? `${name}: connected to broker` : 'connected to broker');
     // Subscribe on this process's first connect (the config may have changed since the session was
     // made) and whenever the broker has lost the session; otherwise the session still holds them.
     if (subscribedOnce && connack.sessionPresent) return;
@@ -175,6 +177,24 @@ export function createMqttClient(
     });
   });
   return client;
+}
+
+/**
+ * Holds the client's socket writes until the returned release is called (one write per event-loop turn instead
+ * of one per packet). `onNewStream`: called once for each socket the client connects on, before its first cork.
+ */
+export function corkClient(client: MqttClient, onNewStream?: (stream: NodeJS.ReadWriteStream) => void): () => () => void {
+  const seen = new WeakSet<object>();
+  return () => {
+    const stream = client.stream as (NodeJS.ReadWriteStream & { cork?: () => void; uncork?: () => void }) | undefined;
+    if (!stream?.cork || !stream.uncork) return () => undefined;
+    if (onNewStream && !seen.has(stream)) {
+      seen.add(stream);
+      onNewStream(stream);
+    }
+    stream.cork();
+    return () => stream.uncork?.();
+  };
 }
 
 /** Connections closed by the broker, each within this long of its CONNACK, that hint at a takeover... */

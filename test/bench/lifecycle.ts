@@ -3,14 +3,14 @@
 //  2. the agent's RSS before and after 200 swaps in a row (each a new worker, loaded and warmed);
 //  3. the time from `model push` to every agent of a group of three having committed the release.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { callControl, controlSocketPath } from '../../agent/control.js';
 import { pushRelease } from '../../sync/push-command.js';
 import { agentConfig, demoModelDir, mqttClient, readingPayload, spawnAgent, tempDir, type Teardown } from '../helpers/parts.js';
 import { keygen, signedRelease } from '../helpers/releases.js';
+import { rssMb } from './soak.js';
 
-const rssMb = (pid: number) => Math.round(Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
 
 export async function lifecycleBench(t: Teardown, url: string, swaps: number): Promise<void> {
   const dir = tempDir(t, 'edge-agent-bench-life-');
@@ -70,12 +70,12 @@ export async function lifecycleBench(t: Teardown, url: string, swaps: number): P
 
   // 2. RSS over 200 swaps (10 already done above).
   const pid = agent.proc.pid as number;
-  const rss0 = rssMb(pid);
+  const rss0 = Math.round(rssMb(pid));
   const t0 = performance.now();
   for (let i = 0; i < swaps; i++) await callControl(sock, 'model.rollback', { reason: 'bench' }, 60_000);
   const perSwap = (performance.now() - t0) / swaps;
   await new Promise((r) => setTimeout(r, 1000));
-  const rss1 = rssMb(pid);
+  const rss1 = Math.round(rssMb(pid));
   agent.proc.kill('SIGTERM');
   await agent.exited;
 

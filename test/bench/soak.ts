@@ -14,7 +14,8 @@ import { agentConfig, mqttClient, readingPayload, spawnAgent, tempDir, waitFor, 
 
 export interface SoakFigures { rate: number; sec: number; qos: 0 | 1; firstMb: number; lastMb: number; maxMb: number; slopeMbPerMin: number; behind: boolean; sent: number; results: number; synced: number; heap: Record<string, number> }
 
-function rssMb(pid: number): number {
+/** A process's resident set (VmRSS) in MB. */
+export function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
