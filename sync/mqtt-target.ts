@@ -91,6 +91,8 @@ export function createMqttTarget(o: Readonly<MqttTargetOptions> & { password?: s
     clean: true,
     // Reconnecting is the sync loop's business (its backoff, its runs), not the library's.
     reconnectPeriod: 0,
+    // As the agent's own connections (agent/ingest/mqtt.ts): no 6 MB cache of packet-id Buffers.
+    writeCache: false,
     connectTimeout: o.timeoutMs,
     keepalive: 60,
     ...readTlsFiles(o.tls, `sync.targets (${o.name}).tls`),
