@@ -17,7 +17,7 @@ import { openModelVersions } from '../models/versions.js';
 import { startRegistryPull } from '../sync/pull.js';
 import { createReleaseListener, releaseTopic } from '../sync/push.js';
 import { createTarget } from '../sync/targets.js';
-import { startSync, type Sync } from '../sync/upstream.js';
+import { longestGapMs, startSync, type Sync } from '../sync/upstream.js';
 import { createBatcher } from './infer/batcher.js';
 import { controlSocketPath, startControl } from './control.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './ingest/broker.js';
@@ -43,6 +43,7 @@ import { createDriftMonitor, type DriftStatus } from './observe/drift.js';
 import { createTruth, truthOff, type Truth } from './observe/truth.js';
 import { statusPageRoutes } from './observe/page.js';
 import { startRetention } from './store/retention.js';
+import { startCheckpointer } from './store/checkpointer.js';
 import { openStore } from './store/store.js';
 import { redactUrl } from './redact.js';
 
@@ -158,6 +159,9 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     // 1. Store: open and migrate the SQLite file (one agent per store: it holds the store's lock).
     const store = openStore(config.store);
     life.add({ name: 'close store', close: () => store.close() });
+    // WAL checkpoints in a thread of their own, not inside a commit on this event loop (checkpointer.ts).
+    const checkpointer = startCheckpointer(store, log);
+    life.add({ name: 'stop checkpoint thread', close: () => checkpointer.close() });
     if (store.exposure) log.warn({ path: store.path, problem: store.exposure }, 'store folder is readable by other users');
     const recordEvent = (e: Parameters<typeof store.recordModelEvent>[0]) => {
       store.recordModelEvent(e);
@@ -210,6 +214,9 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       life.add({ name: 'close embedded broker', close: () => b.close() });
     }
     const brokerUrl = config.mqtt.url ?? (broker as EmbeddedBroker).url;
+
+    // The sync schedule's longest gap, before connecting: node-cron takes ~50 ms of a cold start for it (upstream.ts).
+    const gapMs = config.sync.targets.length ? longestGapMs(config.sync.schedule) : 0;
 
     // 4. MQTT client: with the embedded broker the agent logs in with the credentials made for this start.
     let markReady: () => void = () => undefined;
@@ -361,7 +368,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
     let syncStopped = false;
     const syncTargets = config.sync.targets.map((t) => createTarget(t, agentId));
     void ready.then(() => {
-      if (!syncStopped) sync = startSync(config.sync, { store, targets: syncTargets, agentId, log, afterRun: () => void retention.check() });
+      if (!syncStopped) sync = startSync(config.sync, { store, targets: syncTargets, agentId, log, afterRun: () => void retention.check(), gapMs });
     });
     life.add({
       name: 'stop upstream sync',
@@ -405,7 +412,7 @@ export async function startAgent(config: FrozenConfig, log: Logger, hooks: Agent
       }),
       events: (limit) => store.modelEvents(limit),
       sync: () => (sync ? sync.status() : null),
-      store: () => retention.status(),
+      store: () => ({ ...retention.status(), wal: checkpointer.status() }),
       broker: () => ({ connected: client.connected, subscribed, url: redactUrl(brokerUrl), ...(results ? { results: { connected: results.connected, clientId: results.clientId } } : {}) }),
       pingWorkers: (timeoutMs) => Promise.all(served.map(async (s) => ({ model: s.name, alive: await s.slot.current.inference.ping(timeoutMs) }))),
       drift: () => drift.status(),

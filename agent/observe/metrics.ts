@@ -183,6 +183,7 @@ export function createMetrics(o: Readonly<MetricsOptions>, deps: { stats: Stats;
   family('edge_agent_store_used_bytes', 'The store\'s pages in use plus its WAL: what the byte budget counts', 'gauge', () => (view ? one(view.store.usedBytes) : []));
   family('edge_agent_store_budget_bytes', 'The store\'s byte budget (store.retention.maxBytes)', 'gauge', () => (view ? one(view.store.maxBytes) : []));
   family('edge_agent_store_full', '1 while the store is at its byte budget', 'gauge', () => (view ? one(view.store.full ? 1 : 0) : []));
+  family('edge_agent_store_wal_behind_pages', 'WAL pages the last checkpoint could not copy into the database file because a reader still needs them (absent while the store checkpoints at commit)', 'gauge', () => (view?.store.wal ? one(view.store.wal.behindPages) : []));
   family('edge_agent_store_disk_free_bytes', 'Free space on the disk holding the store', 'gauge', () => (view?.store.freeDiskBytes != null ? one(view.store.freeDiskBytes) : []));
   family('edge_agent_retention_rows_total', 'Rows retention deleted since the agent started: "expired" (synced, past maxAgeHours), "trimmed" (synced, for the byte budget), "dropped" (NOT synced, for the byte budget: recorded as gaps)', 'counter', () =>
     (view ? ['expired', 'trimmed', 'dropped'].map((action) => ({ labels: { action }, value: st(action) })) : []));

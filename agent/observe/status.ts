@@ -21,8 +21,11 @@ export interface ObserveSources {
   events(limit: number): { at: number; model: string; version: string | null; event: string; reason: string }[];
   /** Upstream sync's state (null before the agent is ready, or when no target is configured). */
   sync(): { running: boolean; targets: { target: string; kinds: { kind: string; backlog: number; oldestUnsyncedSec: number | null; lastError: string | null }[] }[] } | null;
-  /** The store's size, budget and what retention dropped. */
-  store(): { usedBytes: number; maxBytes: number; full: boolean; onFull: string; freeDiskBytes: number | null } & Record<string, unknown>;
+  /**
+   * The store's size, budget and what retention dropped; `wal`: the checkpoint thread's last checkpoint (pages in
+   * the WAL, pages a reader kept it from copying), null while the store checkpoints at commit itself.
+   */
+  store(): { usedBytes: number; maxBytes: number; full: boolean; onFull: string; freeDiskBytes: number | null; wal?: { walPages: number; behindPages: number } | null } & Record<string, unknown>;
   /** The broker connection: connected now, and the subscriptions acknowledged. */
   /** `results`: the results connection's state and client id (absent: results are not published). */
   broker(): { connected: boolean; subscribed: boolean; url: string; results?: { connected: boolean; clientId: string } };

@@ -78,7 +78,9 @@ export interface Store {
   /** Folder modes that let other users read the store (the inbox holds raw payloads), for a warning. */
   readonly exposure: string | null;
   /** What the connection really runs with (asserted in tests, shown by `config check`). */
-  durability(): { journalMode: string; synchronous: string; journalSizeLimit: number };
+  durability(): { journalMode: string; synchronous: string; journalSizeLimit: number; autoCheckpointPages: number };
+  /** Whether this connection checkpoints the WAL at commit (SQLite's default, 1,000 pages); off while checkpointer.ts does it. */
+  autoCheckpoint(on: boolean): void;
   /** Upstream sync's rows, cursors and batches in flight (sync/). */
   readonly sync: SyncRows;
   /** Ground truth: label messages waiting to be joined, joined labels (agent/observe/truth.ts). */
@@ -153,7 +155,9 @@ export function openStore(options: StoreOptions): Store {
       journalSizeLimit: Number(db.pragma('journal_size_limit', { simple: true })),
       journalMode: String(db.pragma('journal_mode', { simple: true })),
       synchronous: ['OFF', 'NORMAL', 'FULL', 'EXTRA'][db.pragma('synchronous', { simple: true }) as number] ?? 'unknown',
+      autoCheckpointPages: Number(db.pragma('wal_autocheckpoint', { simple: true })),
     }),
+    autoCheckpoint: (on) => void (closed || db.pragma(`wal_autocheckpoint = ${on ? 1000 : 0}`)),
     close: () => {
       if (closed) return;
       closed = true;

@@ -14,10 +14,10 @@ test('default durability is WAL + synchronous=NORMAL; FULL when configured', { t
   const dir = tempDir(t);
   assert.equal(storeOptionsSchema.parse({}).synchronous, 'NORMAL');
   const normal = openStore(storeOptionsSchema.parse({ path: join(dir, 'sub', 'n.db') }));
-  assert.deepEqual(normal.durability(), { journalMode: 'wal', synchronous: 'NORMAL', journalSizeLimit: 64 * 1024 * 1024 });
+  assert.deepEqual(normal.durability(), { journalMode: 'wal', synchronous: 'NORMAL', journalSizeLimit: 64 * 1024 * 1024, autoCheckpointPages: 1000 });
   normal.close();
   const full = openStore(storeOptionsSchema.parse({ path: join(dir, 'f.db'), synchronous: 'FULL' }));
-  assert.deepEqual(full.durability(), { journalMode: 'wal', synchronous: 'FULL', journalSizeLimit: 64 * 1024 * 1024 });
+  assert.deepEqual(full.durability(), { journalMode: 'wal', synchronous: 'FULL', journalSizeLimit: 64 * 1024 * 1024, autoCheckpointPages: 1000 });
   full.close();
   const db = new Database(join(dir, 'f.db'));
   assert.equal(db.pragma('user_version', { simple: true }), 9, 'migrations recorded');

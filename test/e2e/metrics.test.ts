@@ -127,6 +127,8 @@ test('/metrics counts what was sent: by subscription and QoS, dead letters by re
   assert.equal(sum(s, 'edge_agent_broker_connected'), 1);
   assert.ok(sum(s, 'process_resident_memory_bytes') > 10e6);
   assert.ok(sum(s, 'edge_agent_store_used_bytes') > 0);
+  // Served only while the checkpoint thread runs (the agent starts it with the store).
+  assert.ok(s.some((x) => x.name === 'edge_agent_store_wal_behind_pages'), 'the WAL checkpoint thread reports');
 
   // promtool's lint prints nothing for a clean text.
   assert.deepEqual(await promtoolCheck(t, ['check', 'metrics'], text), { code: 0, out: '' });
