@@ -4,7 +4,8 @@
 //    agent (a child process) draining the same backlog end to end: decode, inbox, model, SQLite, result published;
 //    for QoS 1 at synchronous=NORMAL and FULL; with its main thread's event-loop delay;
 //  baselines: the no-op relay ceiling and the afternoon baseline (baselines.ts);
-//  live: publish-to-result latency p50/p99 at paced rates;
+//  live: publish-to-result latency p50/p99 at paced rates, steady (after the first second) and of every reading
+//    (BENCH_LIVE_NODE_ARGS: node flags for the agent; BENCH_LIVE_PROF=dir: its CPU profiles);
 //  profile: where a QoS 1 message's time goes on the agent's main thread, by stage, from a CPU profile (profile.ts);
 //  soak: the agent's RSS at a paced rate with /metrics scraped, drift on and sync running (soak.ts);
 //  then Sparkplug B's backlog and latency (sparkplug.ts), the model lifecycle (lifecycle.ts), upstream sync (sync.ts),
@@ -32,7 +33,7 @@ const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1
 const N = Number(process.env.BENCH_MESSAGES ?? (QUICK ? 10000 : 50000));
 const LIVE_RATES = (process.env.BENCH_LIVE_RATES ?? (QUICK ? '5000' : '500,5000')).split(',').map(Number);
 const LIVE_QOS = (process.env.BENCH_LIVE_QOS ?? (QUICK ? '0' : '0,1')).split(',').map(Number) as (0 | 1)[];
-const LIVE_SEC = Number(process.env.BENCH_LIVE_SEC ?? (QUICK ? 2 : 4));
+const LIVE_SEC = Number(process.env.BENCH_LIVE_SEC ?? (QUICK ? 3 : 4));
 /** The RSS figure: a paced QoS 1 load with metrics scraped, drift on and sync running (soak.ts). */
 const SOAK_RATE = Number(process.env.BENCH_SOAK_RATE ?? 10000);
 const SOAK_SEC = Number(process.env.BENCH_SOAK_SEC ?? (QUICK ? 15 : 60));
@@ -142,12 +143,22 @@ async function agentBacklog(url: string, brokerPid: number, qos: 0 | 1, synchron
   return { perSec: N / ((last - start) / 1000), committedPerSec: N / ((committedAt - start) / 1000), eventLoopP99Ms: Number(stopped.eventLoopDelayP99Ms), eventLoopMaxMs: Number(stopped.eventLoopDelayMaxMs), cpu };
 }
 
-/** Paced live load: publish-to-result latency, matched by order (one publisher, one asset, in-order delivery). */
-async function live(url: string, qos: 0 | 1, rate: number): Promise<{ p50: number; p99: number; max: number; sent: number; loopP99: number; loopMax: number; agentP50: number; agentP99: number }> {
+/** The first second of a paced run: the agent's code still cold (V8 compiles it as the readings come). */
+const START_MS = 1000;
+interface LiveRun { p50: number; p99: number; max: number; all99: number; startMax: number; sent: number; loopP99: number; loopMax: number; agentP50: number; agentP99: number }
+
+/**
+ * Paced live load: publish-to-result latency, matched by order (one publisher, one asset, in-order delivery).
+ * p50, p99 and max are of the readings sent after the first second (the steady state); `all99` is the p99 of
+ * every reading and `startMax` the worst of the first second. BENCH_LIVE_PROF=dir: the agent under --cpu-prof.
+ */
+async function live(url: string, qos: 0 | 1, rate: number): Promise<LiveRun> {
   const dir = tempDir(t, 'edge-agent-bench-');
   const dbPath = join(dir, 'live.db');
   const config = writeConfig(dir, agentConfig({ url, dbPath, mqtt: { url, clientId: `bench-live-${qos}-${Date.now()}` }, ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos }] }, publish: { topic: 'plant/{asset}/predictions/{model}', qos }, drift: DRIFT }));
-  const agent = spawnAgent(t, config);
+  const prof = process.env.BENCH_LIVE_PROF;
+  const extraArgs = (process.env.BENCH_LIVE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const agent = spawnAgent(t, config, {}, [...extraArgs, ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`, '--cpu-prof-interval=100'] : [])]);
   await agent.waitForLog('subscribed');
   const watcher = await mqttClient(t, url, { clientId: `bench-live-watch-${Date.now()}` });
   const sentAt: number[] = [];
@@ -174,13 +185,18 @@ async function live(url: string, qos: 0 | 1, rate: number): Promise<{ p50: numbe
   agent.proc.kill('SIGTERM');
   await agent.exited;
   const stopped = agent.logs.find((l) => l.msg === 'agent stopped') ?? {};
-  latencies.sort((a, b) => a - b);
-  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
-  return { p50: q(0.5), p99: q(0.99), max: latencies[latencies.length - 1] ?? NaN, sent: total, loopP99: Number(stopped.eventLoopDelayP99Ms), loopMax: Number(stopped.eventLoopDelayMaxMs), agentP50: Number(stopped.latencyP50Ms), agentP99: Number(stopped.latencyP99Ms) };
+  const steady = latencies.filter((_l, i) => (sentAt[i] as number) - t0 >= START_MS).sort((a, b) => a - b);
+  const startMax = Math.max(...latencies.filter((_l, i) => (sentAt[i] as number) - t0 < START_MS));
+  const q = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
+  const all = [...latencies].sort((a, b) => a - b);
+  return {
+    p50: q(steady, 0.5), p99: q(steady, 0.99), max: steady[steady.length - 1] ?? NaN, all99: q(all, 0.99), startMax, sent: total,
+    loopP99: Number(stopped.eventLoopDelayP99Ms), loopMax: Number(stopped.eventLoopDelayMaxMs), agentP50: Number(stopped.latencyP50Ms), agentP99: Number(stopped.latencyP99Ms),
+  };
 }
 
 /** The issue's goals (issue 10), each a ratio or figure from this run. */
-interface Goals { c0?: number; c1?: number; a0?: AgentRun; a1?: AgentRun; relay?: number; p99at5k?: number; soak?: SoakFigures }
+interface Goals { c0?: number; c1?: number; a0?: AgentRun; a1?: AgentRun; relay?: number; live5k?: LiveRun; soak?: SoakFigures }
 
 async function main(): Promise<void> {
   // BENCH_MOSQUITTO='max_inflight_messages 100;...' adds lines to the test broker's config.
@@ -241,13 +257,14 @@ async function main(): Promise<void> {
     for (const r of cpuRows) console.log(r);
   }
   if (sections.includes('live')) {
-    console.log(`\nPublish-to-result latency, paced for ${LIVE_SEC} s (publisher, broker, agent, result subscriber on this machine)\n`);
-    console.log('| QoS | msg/s | p50 (ms) | p99 (ms) | max (ms) | in the agent p50 / p99 (ms) | agent event-loop delay p99 / max (ms) |\n|---|---|---|---|---|---|---|');
+    console.log(`\nPublish-to-result latency, paced for ${LIVE_SEC} s (publisher, broker, agent, result subscriber on this machine).`);
+    console.log(`p50, p99, max: readings sent after the first ${START_MS / 1000} s (steady); then the p99 of all and the worst of the first second (the agent's code still cold); the agent's own figures are of the whole run.\n`);
+    console.log('| QoS | msg/s | p50 (ms) | p99 (ms) | max (ms) | p99 of all (ms) | first second, max (ms) | in the agent p50 / p99 (ms) | agent event-loop delay p99 / max (ms) |\n|---|---|---|---|---|---|---|---|---|');
     for (const rate of LIVE_RATES) {
       for (const qos of LIVE_QOS) {
         const l = await live(await fresh(), qos, rate);
-        if (qos === 0 && rate === 5000) goals.p99at5k = l.p99;
-        console.log(`| ${qos} | ${f(rate)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.max)} | ${ms(l.agentP50)} / ${ms(l.agentP99)} | ${ms(l.loopP99)} / ${ms(l.loopMax)} |`);
+        if (qos === 0 && rate === 5000) goals.live5k = l;
+        console.log(`| ${qos} | ${f(rate)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.max)} | ${ms(l.all99)} | ${ms(l.startMax)} | ${ms(l.agentP50)} / ${ms(l.agentP99)} | ${ms(l.loopP99)} / ${ms(l.loopMax)} |`);
       }
     }
   }
@@ -280,7 +297,8 @@ function printGoals(g: Goals): void {
   console.log(`| QoS 1 backlog, committed (synchronous=NORMAL), of the no-op QoS 1 ceiling | ${pct(g.a1?.committedPerSec, g.c1)} | ≥ 50 % |`);
   console.log(`| QoS 1 backlog, end to end, of the no-op relay ceiling | ${pct(g.a1?.perSec, g.relay)} | ≥ 60 % |`);
   console.log(`| QoS 0 backlog, committed, of the no-op QoS 0 ceiling | ${pct(g.a0?.committedPerSec, g.c0)} | ≥ 70 % |`);
-  console.log(`| publish → result p99 at 5,000 msg/s, QoS 0 | ${g.p99at5k === undefined ? '—' : `${g.p99at5k.toFixed(1)} ms`} | ≤ 10 ms |`);
+  const l = g.live5k;
+  console.log(`| publish → result p99 at 5,000 msg/s, QoS 0 | ${l === undefined ? '—' : `${l.p99.toFixed(1)} ms after the first second (all readings: ${l.all99.toFixed(1)} ms; first second at most ${l.startMax.toFixed(0)} ms)`} | ≤ 10 ms |`);
   console.log(`| RSS, steady, at ${s ? `${s.rate.toLocaleString("en-US")} msg/s QoS ${s.qos} for ${s.sec} s` : "a paced rate"} (metrics, drift and sync running) | ${s ? `${s.firstMb.toFixed(0)} → ${s.lastMb.toFixed(0)} MB (max ${s.maxMb.toFixed(0)}, ${s.slopeMbPerMin >= 0 ? '+' : ''}${s.slopeMbPerMin.toFixed(2)} MB/min over the second half; ${s.behind ? 'fell behind' : 'kept up'})` : '—'} | ≤ 150 MB, no growth |`);
   console.log(`| event-loop delay p99 during a flat-out drain | ${loop.length ? `${Math.max(...loop).toFixed(1)} ms` : '—'} | ≤ 10 ms |`);
 }
