@@ -97,3 +97,50 @@ test('under a steady load whose queue never empties, the sender lets go of the m
   assert.equal(sender.counts.sent, TURNS * 300);
   assert.equal(sender.held, 0);
 });
+
+test('while a frozen broker keeps the socket full, at most 256 kB wait in it and the sender waits on one drain listener, not one per message; all arrive after', { timeout: 90000 }, async (t) => {
+  const broker = await startMosquitto(t);
+  t.after(() => void broker.proc.kill('SIGCONT'));
+  const got = new Set<number>();
+  const watcher = await mqttClient(t, broker.url);
+  watcher.on('message', (_topic, payload) => void got.add((JSON.parse(payload.toString()) as { id: number }).id));
+  await watcher.subscribeAsync('plant/+/predictions/#', { qos: 1 });
+  const client = await mqttClient(t, broker.url);
+  const stream = client.stream as unknown as { cork(): void; uncork(): void; writableNeedDrain: boolean; writableLength: number; listenerCount(e: string): number };
+  const cork = () => {
+    stream.cork();
+    return () => stream.uncork();
+  };
+  const sender = createSender(publishOptionsSchema.parse({ qos: 0 }), client, cork, (err) => assert.fail(err));
+  const one = createOutgoing(false, () => assert.fail('no invalid topic here'));
+  // About 2.3 kB a result: the loopback socket's buffers (a few MB) fill long before 8,000 of them are written.
+  const big = (id: number): Result => ({ ...result(id), sourceTopic: `plant/m/${'x'.repeat(2000)}` });
+  const N = 8000;
+  broker.proc.kill('SIGSTOP');
+  let most = 0;
+  let buffered = 0;
+  const sample = () => {
+    most = Math.max(most, stream.listenerCount('drain'));
+    buffered = Math.max(buffered, stream.writableLength);
+  };
+  for (let turn = 0; turn < N / 200; turn++) {
+    sender.send(one(Array.from({ length: 200 }, (_, i) => big(turn * 200 + i))));
+    sample();
+    await new Promise((r) => setImmediate(r));
+    sample();
+  }
+  await waitFor('the socket to be full', () => stream.writableNeedDrain, 20000);
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setImmediate(r));
+    sample();
+  }
+  // The README's bound: 256 kB waiting in the socket, and at most one more message over it.
+  assert.ok(buffered <= 256 * 1024 + 4096, `${buffered} bytes waited in the socket`);
+  assert.ok(sender.pending > 0, 'results wait behind the full socket');
+  // mqtt.js would add one per publish handed over while the socket is full: hundreds to thousands.
+  assert.ok(most <= 3, `at most ${most} 'drain' listeners`);
+  broker.proc.kill('SIGCONT');
+  await sender.settled();
+  assert.equal(sender.counts.sent, N);
+  await waitFor(`${N} results at the subscriber`, () => got.size === N, 60000);
+});
