@@ -123,7 +123,7 @@ async function agentBacklog(url: string, brokerPid: number, qos: 0 | 1, synchron
     last = Date.now();
   });
   await watcher.subscribeAsync('plant/+/predictions/#', { qos });
-  const agent = spawnAgent(t, config);
+  const agent = spawnAgent(t, config, {}, (process.env.BENCH_DRAIN_NODE_ARGS ?? '').split(' ').filter(Boolean));
   const connected = await agent.waitForLog('connected to broker');
   const pid = agent.proc.pid as number;
   const [agent0, broker0, self0] = [cpuTicks(pid), cpuTicks(brokerPid), process.cpuUsage()];
