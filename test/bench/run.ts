@@ -1,6 +1,6 @@
 // Benchmark (`npm run bench`; `npm run bench -- --quick` for the goals only, in under two minutes): prints figures,
 // asserts nothing. On a real mosquitto, by BENCH_SECTIONS (all by default):
-//  throughput: the no-op mqtt.js subscriber draining a backlog of N readings (QoS 0 and QoS 1, the ceilings), then the
+//  throughput (BENCH_DRAIN_NODE_ARGS: node flags for the draining agents): the no-op mqtt.js subscriber draining a backlog of N readings (QoS 0 and QoS 1, the ceilings), then the
 //    agent (a child process) draining the same backlog end to end: decode, inbox, model, SQLite, result published;
 //    for QoS 1 at synchronous=NORMAL and FULL; with its main thread's event-loop delay;
 //  baselines: the no-op relay ceiling and the afternoon baseline (baselines.ts);
