@@ -11,7 +11,8 @@
 //  then Sparkplug B's backlog and latency (sparkplug.ts), the model lifecycle (lifecycle.ts), upstream sync (sync.ts),
 //  the drift monitor's cost per row (drift.ts; BENCH_DRIFT=off runs the agents above without it), what /metrics
 //  costs (metrics.ts), the windowed and tags payload styles (styles.ts), fairness under a flood (fairness.ts).
-// Last, issue 10's goals as measured in this run.
+// Last, issue 10's goals as measured in this run. Node processes started here get the systemd unit's NODE_OPTIONS
+// (BENCH_NODE_OPTIONS overrides them).
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,7 +27,7 @@ import { stylesBench } from './styles.js';
 import { naiveBaseline, relayCeiling } from './baselines.js';
 import { printStages, profileBench } from './profile.js';
 import { soakBench, type SoakFigures } from './soak.js';
-import { agentConfig, countRows, mqttClient, readingPayload, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
+import { agentConfig, countRows, mqttClient, readingPayload, repoRoot, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
 /** `npm run bench -- --quick` (or BENCH_QUICK=1): the goals' figures only, on smaller loads, in under two minutes. */
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -212,7 +213,11 @@ async function main(): Promise<void> {
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   const ms = (n: number) => n.toFixed(1);
   const started = performance.now();
-  console.log(`edge-agent bench${QUICK ? ' --quick' : ''} — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, drift ${DRIFT.enabled ? 'on' : 'off'}, node ${process.version}, ${new Date().toISOString()}`);
+  // The agents (and every other node process started from here) run with the systemd unit's NODE_OPTIONS, as the
+  // service does; BENCH_NODE_OPTIONS overrides them ('' for node's defaults).
+  const unitOptions = /^Environment=NODE_OPTIONS=(.*)$/m.exec(readFileSync(join(repoRoot, 'systemd', 'edge-agent.service'), 'utf8'))?.[1] ?? '';
+  process.env.NODE_OPTIONS = process.env.BENCH_NODE_OPTIONS ?? unitOptions;
+  console.log(`edge-agent bench${QUICK ? ' --quick' : ''} — ${N} readings per backlog, demo model (bearing-health), mosquitto on loopback${extra.length ? ` (${extra.join('; ')})` : ''}, drift ${DRIFT.enabled ? 'on' : 'off'}, node ${process.version}, agents' NODE_OPTIONS "${process.env.NODE_OPTIONS}", ${new Date().toISOString()}`);
   // BENCH_SECTIONS=lifecycle,sync runs only those figures; BENCH_SWAPS sets how many swaps the RSS figure takes.
   const sections = (process.env.BENCH_SECTIONS ?? (QUICK ? 'throughput,baselines,live,profile,soak' : 'throughput,baselines,live,profile,soak,sparkplug,lifecycle,sync,drift,metrics,styles,fairness')).split(',');
   const goals: Goals = {};
