@@ -240,6 +240,15 @@ export function createSender(
     return true;
   };
 
+  /** A message is done: sent (QoS 0: handed to the socket; QoS 1/2: acknowledged) or failed. */
+  const done = (m: Outgoing, err?: Error | null) => {
+    if (err) {
+      counts.failed += m.results;
+      onError(err);
+    } else counts.sent += m.results;
+    onProgress();
+  };
+
   let budget = PER_TURN;
   const pump = () => {
     if (!corked && head < queue.length && inFlight < IN_FLIGHT) {
@@ -261,14 +270,11 @@ export function createSender(
         // No callback: for each QoS 0 publish written while the socket's buffer is past its high-water mark,
         // mqtt.js adds a 'drain' listener for it, and each listener's removal scans all the others (measured:
         // one 'drain' took 166 ms of the event loop at the end of a QoS 0 drain). Sent once handed to the socket.
-        if (client.disconnecting) {
-          counts.failed += m.results;
-          onError(new Error('client disconnecting'));
-        } else {
+        if (client.disconnecting) done(m, new Error('client disconnecting'));
+        else {
           client.publish(m.topic, m.payload, { qos: 0, retain: options.retain });
-          counts.sent += m.results;
+          done(m);
         }
-        onProgress();
         continue;
       }
       inFlight++;
@@ -276,11 +282,7 @@ export function createSender(
       client.publish(m.topic, m.payload, { qos: options.qos, retain: options.retain }, (err) => {
         inFlight--;
         inFlightResults -= m.results;
-        if (err) {
-          counts.failed += m.results;
-          onError(err);
-        } else counts.sent += m.results;
-        onProgress();
+        done(m, err);
         pump();
       });
     }

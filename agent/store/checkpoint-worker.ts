@@ -19,7 +19,7 @@ const db = new Database(init.path, { fileMustExist: true });
 // The checkpoint's syncs follow this connection's setting: the same as the store's, so FULL stays FULL.
 db.pragma(`synchronous = ${init.synchronous}`);
 let failing: string | null = null;
-let last = '';
+let last = { walPages: -1, behindPages: -1 };
 // Test-only fault injection, unset in production: EDGE_AGENT_TEST_CHECKPOINT_FAIL=N makes the first N
 // checkpoints throw; EDGE_AGENT_TEST_CHECKPOINT_EXIT_AFTER=N ends this thread at its N+1th.
 let failFirst = Number(process.env.EDGE_AGENT_TEST_CHECKPOINT_FAIL ?? 0);
@@ -33,9 +33,10 @@ const timer = setInterval(() => {
     const [r] = db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
     const walPages = Math.max(0, r?.log ?? 0);
     const behindPages = Math.max(0, walPages - Math.max(0, r?.checkpointed ?? 0));
-    const now = `${walPages}/${behindPages}`;
-    if (now !== last || failing !== null) port.postMessage({ kind: 'done', walPages, behindPages, recovered: failing !== null } satisfies CheckpointReport);
-    last = now;
+    if (walPages !== last.walPages || behindPages !== last.behindPages || failing !== null) {
+      port.postMessage({ kind: 'done', walPages, behindPages, recovered: failing !== null } satisfies CheckpointReport);
+    }
+    last = { walPages, behindPages };
     failing = null;
   } catch (err) {
     const message = (err as Error).message;

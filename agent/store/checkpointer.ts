@@ -17,7 +17,7 @@ export interface Checkpointer {
   readonly alive: boolean;
   /** The last checkpoint: pages in the WAL, and those it could not copy yet because a reader still needs them. */
   status(): { walPages: number; behindPages: number } | null;
-  /** Ends the thread (after the checkpoint under way, if any) and gives the checkpoints back to the store. */
+  /** Ends the thread (after the checkpoint under way, if any); its exit gives the checkpoints back to the store. */
   close(): Promise<void>;
 }
 
@@ -56,7 +56,6 @@ export function startCheckpointer(store: Store, log: Logger, everyMs = CHECKPOIN
       const timer = setTimeout(() => void worker.terminate(), 2000);
       await exited;
       clearTimeout(timer);
-      fallBack('closed');
     },
   };
 }

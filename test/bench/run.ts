@@ -5,7 +5,7 @@
 //    for QoS 1 at synchronous=NORMAL and FULL; with its main thread's event-loop delay;
 //  baselines: the no-op relay ceiling and the afternoon baseline (baselines.ts);
 //  live: publish-to-result latency p50/p99 at paced rates, steady (after the first second) and of every reading
-//    (BENCH_LIVE_NODE_ARGS: node flags for the agent; BENCH_LIVE_PROF=dir: its CPU profiles);
+//    (BENCH_LIVE_NODE_ARGS: node flags for the agent, e.g. --cpu-prof --cpu-prof-dir=dir);
 //  profile: where a QoS 1 message's time goes on the agent's main thread, by stage, from a CPU profile (profile.ts);
 //  soak: the agent's RSS at a paced rate with /metrics scraped, drift on and sync running (soak.ts);
 //  then Sparkplug B's backlog and latency (sparkplug.ts), the model lifecycle (lifecycle.ts), upstream sync (sync.ts),
@@ -27,7 +27,7 @@ import { stylesBench } from './styles.js';
 import { naiveBaseline, relayCeiling } from './baselines.js';
 import { printStages, profileBench } from './profile.js';
 import { soakBench, type SoakFigures } from './soak.js';
-import { agentConfig, countRows, mqttClient, readingPayload, repoRoot, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
+import { agentConfig, countRows, mqttClient, nodeArgsFrom, readingPayload, repoRoot, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
 /** `npm run bench -- --quick` (or BENCH_QUICK=1): the goals' figures only, on smaller loads, in under two minutes. */
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -124,7 +124,7 @@ async function agentBacklog(url: string, brokerPid: number, qos: 0 | 1, synchron
     last = Date.now();
   });
   await watcher.subscribeAsync('plant/+/predictions/#', { qos });
-  const agent = spawnAgent(t, config, {}, (process.env.BENCH_DRAIN_NODE_ARGS ?? '').split(' ').filter(Boolean));
+  const agent = spawnAgent(t, config, {}, nodeArgsFrom('BENCH_DRAIN_NODE_ARGS'));
   const connected = await agent.waitForLog('connected to broker');
   const pid = agent.proc.pid as number;
   const [agent0, broker0, self0] = [cpuTicks(pid), cpuTicks(brokerPid), process.cpuUsage()];
@@ -151,15 +151,13 @@ interface LiveRun { p50: number; p99: number; max: number; all99: number; startM
 /**
  * Paced live load: publish-to-result latency, matched by order (one publisher, one asset, in-order delivery).
  * p50, p99 and max are of the readings sent after the first second (the steady state); `all99` is the p99 of
- * every reading and `startMax` the worst of the first second. BENCH_LIVE_PROF=dir: the agent under --cpu-prof.
+ * every reading and `startMax` the worst of the first second.
  */
 async function live(url: string, qos: 0 | 1, rate: number): Promise<LiveRun> {
   const dir = tempDir(t, 'edge-agent-bench-');
   const dbPath = join(dir, 'live.db');
   const config = writeConfig(dir, agentConfig({ url, dbPath, mqtt: { url, clientId: `bench-live-${qos}-${Date.now()}` }, ingest: { subscriptions: [{ topic: 'plant/+/bearing', qos }] }, publish: { topic: 'plant/{asset}/predictions/{model}', qos }, drift: DRIFT }));
-  const prof = process.env.BENCH_LIVE_PROF;
-  const extraArgs = (process.env.BENCH_LIVE_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const agent = spawnAgent(t, config, {}, [...extraArgs, ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`, '--cpu-prof-interval=100'] : [])]);
+  const agent = spawnAgent(t, config, {}, nodeArgsFrom('BENCH_LIVE_NODE_ARGS'));
   await agent.waitForLog('subscribed');
   const watcher = await mqttClient(t, url, { clientId: `bench-live-watch-${Date.now()}` });
   const sentAt: number[] = [];

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { agentConfig, mqttClient, readingPayload, spawnAgent, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
+import { agentConfig, mqttClient, nodeArgsFrom, readingPayload, spawnAgent, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
 export interface SoakFigures { rate: number; sec: number; qos: 0 | 1; firstMb: number; lastMb: number; maxMb: number; slopeMbPerMin: number; behind: boolean; sent: number; results: number; synced: number; heap: Record<string, number> }
 
@@ -57,7 +57,7 @@ export async function soakBench(t: Teardown, url: string, o: { rate: number; sec
     publish: { topic: 'plant/{asset}/predictions/{model}', qos: o.qos }, http: { port: 0 }, drift: { enabled: true },
     sync: { schedule: '*/5 * * * *', earlyAtRows: 20_000, targets: process.env.BENCH_SOAK_SYNC === 'off' ? [] : [{ type: 'http', name: 'soak', url: sink }] },
   }));
-  const agent = spawnAgent(t, config, {}, (process.env.BENCH_SOAK_NODE_ARGS ?? '').split(' ').filter(Boolean));
+  const agent = spawnAgent(t, config, {}, nodeArgsFrom('BENCH_SOAK_NODE_ARGS'));
   const metricsUrl = `${String((await agent.waitForLog('http listening', 60_000)).url).replace(/\/$/, '')}/metrics`;
   await agent.waitForLog('subscribed');
   const pid = agent.proc.pid as number;

@@ -203,6 +203,9 @@ export interface AgentProcess {
 
 /** The agent as a real child process (`edge-agent run --config FILE`). */
 /** `nodeArgs`: flags for node itself (e.g. --cpu-prof, which NODE_OPTIONS does not take). */
+/** Node flags from an environment variable, space-separated (the bench's BENCH_*_NODE_ARGS). */
+export const nodeArgsFrom = (name: string): string[] => (process.env[name] ?? '').split(' ').filter(Boolean);
+
 export function spawnAgent(t: Teardown, configPath: string, env: NodeJS.ProcessEnv = {}, nodeArgs: readonly string[] = []): AgentProcess {
   const child = spawnChild(t, process.execPath, [...nodeArgs, cliPath, 'run', '--config', configPath], { env: { ...process.env, ...env } });
   const { proc } = child;
