@@ -10,6 +10,7 @@ import { loadConfig } from './config.js';
 import { runDemo } from './demo.js';
 import { EdgeError, isEdgeError } from './errors.js';
 import { createLogger } from './log.js';
+import { limitHeapGrowth } from './heap.js';
 import { brokerUrlSchema } from './ingest/mqtt.js';
 import { redactUrl } from './redact.js';
 import { fitProblems, servedModelNames, startAgent, type Agent } from './pipeline.js';
@@ -75,8 +76,11 @@ function positiveNumber(name: string, v: string | undefined, fallback: number, i
 }
 
 async function cmdRun(configPath: string): Promise<void> {
+  // Before any worker thread starts: V8's flags are the process's, and the workers take them at their start.
+  const heapGrowingPercent = limitHeapGrowth();
   const config = loadConfig(configPath);
   const log = createLogger(config.log);
+  if (heapGrowingPercent !== null) log.info({ heapGrowingPercent }, 'heap growth limited');
   // systemd's notify protocol (only under systemd): started before the agent so that EXTEND_TIMEOUT_USEC
   // covers loading the models.
   const notifier = createNotifier(log, process.env, { maxSyncLagSec: config.http.maxSyncLagSec });

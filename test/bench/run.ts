@@ -275,8 +275,8 @@ async function main(): Promise<void> {
   if (sections.includes('soak')) {
     const k = (goals.soak = await soakBench(t, await fresh(), { rate: SOAK_RATE, sec: SOAK_SEC, qos: SOAK_QOS }));
     console.log(`\nSteady load: ${f(k.rate)} QoS ${k.qos} readings/s for ${k.sec} s (/metrics scraped every 5 s, drift on, sync to a local HTTP receiver)\n`);
-    console.log('| readings sent | results received | rows synced | agent RSS after the first tenth / at the end / max (MB) | RSS slope over the second half |\n|---|---|---|---|---|');
-    console.log(`| ${f(k.sent)} | ${f(k.results)}${k.behind ? ' (fell behind)' : ''} | ${f(k.synced)} | ${k.firstMb.toFixed(0)} / ${k.lastMb.toFixed(0)} / ${k.maxMb.toFixed(0)} | ${k.slopeMbPerMin.toFixed(2)} MB/min |`);
+    console.log('| readings sent | results received | rows synced | agent RSS after the first tenth / at the end / max (MB) | at the end: anonymous / file-backed (MB) | RSS slope over the second half | agent CPU per reading (µs, all threads) |\n|---|---|---|---|---|---|---|');
+    console.log(`| ${f(k.sent)} | ${f(k.results)}${k.behind ? ' (fell behind)' : ''} | ${f(k.synced)} | ${k.firstMb.toFixed(0)} / ${k.lastMb.toFixed(0)} / ${k.maxMb.toFixed(0)} | ${k.anonMb.toFixed(0)} / ${k.fileMb.toFixed(0)} | ${k.slopeMbPerMin.toFixed(2)} MB/min | ${k.cpuUsPerReading.toFixed(0)} |`);
     console.log(`\nAt the last scrape (MB): ${Object.entries(k.heap).map(([name, mb]) => `${name} ${mb.toFixed(0)}`).join(', ')}`);
   }
   if (sections.includes('sparkplug')) await sparkplugBench(t, await fresh(), { n: N, rates: LIVE_RATES, sec: LIVE_SEC, drift: DRIFT });

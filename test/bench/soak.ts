@@ -12,12 +12,31 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { agentConfig, mqttClient, nodeArgsFrom, readingPayload, spawnAgent, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
-export interface SoakFigures { rate: number; sec: number; qos: 0 | 1; firstMb: number; lastMb: number; maxMb: number; slopeMbPerMin: number; behind: boolean; sent: number; results: number; synced: number; heap: Record<string, number> }
+export interface SoakFigures {
+  rate: number; sec: number; qos: 0 | 1; firstMb: number; lastMb: number; maxMb: number; slopeMbPerMin: number; behind: boolean; sent: number; results: number; synced: number;
+  heap: Record<string, number>;
+  /** The agent's CPU (all threads) per reading sent, in µs; its RSS at the end split into anonymous and file-backed pages (MB). */
+  cpuUsPerReading: number; anonMb: number; fileMb: number;
+}
 
 /** A process's resident set (VmRSS) in MB. */
 export function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** A process's CPU time over all its threads, those that ended included, in µs (/proc/<pid>/stat, ticks of 1/100 s). */
+function cpuUs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10_000;
+}
+
+/** A process's resident pages split: anonymous (heaps, malloc) and file-backed (code, mapped libraries), MB. */
+function rssSplitMb(pid: number): { anonMb: number; fileMb: number } {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(text)?.[1] ?? NaN) / 1024;
+  return { anonMb: kb('RssAnon'), fileMb: kb('RssFile') + kb('RssShmem') };
 }
 
 /** Least-squares slope of y over x. */
@@ -76,6 +95,7 @@ export async function soakBench(t: Teardown, url: string, o: { rate: number; sec
   const total = o.rate * o.sec;
   const perTick = Math.max(1, Math.round(o.rate / 100));
   let sent = 0;
+  const cpu0 = cpuUs(pid);
   const t0 = performance.now();
   let nextSample = 0;
   while (sent < total) {
@@ -95,6 +115,8 @@ export async function soakBench(t: Teardown, url: string, o: { rate: number; sec
   clearInterval(scrape);
   const behind = await waitFor('the soak results', () => results >= total, 30_000, 50).then(() => false, () => true);
   samples.push([(performance.now() - t0) / 1000, rssMb(pid)]);
+  const cpuUsPerReading = (cpuUs(pid) - cpu0) / sent;
+  const split = rssSplitMb(pid);
   agent.proc.kill('SIGTERM');
   await agent.exited;
   await pub.endAsync();
@@ -104,5 +126,6 @@ export async function soakBench(t: Teardown, url: string, o: { rate: number; sec
   return {
     rate: o.rate, sec: o.sec, qos: o.qos, firstMb: (warm[0] ?? samples[0] ?? [0, NaN])[1], lastMb: (samples[samples.length - 1] as [number, number])[1],
     maxMb: Math.max(...samples.map(([, y]) => y)), slopeMbPerMin: slope(second) * 60, behind, sent, results, synced, heap,
+    cpuUsPerReading, ...split,
   };
 }

@@ -1,4 +1,5 @@
-// Readiness: the agent says "agent ready" only once the broker has acknowledged its subscriptions.
+// Readiness: the agent says "agent ready" only once the broker has acknowledged its subscriptions; before
+// anything else, it limits V8's heap growth.
 // (mosquitto 2.0 grants subscriptions its ACL denies and filters delivery instead, so a refused SUBACK
 // cannot be produced with it here.)
 
@@ -16,4 +17,7 @@ test('"agent ready" comes after the broker granted the subscriptions', { timeout
   const order = agent.logs.map((l) => l.msg);
   assert.ok(order.indexOf('subscribed') >= 0 && order.indexOf('subscribed') < order.indexOf('agent ready'), order.join(' | '));
   assert.ok(order.indexOf('agent started') < order.indexOf('agent ready'));
+  // Set before the worker threads start (agent/heap.ts; its effect: test/agent/heap.test.ts).
+  assert.equal(agent.logs.find((l) => l.msg === 'heap growth limited')?.heapGrowingPercent, 50);
+  assert.ok(order.indexOf('heap growth limited') < order.indexOf('agent started'));
 });
