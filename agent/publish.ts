@@ -35,6 +35,11 @@ export const publishOptionsSchema = z
      */
     maxPendingResults: z.number().int().min(1).default(100000),
     /**
+     * The same bound in bytes of the waiting messages' payloads: whichever is reached first. 100,000 results of
+     * about 700 bytes took about 75 MB of the agent's heap (10,000 readings/s on a box that could not publish them).
+     */
+    maxPendingBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+    /**
      * true: one message per batch and result topic, a JSON array of the results (for consumers that take them:
      * far fewer messages for the broker); false: one message per reading.
      */
@@ -97,6 +102,8 @@ function resultJson(r: Result): Record<string, unknown> {
 export interface Outgoing {
   topic: string;
   payload: string;
+  /** The payload's size in bytes (UTF-8), for publish.maxPendingBytes. */
+  bytes: number;
   /** The first result's id and asset (for the log line when it is skipped or refused). */
   id: number;
   asset: string;
@@ -133,14 +140,20 @@ export function createOutgoing(batch: boolean, onInvalid: (r: Result, topic: str
         continue;
       }
       if (!byTopic) {
-        out.push({ topic: t.topic, payload: resultPayload(r), id: r.id, asset: r.asset, results: 1 });
+        const payload = resultPayload(r);
+        out.push({ topic: t.topic, payload, bytes: Buffer.byteLength(payload), id: r.id, asset: r.asset, results: 1 });
         continue;
       }
       const g = byTopic.get(t.topic);
       if (g) g.items.push(resultJson(r));
       else byTopic.set(t.topic, { first: r, items: [resultJson(r)] });
     }
-    if (byTopic) for (const [topic, g] of byTopic) out.push({ topic, payload: JSON.stringify(g.items), id: g.first.id, asset: g.first.asset, results: g.items.length });
+    if (byTopic) {
+      for (const [topic, g] of byTopic) {
+        const payload = JSON.stringify(g.items);
+        out.push({ topic, payload, bytes: Buffer.byteLength(payload), id: g.first.id, asset: g.first.asset, results: g.items.length });
+      }
+    }
     return out;
   };
 }
@@ -183,11 +196,12 @@ const COMPACT_AT = 1024;
 
 /**
  * The sending end, on the results connection: a queue of messages, at most PER_TURN handed to mqtt.js per turn
- * (one corked write), at most IN_FLIGHT awaiting acknowledgement; past maxPendingResults results the oldest
- * queued messages are skipped (counted, `onSkip`; their predictions are in the store).
+ * (one corked write), at most IN_FLIGHT awaiting acknowledgement; past maxPendingResults results, or past
+ * maxPendingBytes of payload waiting in the queue, the oldest queued messages are skipped (counted, `onSkip`;
+ * their predictions are in the store).
  */
 export function createSender(
-  options: Pick<PublishOptions, 'qos' | 'retain' | 'maxPendingResults'>,
+  options: Pick<PublishOptions, 'qos' | 'retain' | 'maxPendingResults'> & Partial<Pick<PublishOptions, 'maxPendingBytes'>>,
   client: MqttClient,
   cork: () => () => void,
   onError: (err: Error) => void,
@@ -201,9 +215,21 @@ export function createSender(
   let inFlight = 0;
   let inFlightResults = 0;
   let queuedResults = 0;
+  /** Payload bytes of the messages waiting in the queue (not those handed to mqtt.js). */
+  let queuedBytes = 0;
+  const maxBytes = options.maxPendingBytes ?? Infinity;
   let waiters: (() => void)[] = [];
   const counts: SenderCounts = { sent: 0, skipped: 0, invalid: 0, failed: 0 };
   const pending = () => inFlightResults + queuedResults;
+
+  /** The oldest waiting message, taken off the queue: its slot lets go of it at once (compact() shortens the array). */
+  const take = (): Outgoing => {
+    const m = queue[head] as Outgoing;
+    queue[head++] = undefined as unknown as Outgoing;
+    queuedResults -= m.results;
+    queuedBytes -= m.bytes;
+    return m;
+  };
 
   /**
    * Lets go of the messages already taken from the queue. Under a steady load the queue may never empty
@@ -264,8 +290,7 @@ export function createSender(
     }
     while (budget > 0 && inFlight < IN_FLIGHT && head < queue.length && !socketFull()) {
       budget--;
-      const m = queue[head++] as Outgoing;
-      queuedResults -= m.results;
+      const m = take();
       if (options.qos === 0) {
         // No callback: for each QoS 0 publish written while the socket's buffer is past its high-water mark,
         // mqtt.js adds a 'drain' listener for it, and each listener's removal scans all the others (measured:
@@ -298,11 +323,11 @@ export function createSender(
       for (const m of messages) {
         queue.push(m);
         queuedResults += m.results;
+        queuedBytes += m.bytes;
       }
       pump();
-      while (pending() > options.maxPendingResults && head < queue.length) {
-        const m = queue[head++] as Outgoing;
-        queuedResults -= m.results;
+      while ((pending() > options.maxPendingResults || queuedBytes > maxBytes) && head < queue.length) {
+        const m = take();
         counts.skipped += m.results;
         onSkip(m);
         onProgress();
@@ -320,9 +345,17 @@ export function createSender(
     get pending() {
       return pending();
     },
-    /** Messages the queue still references (taken ones included until it is compacted): for the tests. */
+    /** The queue's slots, those of messages taken already included until it is compacted: for the tests. */
     get held() {
       return queue.length;
+    },
+    /** Messages the queue still holds on to (a taken message's slot is emptied): for the tests. */
+    get referenced() {
+      return queue.reduce((n, m) => (m ? n + 1 : n), 0);
+    },
+    /** Payload bytes of the messages waiting in the queue: for the tests. */
+    get queuedBytes() {
+      return queuedBytes;
     },
     counts,
   };

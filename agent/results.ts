@@ -38,7 +38,7 @@ export function startResults(url: string, mqtt: Omit<MqttOptions, 'embedded'>, o
   client.on('offline', () => rlog.warn({ url, clientId }, 'results connection lost; reconnecting'));
   const limited = createRateLimitedLog(10_000);
   const sender = createSender(options, client, corkClient(client), (err) => limited('error', (suppressed) => log.warn({ err: err.message, failedSinceLast: suppressed }, 'result publish failed')), (m) =>
-    limited('skip', (suppressed) => log.warn({ id: m.id, asset: m.asset, skippedSinceLast: suppressed, maxPendingResults: options.maxPendingResults }, 'result not published: too many pending (the prediction is stored)')),
+    limited('skip', (suppressed) => log.warn({ id: m.id, asset: m.asset, skippedSinceLast: suppressed, maxPendingResults: options.maxPendingResults, maxPendingBytes: options.maxPendingBytes }, 'result not published: too many pending (the prediction is stored)')),
   );
   const outgoing = createOutgoing(options.batch, (r, topic, problem) => {
     sender.refused(1);

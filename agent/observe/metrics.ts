@@ -95,7 +95,7 @@ export function createMetrics(o: Readonly<MetricsOptions>, deps: { stats: Stats;
   family('edge_agent_messages_replayed_total', 'Inbox rows an unclean stop left, replayed at this start', 'counter', () => one(c.replayed));
   family('edge_agent_results_published_total', 'Results published on the result topic and acknowledged by the broker', 'counter', () => one(stats.gauges.resultsSent()));
   family('edge_agent_results_pending', 'Results published and not yet acknowledged by the broker', 'gauge', () => one(stats.gauges.resultsPending()));
-  family('edge_agent_results_skipped_total', 'Results not published because publish.maxPendingResults were pending (the prediction is stored)', 'counter', () => one(stats.gauges.resultsSkipped()));
+  family('edge_agent_results_skipped_total', 'Results not published because publish.maxPendingResults results or publish.maxPendingBytes bytes were pending (the prediction is stored)', 'counter', () => one(stats.gauges.resultsSkipped()));
   family('edge_agent_results_invalid_topic_total', 'Results not published because a broker would reject their topic (the prediction is stored)', 'counter', () => one(stats.gauges.resultsInvalid()));
   family('edge_agent_message_latency_seconds', 'In-agent latency per prediction: from the message taken from the broker to its batch committed and its result handed to MQTT', 'histogram', () => {
     const h = stats.latencyHistogram();

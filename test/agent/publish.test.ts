@@ -18,7 +18,7 @@ test('the topic template fills {asset}, {model} and {version}', { timeout: 30000
   assert.equal(publishOptionsSchema.safeParse({ topic: 'a/{machine}' }).success, false);
 });
 
-test('every result is delivered once; past maxPendingResults the oldest are skipped and counted; batch mode sends arrays per topic', { timeout: 30000 }, async (t) => {
+test('every result is delivered once; past maxPendingResults or maxPendingBytes the oldest are skipped and counted; batch mode sends arrays per topic', { timeout: 30000 }, async (t) => {
   const broker = await startMosquitto(t);
   const got: number[] = [];
   const messages: string[] = [];
@@ -56,6 +56,23 @@ test('every result is delivered once; past maxPendingResults the oldest are skip
   await waitFor('the sent results', () => got.length === small.counts.sent);
   assert.deepEqual([...got, ...skipped.map((m) => m.id)].sort((a, b) => a - b), Array.from({ length: 1000 }, (_, i) => 10000 + i));
 
+  // The byte bound: 1,000 results handed over at once; 256 go to mqtt.js in this turn, the queue keeps at most
+  // maxPendingBytes of the rest, the oldest of them are skipped. Each result is sent or skipped, once.
+  got.length = 0;
+  skipped.length = 0;
+  const LIMIT = 16 * 1024;
+  const bounded = createSender(publishOptionsSchema.parse({ maxPendingBytes: LIMIT }), client, cork, (err) => assert.fail(err), (m) => void skipped.push(m));
+  const batch = one(Array.from({ length: 1000 }, (_, i) => result(30000 + i)));
+  bounded.send(batch);
+  assert.ok(bounded.queuedBytes > 0 && bounded.queuedBytes <= LIMIT, `${bounded.queuedBytes} bytes queued`);
+  const size = Buffer.byteLength(batch[999]!.payload);
+  assert.ok(bounded.counts.skipped >= 1000 - 256 - Math.ceil(LIMIT / size), `${bounded.counts.skipped} skipped of results of about ${size} bytes`);
+  await bounded.settled();
+  assert.equal(bounded.counts.sent + bounded.counts.skipped, 1000);
+  await waitFor('the sent results', () => got.length === bounded.counts.sent);
+  assert.deepEqual([...got, ...skipped.map((m) => m.id)].sort((a, b) => a - b), Array.from({ length: 1000 }, (_, i) => 30000 + i));
+  assert.ok(publishOptionsSchema.safeParse({ maxPendingBytes: 10 }).success === false, 'a bound under 1 kB is refused');
+
   // Batch mode: 300 results over three assets are three messages, one per topic, 100 results each.
   got.length = 0;
   messages.length = 0;
@@ -88,6 +105,8 @@ test('under a steady load whose queue never empties, the sender lets go of the m
   for (let turn = 0; turn < TURNS; turn++) {
     sender.send(one(Array.from({ length: 300 }, (_, i) => result(turn * 300 + i))));
     most = Math.max(most, sender.held - 2 * sender.pending);
+    // A message handed to mqtt.js is let go of at once (QoS 0: nothing awaits an acknowledgement).
+    assert.equal(sender.referenced, sender.pending);
     await new Promise((r) => setImmediate(r));
   }
   // Without letting go, the queue would hold all 60,000 messages sent so far; compacted, about what is pending.
