@@ -35,8 +35,9 @@ export const publishOptionsSchema = z
      */
     maxPendingResults: z.number().int().min(1).default(100000),
     /**
-     * The same bound in bytes of the waiting messages' payloads: whichever is reached first. 100,000 results of
-     * about 700 bytes took about 75 MB of the agent's heap (10,000 readings/s on a box that could not publish them).
+     * The same bound in bytes of the waiting messages' payloads (their JSON's length: a byte a character for ASCII
+     * text), whichever is reached first. 100,000 results of about 700 bytes took about 75 MB of the agent's heap
+     * (10,000 readings/s on a box that could not publish them).
      */
     maxPendingBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
     /**
@@ -102,8 +103,6 @@ function resultJson(r: Result): Record<string, unknown> {
 export interface Outgoing {
   topic: string;
   payload: string;
-  /** The payload's size in bytes (UTF-8), for publish.maxPendingBytes. */
-  bytes: number;
   /** The first result's id and asset (for the log line when it is skipped or refused). */
   id: number;
   asset: string;
@@ -140,20 +139,14 @@ export function createOutgoing(batch: boolean, onInvalid: (r: Result, topic: str
         continue;
       }
       if (!byTopic) {
-        const payload = resultPayload(r);
-        out.push({ topic: t.topic, payload, bytes: Buffer.byteLength(payload), id: r.id, asset: r.asset, results: 1 });
+        out.push({ topic: t.topic, payload: resultPayload(r), id: r.id, asset: r.asset, results: 1 });
         continue;
       }
       const g = byTopic.get(t.topic);
       if (g) g.items.push(resultJson(r));
       else byTopic.set(t.topic, { first: r, items: [resultJson(r)] });
     }
-    if (byTopic) {
-      for (const [topic, g] of byTopic) {
-        const payload = JSON.stringify(g.items);
-        out.push({ topic, payload, bytes: Buffer.byteLength(payload), id: g.first.id, asset: g.first.asset, results: g.items.length });
-      }
-    }
+    if (byTopic) for (const [topic, g] of byTopic) out.push({ topic, payload: JSON.stringify(g.items), id: g.first.id, asset: g.first.asset, results: g.items.length });
     return out;
   };
 }
@@ -168,7 +161,7 @@ export interface Publisher {
   readonly pending: number;
   /** Results sent (QoS 0: handed to the socket) or acknowledged by the broker (QoS 1/2) so far. */
   readonly sent: number;
-  /** Results not published because maxPendingResults was reached (they are in the store). */
+  /** Results not published because maxPendingResults or maxPendingBytes was reached (they are in the store). */
   readonly skipped: number;
   /** Results not published because their topic is one a broker would reject (they are in the store). */
   readonly invalid: number;
@@ -201,7 +194,7 @@ const COMPACT_AT = 1024;
  * their predictions are in the store).
  */
 export function createSender(
-  options: Pick<PublishOptions, 'qos' | 'retain' | 'maxPendingResults'> & Partial<Pick<PublishOptions, 'maxPendingBytes'>>,
+  options: Pick<PublishOptions, 'qos' | 'retain' | 'maxPendingResults' | 'maxPendingBytes'>,
   client: MqttClient,
   cork: () => () => void,
   onError: (err: Error) => void,
@@ -215,9 +208,8 @@ export function createSender(
   let inFlight = 0;
   let inFlightResults = 0;
   let queuedResults = 0;
-  /** Payload bytes of the messages waiting in the queue (not those handed to mqtt.js). */
+  /** Payload length of the messages waiting in the queue (not those handed to mqtt.js), for maxPendingBytes. */
   let queuedBytes = 0;
-  const maxBytes = options.maxPendingBytes ?? Infinity;
   let waiters: (() => void)[] = [];
   const counts: SenderCounts = { sent: 0, skipped: 0, invalid: 0, failed: 0 };
   const pending = () => inFlightResults + queuedResults;
@@ -227,7 +219,7 @@ export function createSender(
     const m = queue[head] as Outgoing;
     queue[head++] = undefined as unknown as Outgoing;
     queuedResults -= m.results;
-    queuedBytes -= m.bytes;
+    queuedBytes -= m.payload.length;
     return m;
   };
 
@@ -323,10 +315,10 @@ export function createSender(
       for (const m of messages) {
         queue.push(m);
         queuedResults += m.results;
-        queuedBytes += m.bytes;
+        queuedBytes += m.payload.length;
       }
       pump();
-      while ((pending() > options.maxPendingResults || queuedBytes > maxBytes) && head < queue.length) {
+      while ((pending() > options.maxPendingResults || queuedBytes > options.maxPendingBytes) && head < queue.length) {
         const m = take();
         counts.skipped += m.results;
         onSkip(m);

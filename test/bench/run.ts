@@ -26,7 +26,7 @@ import { syncBench } from './sync.js';
 import { stylesBench } from './styles.js';
 import { naiveBaseline, relayCeiling } from './baselines.js';
 import { printStages, profileBench } from './profile.js';
-import { soakBench, type SoakFigures } from './soak.js';
+import { soakBench, statTicks, type SoakFigures } from './soak.js';
 import { agentConfig, countRows, mqttClient, nodeArgsFrom, readingPayload, repoRoot, spawnAgent, startMosquitto, stopChild, tempDir, waitFor, writeConfig, type Teardown } from '../helpers/parts.js';
 
 /** `npm run bench -- --quick` (or BENCH_QUICK=1): the goals' figures only, on smaller loads, in under two minutes. */
@@ -92,8 +92,7 @@ function cpuTicks(pid: number): { main: number; all: number } {
     } catch {
       continue; // a thread that ended meanwhile
     }
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(f[11]) + Number(f[12]);
+    const ticks = statTicks(stat);
     all += ticks;
     if (tid === String(pid)) main = ticks;
   }

@@ -25,11 +25,15 @@ export function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** A process's CPU time over all its threads, those that ended included, in µs (/proc/<pid>/stat, ticks of 1/100 s). */
-function cpuUs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** User + system CPU in clock ticks (1/100 s on Linux) from the text of a /proc/<pid>[/task/<tid>]/stat file. */
+export function statTicks(stat: string): number {
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10_000;
+  return Number(f[11]) + Number(f[12]);
+}
+
+/** A process's CPU time over all its threads, those that ended included, in µs. */
+function cpuUs(pid: number): number {
+  return statTicks(readFileSync(`/proc/${pid}/stat`, 'utf8')) * 10_000;
 }
 
 /** A process's resident pages split: anonymous (heaps, malloc) and file-backed (code, mapped libraries), MB. */
